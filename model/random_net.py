@@ -1,0 +1,43 @@
+"""Random integer networks for tests, benchmarks and RTL bring-up before trained networks exist."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .network import Dense, Encoding, Network
+
+__all__ = ["random_network", "parse_arch"]
+
+
+def parse_arch(arch: str) -> list[int]:
+    """``"784-800-10"`` -> [784, 800, 10] (fully connected sizes, input first)."""
+    try:
+        sizes = [int(s) for s in arch.split("-")]
+    except ValueError:
+        raise ValueError(f"arch: expected sizes joined by '-', such as 784-800-10, got {arch!r}") from None
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise ValueError(f"arch: expected at least two positive sizes, got {arch!r}")
+    return sizes
+
+
+def random_network(arch: str | list[int], *, seed: int = 0, weight_bits: int = 8, time_bits: int = 8,
+                   t_end: int | None = None, t_in_max: int = 31, threshold_bits: int = 16,
+                   bias: float = 0.15) -> Network:
+    """A fully connected network with uniform random weights (mean shifted up by ``bias`` of full scale so
+    most neurons can fire) and per-neuron thresholds drawn so that hidden spikes spread over the window."""
+    sizes = parse_arch(arch) if isinstance(arch, str) else list(arch)
+    rng = np.random.default_rng(seed)
+    wmax = (1 << (weight_bits - 1)) - 1
+    tmax = (1 << threshold_bits) - 1
+    layers = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=False):
+        w = rng.integers(-wmax - 1, wmax + 1, size=(n_in, n_out)) + int(bias * wmax)
+        w = np.clip(w, -wmax - 1, wmax)
+        # A neuron receiving about half its inputs with mean weight m reaches n_in/2 * m * dt after dt steps;
+        # aim the crossing at a few to a few tens of steps after the inputs start.
+        mean_drive = max(1.0, 0.5 * n_in * max(1.0, float(w.mean())))
+        theta = np.clip(rng.uniform(4, 24, size=n_out) * mean_drive, 1, tmax).astype(np.int64)
+        layers.append(Dense(weight=w.astype(np.int64), threshold=theta))
+    return Network.build(input_shape=(sizes[0],), layers=layers, time_bits=time_bits, t_end=t_end,
+                         weight_bits=weight_bits, threshold_bits=threshold_bits,
+                         encoding=Encoding(t_in_max=min(t_in_max, (1 << time_bits) - 2)))
