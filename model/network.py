@@ -212,7 +212,7 @@ class Network:
         t_end = _check_int("t_end", t_end, 1, no_spike(time_bits) - 1)
         weight_bits = _check_int("weight_bits", weight_bits, 2, MAX_WEIGHT_BITS)
         threshold_bits = _check_int("threshold_bits", threshold_bits, 1, MAX_THRESHOLD_BITS)
-        encoding = encoding or Encoding()
+        encoding = encoding or Encoding(t_in_max=min(Encoding.t_in_max, t_end))
         if not isinstance(encoding, Encoding):
             raise NetworkError(f"encoding: expected an Encoding, got {type(encoding).__name__}")
         encoding = Encoding(
@@ -236,6 +236,10 @@ class Network:
                 if not isinstance(w, np.ndarray) or w.ndim != 2 or w.shape[1] < 1:
                     got = tuple(w.shape) if isinstance(w, np.ndarray) else type(w).__name__
                     raise NetworkError(f"{name}.weight: expected shape ({size}, N_out >= 1), got {got}")
+                if w.shape[0] != size:
+                    src = "input_shape" if n == 0 else f"layers[{n - 1}] output"
+                    raise NetworkError(f"{name}.weight: expected {size} rows ({src} has {size} values), "
+                                       f"got shape {tuple(w.shape)}")
                 n_out = w.shape[1]
                 layer = Dense(
                     weight=_check_array(f"{name}.weight", layer.weight, (size, n_out), wlo, whi),

@@ -109,7 +109,8 @@ def main(args) -> int:
         print(f"no decision   {report['no_decision']} (all outputs silent)")
         for s in report["layers"]:
             mean = f"{s['mean_spike_time']:.2f}" if s["mean_spike_time"] is not None else "-"
-            print(f"layer {s['layer']} {s['kind']:<9} {s['neurons']:>6} neurons  fired {100 * s['fired_fraction']:5.1f} %"
+            fired = 100 * s["fired_fraction"]
+            print(f"layer {s['layer']} {s['kind']:<9} {s['neurons']:>6} neurons  fired {fired:5.1f} %"
                   f"  mean t {mean:>6}  dead {s['dead_neurons']}")
         if args.dump_spikes:
             print(f"spike times written to {args.dump_spikes}")
