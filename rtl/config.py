@@ -1,0 +1,186 @@
+"""The one parameter object of a processing element (PE); every width in rtl/ is derived from it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from model.network import no_spike, potential_bits, weight_sum_bits
+
+__all__ = ["PEConfig", "bits_for"]
+
+MAX_NEURONS = 1 << 16
+MAX_FAN_IN = 1 << 20
+MAX_LANES = 64
+MAX_WEIGHT_WORDS = 1 << 22  # weight SRAM words (fan_in * neurons / lanes); far beyond any FPGA's block RAM
+MAX_FIFO_DEPTH = 1024
+MAX_SOURCES = 1 << 12
+
+
+def bits_for(n: int) -> int:
+    """Unsigned width holding every value in 0..n (at least 1 bit)."""
+    return max(1, int(n).bit_length())
+
+
+def _check(name: str, value, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name}: expected an integer, got {type(value).__name__} {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name}: {value} is outside the allowed range {lo}..{hi}")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class PEConfig:
+    """Elaboration-time parameters of one PE.
+
+    Parameters
+    ----------
+    neurons : int
+        Neurons the PE holds (neuron SRAM capacity); a multiple of ``lanes``. At run time the ``ACTIVE``
+        register selects how many of them are used (1..neurons).
+    fan_in : int
+        Weight rows: the largest input index + 1 of a layer the PE can run (input space of SPIKE events).
+    lanes : int
+        Neurons updated per cycle; a power of two. One weight / neuron / threshold SRAM word holds
+        ``lanes`` entries.
+    weight_bits, time_bits, threshold_bits : int
+        docs/spec.md section 1 (signed weights, unsigned times, unsigned thresholds).
+    fifo_depth : int
+        Entries of each stream FIFO between LOAD, COMPUTE, STORE and on the output.
+    defer_depth : int
+        Entries of the defer FIFO that parks input events of a later time step until the current step
+        completes (needed when several sources feed one PE through a network-on-chip).
+    max_sources : int
+        Largest value of the runtime ``SOURCES`` register (STEP_END markers that complete a step).
+
+    Raises
+    ------
+    ValueError
+        One message naming the bad parameter and its limit.
+    """
+
+    neurons: int = 64
+    fan_in: int = 1024
+    lanes: int = 4
+    weight_bits: int = 8
+    time_bits: int = 8
+    threshold_bits: int = 16
+    fifo_depth: int = 4
+    defer_depth: int = 8
+    max_sources: int = 16
+
+    def __post_init__(self):
+        _check("neurons", self.neurons, 1, MAX_NEURONS)
+        _check("fan_in", self.fan_in, 1, MAX_FAN_IN)
+        _check("lanes", self.lanes, 1, MAX_LANES)
+        if self.lanes & (self.lanes - 1):
+            raise ValueError(f"lanes: {self.lanes} is not a power of two (allowed 1, 2, 4, ..., {MAX_LANES})")
+        if self.lanes > self.neurons:
+            raise ValueError(f"lanes: {self.lanes} exceeds neurons={self.neurons}")
+        if self.neurons % self.lanes:
+            raise ValueError(f"neurons: {self.neurons} is not a multiple of lanes={self.lanes}")
+        _check("weight_bits", self.weight_bits, 2, 16)
+        _check("time_bits", self.time_bits, 2, 16)
+        _check("threshold_bits", self.threshold_bits, 1, 32)
+        _check("fifo_depth", self.fifo_depth, 2, MAX_FIFO_DEPTH)
+        _check("defer_depth", self.defer_depth, 2, MAX_FIFO_DEPTH)
+        _check("max_sources", self.max_sources, 1, MAX_SOURCES)
+        if self.weight_words > MAX_WEIGHT_WORDS:
+            raise ValueError(f"fan_in: fan_in * neurons / lanes = {self.weight_words} weight SRAM words exceeds "
+                             f"the limit {MAX_WEIGHT_WORDS} (lower fan_in or neurons, or raise lanes)")
+
+    # ---- derived quantities (never hard-code these elsewhere) ----
+
+    @property
+    def words(self) -> int:
+        """Words of the neuron-state and threshold SRAMs, and weight words per input row."""
+        return self.neurons // self.lanes
+
+    @property
+    def weight_words(self) -> int:
+        """Depth of the weight SRAM: ``fan_in`` rows of ``words`` words."""
+        return self.fan_in * self.words
+
+    @property
+    def lane_bits(self) -> int:
+        """Bits selecting a lane inside a word (0 when lanes == 1)."""
+        return self.lanes.bit_length() - 1
+
+    @property
+    def no_spike(self) -> int:
+        return no_spike(self.time_bits)
+
+    @property
+    def max_t_end(self) -> int:
+        return self.no_spike - 1
+
+    @property
+    def index_bits(self) -> int:
+        """Width of an event index: input indices 0..fan_in-1 and neuron indices 0..neurons-1."""
+        return bits_for(max(self.fan_in, self.neurons) - 1)
+
+    @property
+    def neuron_bits(self) -> int:
+        """Width of a neuron number inside the PE (0..neurons-1)."""
+        return bits_for(self.neurons - 1)
+
+    @property
+    def row_bits(self) -> int:
+        """Width of a weight row number (0..fan_in-1)."""
+        return bits_for(self.fan_in - 1)
+
+    @property
+    def word_bits(self) -> int:
+        """Width of a neuron / threshold SRAM address."""
+        return bits_for(self.words - 1)
+
+    @property
+    def weight_addr_bits(self) -> int:
+        return bits_for(self.weight_words - 1)
+
+    @property
+    def active_bits(self) -> int:
+        """Width of the ACTIVE register (1..neurons)."""
+        return bits_for(self.neurons)
+
+    @property
+    def sources_bits(self) -> int:
+        return bits_for(self.max_sources)
+
+    @property
+    def slope_bits(self) -> int:
+        """Signed width of S (spec section 4) for the largest fan-in."""
+        return weight_sum_bits(self.fan_in, self.weight_bits)
+
+    @property
+    def potential_bits(self) -> int:
+        """Signed width of V for the largest fan-in and t_end, wide enough to compare with any threshold."""
+        return potential_bits(self.fan_in, self.weight_bits, self.max_t_end, self.threshold_bits)
+
+    @property
+    def cfg_data_bits(self) -> int:
+        """Width of the data field of a configuration word: any weight, threshold or register value."""
+        return max(self.weight_bits, self.threshold_bits, self.index_bits, self.time_bits, self.sources_bits,
+                   self.active_bits)
+
+    @property
+    def cfg_row_bits(self) -> int:
+        """Width of the row field of a configuration word (weight row or register number)."""
+        return max(self.row_bits, 2)
+
+    @classmethod
+    def for_network(cls, net, *, lanes: int = 4, **kwargs) -> PEConfig:
+        """The smallest config that runs every layer of ``net`` (a :class:`model.Network`) on one PE.
+
+        Dense and conv2d layers need ``fan_in`` >= their input size and ``neurons`` >= their output size
+        (conv2d runs as its equivalent dense layer); maxpool2d layers do not run on the PE.
+        """
+        fan_in, neurons = 1, 1
+        for layer in net.layers:
+            if layer.kind in ("dense", "conv2d"):
+                fan_in = max(fan_in, math.prod(layer.in_shape))
+                neurons = max(neurons, math.prod(layer.out_shape))
+        neurons = -(-neurons // lanes) * lanes
+        return cls(neurons=neurons, fan_in=fan_in, lanes=lanes, weight_bits=net.weight_bits,
+                   time_bits=net.time_bits, threshold_bits=net.threshold_bits, **kwargs)

@@ -1,0 +1,175 @@
+"""Every event, configuration word, pipeline token and memory word of the PE, in one place.
+
+Widths come from a :class:`rtl.config.PEConfig`, so the layouts are built by functions of the config.
+Fields are listed LSB first (Amaranth struct order). docs/pe.md tables are generated from these
+(``python -m rtl.layouts`` prints them; tests/rtl/test_layouts.py checks the document against them).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data, enum
+
+from .config import PEConfig
+
+__all__ = [
+    "EventKind", "CfgTarget", "Reg", "Op",
+    "event_layout", "cfg_layout", "lane_state_layout", "state_word_layout", "token_layout",
+    "read_request_layout", "read_response_layout", "compute_layout", "write_request_layout",
+    "markdown_tables",
+]
+
+
+class EventKind(enum.Enum, shape=2):
+    """Kind of an event on the PE's ``i`` and ``o`` streams."""
+
+    SPIKE = 0      #: neuron/input ``index`` spiked at ``time``
+    STEP_END = 1   #: the sender has emitted every spike of step ``time`` (``index`` unused, 0)
+    START = 2      #: a new inference: clear all neuron state (``index`` and ``time`` unused, 0)
+
+
+class CfgTarget(enum.Enum, shape=2):
+    """What a configuration word writes."""
+
+    REG = 0        #: runtime register number ``row`` (see :class:`Reg`) <- ``data``
+    WEIGHT = 1     #: weight of input ``row`` to neuron ``neuron`` <- ``data`` (signed, weight_bits)
+    THRESHOLD = 2  #: threshold of neuron ``neuron`` <- ``data`` (unsigned, threshold_bits)
+
+
+class Reg(enum.Enum, shape=2):
+    """Runtime registers (CfgTarget.REG, number in the ``row`` field)."""
+
+    NEURON_BASE = 0  #: index of neuron 0 in output SPIKE events (init 0)
+    SOURCES = 1      #: STEP_END(t) markers that complete step t, 1..max_sources (init 1)
+    T_END = 2        #: last time step at which a neuron may fire, 1..2**time_bits-2 (init 2**time_bits-2)
+    ACTIVE = 3       #: neurons in use, 1..neurons (init neurons)
+
+
+class Op(enum.Enum, shape=2):
+    """Operation of one pipeline token (one SRAM word of ``lanes`` neurons)."""
+
+    CLEAR = 0  #: START: S = V = 0, not fired
+    SPIKE = 1  #: S += w (the weight row of the spiking input)
+    SWEEP = 2  #: end of step t: V += S, fire where not fired and V >= theta
+
+
+def event_layout(cfg: PEConfig) -> data.StructLayout:
+    """Payload of the ``i`` and ``o`` event streams."""
+    return data.StructLayout({
+        "kind": EventKind,
+        "index": unsigned(cfg.index_bits),
+        "time": unsigned(cfg.time_bits),
+    })
+
+
+def cfg_layout(cfg: PEConfig) -> data.StructLayout:
+    """Payload of the ``cfg`` stream: one register, weight or threshold write."""
+    return data.StructLayout({
+        "target": CfgTarget,
+        "row": unsigned(cfg.cfg_row_bits),
+        "neuron": unsigned(cfg.neuron_bits),
+        "data": unsigned(cfg.cfg_data_bits),
+    })
+
+
+def lane_state_layout(cfg: PEConfig) -> data.StructLayout:
+    """State of one neuron in the neuron SRAM."""
+    return data.StructLayout({
+        "slope": signed(cfg.slope_bits),          # S: sum of the weights of inputs that have spiked
+        "potential": signed(cfg.potential_bits),  # V[t] at the current step t
+        "fired": unsigned(1),                     # the neuron has spiked (single spike: ignore it)
+    })
+
+
+def state_word_layout(cfg: PEConfig) -> data.ArrayLayout:
+    """One neuron SRAM word: ``lanes`` neuron states, lane j = neuron word * lanes + j."""
+    return data.ArrayLayout(lane_state_layout(cfg), cfg.lanes)
+
+
+def weight_word_layout(cfg: PEConfig) -> data.ArrayLayout:
+    """One weight SRAM word (address row * words + word): the weights of ``lanes`` neurons."""
+    return data.ArrayLayout(signed(cfg.weight_bits), cfg.lanes)
+
+
+def threshold_word_layout(cfg: PEConfig) -> data.ArrayLayout:
+    """One threshold SRAM word: the thresholds of ``lanes`` neurons."""
+    return data.ArrayLayout(unsigned(cfg.threshold_bits), cfg.lanes)
+
+
+def token_layout(cfg: PEConfig) -> data.StructLayout:
+    """What travels with each word through LOAD -> COMPUTE -> STORE."""
+    return data.StructLayout({
+        "op": Op,
+        "word": unsigned(cfg.word_bits),    # neuron / threshold SRAM address
+        "time": unsigned(cfg.time_bits),    # SWEEP: the step t being completed
+        "last": unsigned(1),                # last word of this event (STORE then emits STEP_END)
+    })
+
+
+def read_request_layout(cfg: PEConfig) -> data.StructLayout:
+    """LOAD -> memory interface: read the words of one token."""
+    return data.StructLayout({
+        "token": token_layout(cfg),
+        "weight_addr": unsigned(cfg.weight_addr_bits),  # meaningful for Op.SPIKE only
+    })
+
+
+def read_response_layout(cfg: PEConfig) -> data.StructLayout:
+    """Memory interface -> COMPUTE: the token and the words it read."""
+    return data.StructLayout({
+        "token": token_layout(cfg),
+        "weights": weight_word_layout(cfg),
+        "thresholds": threshold_word_layout(cfg),
+        "state": state_word_layout(cfg),
+    })
+
+
+def compute_layout(cfg: PEConfig) -> data.StructLayout:
+    """COMPUTE -> STORE: the updated state word and the lanes that fired in this sweep."""
+    return data.StructLayout({
+        "token": token_layout(cfg),
+        "state": state_word_layout(cfg),
+        "newly": unsigned(cfg.lanes),
+    })
+
+
+def write_request_layout(cfg: PEConfig) -> data.StructLayout:
+    """STORE -> memory interface: write one neuron SRAM word."""
+    return data.StructLayout({
+        "addr": unsigned(cfg.word_bits),
+        "state": state_word_layout(cfg),
+    })
+
+
+def _rows(layout, prefix=""):
+    """(name, lsb, width, signed) of every leaf field, LSB first."""
+    rows = []
+    for name, field in layout:
+        shape = field.shape
+        full = f"{prefix}{name}"
+        if isinstance(shape, data.StructLayout):
+            rows += [(n, field.offset + o, w, s) for n, o, w, s in _rows(shape, full + ".")]
+        else:
+            cast = shape.as_shape() if hasattr(shape, "as_shape") else shape
+            cast = cast if not isinstance(cast, type) else cast.as_shape()
+            rows.append((full, field.offset, field.width, getattr(cast, "signed", False)))
+    return rows
+
+
+def markdown_table(layout: data.StructLayout) -> str:
+    """A markdown table of the fields of ``layout`` (bits LSB first)."""
+    lines = ["| field | bits | width | signed |", "|---|---|---|---|"]
+    for name, lsb, width, sgn in _rows(layout):
+        lines.append(f"| `{name}` | {lsb + width - 1}..{lsb} | {width} | {'yes' if sgn else 'no'} |")
+    return "\n".join(lines)
+
+
+def markdown_tables(cfg: PEConfig) -> str:
+    """The external layouts (event and configuration word) of ``cfg`` as markdown, as in docs/pe.md."""
+    return (f"Event (`i`, `o` payload, {event_layout(cfg).size} bits):\n\n{markdown_table(event_layout(cfg))}\n\n"
+            f"Configuration word (`cfg` payload, {cfg_layout(cfg).size} bits):\n\n"
+            f"{markdown_table(cfg_layout(cfg))}\n")
+
+
+if __name__ == "__main__":
+    print(markdown_tables(PEConfig()))
