@@ -1,0 +1,53 @@
+"""The one stream FIFO wrapper of the PE (around ``lib.fifo.SyncFIFOBuffered``)."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Shape
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["StreamFIFO"]
+
+
+class StreamFIFO(wiring.Component):
+    """A synchronous FIFO between two ``lib.stream`` ports.
+
+    Parameters
+    ----------
+    shape : shape-castable
+        Payload shape (a ``data`` layout is kept as a view on both sides).
+    depth : int
+        Entries (>= 1). The output is registered: a payload written into an empty FIFO in cycle c is
+        offered on ``o`` from cycle c + 2 (docs/pe.md has the measured pipeline latency).
+
+    Ports
+    -----
+    i : In(stream.Signature(shape))
+    o : Out(stream.Signature(shape))
+    level : Out(range(depth + 1)), entries held
+    """
+
+    def __init__(self, shape, *, depth: int):
+        if depth < 1:
+            raise ValueError(f"depth: {depth} is below the minimum 1")
+        self._shape, self._depth = shape, depth
+        super().__init__({
+            "i": In(stream.Signature(shape)),
+            "o": Out(stream.Signature(shape)),
+            "level": Out(range(depth + 1)),
+        })
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=Shape.cast(self._shape).width, depth=self._depth)
+        m.d.comb += [
+            fifo.w_data.eq(self.i.payload), fifo.w_en.eq(self.i.valid), self.i.ready.eq(fifo.w_rdy),
+            self.o.payload.eq(fifo.r_data), self.o.valid.eq(fifo.r_rdy), fifo.r_en.eq(self.o.ready),
+            self.level.eq(fifo.level),
+        ]
+        return m

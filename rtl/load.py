@@ -1,0 +1,132 @@
+"""LOAD: turns input events into per-word read requests (the first stage of the PE core)."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from . import layouts as L
+from .config import PEConfig, bits_for
+from .fifo import StreamFIFO
+
+__all__ = ["Load"]
+
+
+class Load(wiring.Component):
+    """Takes input events, keeps the step bookkeeping, and issues one read request per SRAM word.
+
+    * ``START``: resets the step to 0 and issues ``CLEAR`` tokens for words 0..W-1;
+    * ``SPIKE(i, t)`` with ``t <=`` the current step: ``SPIKE`` tokens reading weight row ``i``;
+    * ``STEP_END(t)``: counted; the ``sources``-th completes the step: ``SWEEP`` tokens (if ``t < t_end``),
+      then the step advances;
+    * events of a later step are parked in the defer FIFO and replayed when the step completes.
+
+    ``W = ceil(active / lanes)`` words per event. Read-after-write hazard: a word may only be read once
+    the previous event's write of that word has happened. Tokens of consecutive events read words in the
+    same order 0..W-1, so this holds exactly when fewer than W words are in flight (issued, not yet
+    written back); LOAD counts them (``done`` pulses from STORE) and waits otherwise.
+
+    Ports
+    -----
+    i : In(stream of layouts.event_layout), input events
+    req : Out(stream of layouts.read_request_layout), to the memory interface
+    done : In(1), STORE wrote one state word this cycle
+    sources : In(bits(max_sources)), t_end : In(time_bits), active : In(bits(neurons)) — registers
+    step : Out(time_bits + 1), the step being worked on (time steps; t_end + 1 once all are complete)
+    """
+
+    def __init__(self, config: PEConfig):
+        self._cfg = c = config
+        super().__init__({
+            "i": In(stream.Signature(L.event_layout(c))),
+            "req": Out(stream.Signature(L.read_request_layout(c))),
+            "done": In(1),
+            "sources": In(c.sources_bits),
+            "t_end": In(c.time_bits),
+            "active": In(c.active_bits),
+            "step": Out(c.time_bits + 1),
+        })
+
+    def elaborate(self, platform):
+        c = self._cfg
+        m = Module()
+        # One spare entry so a replayed early event can always be parked again.
+        m.submodules.defer = defer = StreamFIFO(L.event_layout(c), depth=c.defer_depth + 1)
+
+        n_words = Signal(c.word_bits + 1)
+        m.d.comb += n_words.eq(((self.active - 1) >> c.lane_bits) + 1)
+
+        cur = self.step
+        count = Signal(c.sources_bits)
+        replay = Signal(range(c.defer_depth + 2))
+        inflight = Signal(bits_for(c.words) + 1)
+        k = Signal(c.word_bits + 1)
+        op = Signal(L.Op)
+        time = Signal(c.time_bits)
+        base = Signal(c.weight_addr_bits)
+
+        issue = Signal()
+        m.d.comb += issue.eq(self.req.valid & self.req.ready)
+        m.d.sync += inflight.eq(inflight + issue - self.done)
+
+        # Event source: the defer FIFO while replaying, else the input.
+        from_defer = replay != 0
+        src_valid = Signal()
+        ev = Signal(L.event_layout(c))
+        m.d.comb += [
+            src_valid.eq(Mux(from_defer, defer.o.valid, self.i.valid)),
+            ev.eq(Mux(from_defer, defer.o.payload, self.i.payload)),
+        ]
+        take = Signal()
+        m.d.comb += [
+            defer.o.ready.eq(from_defer & take),
+            self.i.ready.eq(~from_defer & take),
+            defer.i.payload.eq(ev),
+        ]
+
+        with m.FSM():
+            with m.State("FETCH"):
+                early = (ev.kind != L.EventKind.START) & (ev.time > cur)
+                with m.If(src_valid):
+                    with m.If(early):
+                        # Park it; from the input only while a spare entry stays free for replays.
+                        room = Mux(from_defer, defer.i.ready, defer.level < c.defer_depth)
+                        m.d.comb += [defer.i.valid.eq(room), take.eq(room)]
+                    with m.Else():
+                        m.d.comb += take.eq(1)
+                    with m.If(take & from_defer):
+                        m.d.sync += replay.eq(replay - 1)
+                    with m.If(~early):
+                        with m.Switch(ev.kind):
+                            with m.Case(L.EventKind.START):
+                                m.d.sync += [cur.eq(0), count.eq(0), op.eq(L.Op.CLEAR), time.eq(0), k.eq(0)]
+                                m.next = "ISSUE"
+                            with m.Case(L.EventKind.SPIKE):
+                                m.d.sync += [op.eq(L.Op.SPIKE), base.eq(ev.index * c.words), k.eq(0)]
+                                m.next = "ISSUE"
+                            with m.Case(L.EventKind.STEP_END):
+                                with m.If(count + 1 >= self.sources):
+                                    # Step complete: replay everything parked so far (minus this event).
+                                    m.d.sync += [cur.eq(cur + 1), count.eq(0),
+                                                 replay.eq(defer.level - from_defer)]
+                                    with m.If(cur < self.t_end):
+                                        m.d.sync += [op.eq(L.Op.SWEEP), time.eq(cur), k.eq(0)]
+                                        m.next = "ISSUE"
+                                with m.Else():
+                                    m.d.sync += count.eq(count + 1)
+            with m.State("ISSUE"):
+                last = k + 1 == n_words
+                m.d.comb += [
+                    self.req.valid.eq(inflight < n_words),
+                    self.req.payload.token.op.eq(op),
+                    self.req.payload.token.word.eq(k),
+                    self.req.payload.token.time.eq(time),
+                    self.req.payload.token.last.eq(last),
+                    self.req.payload.weight_addr.eq(base + k),
+                ]
+                with m.If(issue):
+                    m.d.sync += k.eq(k + 1)
+                    with m.If(last):
+                        m.next = "FETCH"
+        return m

@@ -1,0 +1,134 @@
+"""The memory interface: the PE's SRAMs and runtime registers, shared by the core and the ``cfg`` port."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from . import layouts as L
+from .config import PEConfig
+from .sram import SRAM
+
+__all__ = ["MemoryInterface"]
+
+
+class MemoryInterface(wiring.Component):
+    """Owns the three SRAMs split by purpose and the runtime registers, and arbitrates their ports.
+
+    SRAMs (all through :class:`rtl.sram.SRAM`, read latency 1):
+
+    * weights: ``fan_in * words`` words of ``lanes`` signed ``weight_bits`` weights, address
+      ``row * words + word``; used as a single-port SRAM (one read *or* one write per cycle);
+    * thresholds: ``words`` words of ``lanes`` unsigned ``threshold_bits`` thresholds; single-port use;
+    * neuron state: ``words`` words of ``lanes`` (S, V, fired); read by LOAD, written by STORE (dual-port).
+
+    Arbitration: a core read of the weight SRAM (Op.SPIKE tokens) or threshold SRAM (Op.SWEEP tokens) wins
+    over a ``cfg`` write to the same SRAM, which then waits (``cfg.ready`` low). Register writes never wait.
+
+    Ports
+    -----
+    cfg : In(stream of layouts.cfg_layout)
+        Configuration words from outside (register, weight or threshold writes).
+    read_req : In(stream of layouts.read_request_layout)
+        From LOAD: read the words of one token (weights only for SPIKE, thresholds only for SWEEP).
+    read_resp : Out(stream of layouts.read_response_layout)
+        To COMPUTE: the token with the words read, one cycle after the request at the earliest.
+        Holds while not accepted.
+    write_req : In(stream of layouts.write_request_layout)
+        From STORE: one neuron-state word; always ready.
+    neuron_base : Out(index_bits), unsigned register NEURON_BASE
+    sources : Out(bits(max_sources)), unsigned register SOURCES
+    t_end : Out(time_bits), unsigned register T_END (time steps)
+    active : Out(bits(neurons)), unsigned register ACTIVE (neurons)
+    """
+
+    def __init__(self, config: PEConfig):
+        self._cfg = config
+        c = config
+        super().__init__({
+            "cfg": In(stream.Signature(L.cfg_layout(c))),
+            "read_req": In(stream.Signature(L.read_request_layout(c))),
+            "read_resp": Out(stream.Signature(L.read_response_layout(c))),
+            "write_req": In(stream.Signature(L.write_request_layout(c))),
+            "neuron_base": Out(c.index_bits),
+            "sources": Out(c.sources_bits, init=1),
+            "t_end": Out(c.time_bits, init=c.max_t_end),
+            "active": Out(c.active_bits, init=c.neurons),
+        })
+
+    @property
+    def config(self) -> PEConfig:
+        return self._cfg
+
+    def elaborate(self, platform):
+        c = self._cfg
+        m = Module()
+        m.submodules.weights = wsram = SRAM(shape=L.weight_word_layout(c), depth=c.weight_words,
+                                            granularity=c.weight_bits)
+        m.submodules.thresholds = tsram = SRAM(shape=L.threshold_word_layout(c), depth=c.words,
+                                               granularity=c.threshold_bits)
+        m.submodules.state = ssram = SRAM(shape=L.state_word_layout(c), depth=c.words)
+
+        # ---- core read path: a one-entry stream stage in front of the synchronous read ports ----
+        req, resp = self.read_req, self.read_resp
+        token = Signal(L.token_layout(c))
+        m.d.comb += req.ready.eq(~resp.valid | resp.ready)
+        accept = req.valid & req.ready
+        op = req.payload.token.op
+        core_weights = Signal()
+        core_thresholds = Signal()
+        m.d.comb += [
+            core_weights.eq(accept & (op == L.Op.SPIKE)),
+            core_thresholds.eq(accept & (op == L.Op.SWEEP)),
+            wsram.r_en.eq(core_weights), wsram.r_addr.eq(req.payload.weight_addr),
+            tsram.r_en.eq(core_thresholds), tsram.r_addr.eq(req.payload.token.word),
+            ssram.r_en.eq(accept), ssram.r_addr.eq(req.payload.token.word),
+        ]
+        with m.If(accept):
+            m.d.sync += [resp.valid.eq(1), token.eq(req.payload.token)]
+        with m.Elif(resp.ready):
+            m.d.sync += resp.valid.eq(0)
+        m.d.comb += [
+            resp.payload.token.eq(token),
+            resp.payload.weights.eq(wsram.r_data),
+            resp.payload.thresholds.eq(tsram.r_data),
+            resp.payload.state.eq(ssram.r_data),
+        ]
+
+        # ---- core write path (STORE is the only writer of the state SRAM) ----
+        wr = self.write_req
+        m.d.comb += [
+            wr.ready.eq(1),
+            ssram.w_en.eq(wr.valid), ssram.w_addr.eq(wr.payload.addr), ssram.w_data.eq(wr.payload.state),
+        ]
+
+        # ---- configuration port: registers, and SRAM writes when the core leaves the port free ----
+        cw = self.cfg.payload
+        lane = cw.neuron[:c.lane_bits] if c.lane_bits else 0
+        word = cw.neuron[c.lane_bits:]
+        is_w = cw.target == L.CfgTarget.WEIGHT
+        is_t = cw.target == L.CfgTarget.THRESHOLD
+        m.d.comb += self.cfg.ready.eq(~((is_w & core_weights) | (is_t & core_thresholds)))
+        cfg_go = self.cfg.valid & self.cfg.ready
+        m.d.comb += [
+            wsram.w_addr.eq(cw.row * c.words + word),
+            wsram.w_data.eq(Cat(*[cw.data[:c.weight_bits]] * c.lanes)),
+            tsram.w_addr.eq(word),
+            tsram.w_data.eq(Cat(*[cw.data[:c.threshold_bits]] * c.lanes)),
+        ]
+        with m.If(cfg_go & is_w):
+            m.d.comb += wsram.w_en.eq(1 << lane)
+        with m.If(cfg_go & is_t):
+            m.d.comb += tsram.w_en.eq(1 << lane)
+        with m.If(cfg_go & (cw.target == L.CfgTarget.REG)):
+            with m.Switch(cw.row):
+                with m.Case(L.Reg.NEURON_BASE.value):
+                    m.d.sync += self.neuron_base.eq(cw.data)
+                with m.Case(L.Reg.SOURCES.value):
+                    m.d.sync += self.sources.eq(cw.data)
+                with m.Case(L.Reg.T_END.value):
+                    m.d.sync += self.t_end.eq(cw.data)
+                with m.Case(L.Reg.ACTIVE.value):
+                    m.d.sync += self.active.eq(cw.data)
+        return m

@@ -1,0 +1,84 @@
+"""The YOSO processing element: LOAD -> COMPUTE -> STORE joined by stream FIFOs, around a memory interface."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from . import layouts as L
+from .compute import Compute
+from .config import PEConfig
+from .fifo import StreamFIFO
+from .load import Load
+from .memory_interface import MemoryInterface
+from .store import Store
+
+__all__ = ["PE"]
+
+
+class PE(wiring.Component):
+    """One processing element (docs/pe.md): event-driven ReL-PSP neurons of one layer.
+
+    Structure::
+
+        i ──> LOAD ──req──> MEMORY INTERFACE ──resp──> FIFO ──> COMPUTE ──> FIFO ──> STORE ──> FIFO ──> o
+               ^  (defer FIFO)   ^  weights / thresholds / state SRAMs      │         │
+               └───── done ──────┼──────────────────────────────────────────┘  write  │
+        cfg ─────────────────────┘ (registers, SRAM writes) <──────────────────────────┘
+
+    Parameters
+    ----------
+    config : PEConfig
+
+    Ports
+    -----
+    cfg : In(stream of layouts.cfg_layout), configuration words (register / weight / threshold writes)
+    i : In(stream of layouts.event_layout), input events (START, SPIKE(index = input row, time), STEP_END)
+    o : Out(stream of layouts.event_layout), output events (STEP_END(0), SPIKE(NEURON_BASE + j, t), STEP_END(t))
+    """
+
+    def __init__(self, config: PEConfig):
+        if not isinstance(config, PEConfig):
+            raise TypeError(f"config: expected a PEConfig, got {type(config).__name__}")
+        self._cfg = config
+        super().__init__({
+            "cfg": In(stream.Signature(L.cfg_layout(config))),
+            "i": In(stream.Signature(L.event_layout(config))),
+            "o": Out(stream.Signature(L.event_layout(config))),
+        })
+
+    @property
+    def config(self) -> PEConfig:
+        return self._cfg
+
+    def elaborate(self, platform):
+        c = self._cfg
+        m = Module()
+        m.submodules.mem = mem = MemoryInterface(c)
+        m.submodules.load = load = Load(c)
+        m.submodules.compute = compute = Compute(c)
+        m.submodules.store = store = Store(c)
+        m.submodules.fifo_compute = fifo_compute = StreamFIFO(L.read_response_layout(c), depth=c.fifo_depth)
+        m.submodules.fifo_store = fifo_store = StreamFIFO(L.compute_layout(c), depth=c.fifo_depth)
+        m.submodules.fifo_out = fifo_out = StreamFIFO(L.event_layout(c), depth=c.fifo_depth)
+
+        wiring.connect(m, wiring.flipped(self.cfg), mem.cfg)
+        wiring.connect(m, wiring.flipped(self.i), load.i)
+        wiring.connect(m, load.req, mem.read_req)
+        wiring.connect(m, mem.read_resp, fifo_compute.i)
+        wiring.connect(m, fifo_compute.o, compute.i)
+        wiring.connect(m, compute.o, fifo_store.i)
+        wiring.connect(m, fifo_store.o, store.i)
+        wiring.connect(m, store.write, mem.write_req)
+        wiring.connect(m, store.o, fifo_out.i)
+        wiring.connect(m, fifo_out.o, wiring.flipped(self.o))
+        m.d.comb += [
+            load.done.eq(store.done),
+            load.sources.eq(mem.sources),
+            load.t_end.eq(mem.t_end),
+            load.active.eq(mem.active),
+            compute.active.eq(mem.active),
+            store.neuron_base.eq(mem.neuron_base),
+        ]
+        return m

@@ -1,0 +1,102 @@
+"""STORE: writes neuron state back and emits output events (the third stage of the PE core)."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from . import layouts as L
+from .config import PEConfig
+
+__all__ = ["Store"]
+
+
+class Store(wiring.Component):
+    """Per token: one state-word write, then one ``SPIKE`` event per newly fired lane (ascending lane),
+    then, after the last word of a ``SWEEP`` of step t, ``STEP_END(t + 1)``; after the last word of a
+    ``CLEAR``, ``STEP_END(0)``.
+
+    The output neuron index is ``neuron_base + word * lanes + lane`` (modulo 2**index_bits). A token with
+    nothing to emit takes one cycle; one with e emissions takes max(1, e) cycles when ``o`` is ready.
+
+    Ports
+    -----
+    i : In(stream of layouts.compute_layout)
+    write : Out(stream of layouts.write_request_layout), to the memory interface
+    o : Out(stream of layouts.event_layout), output events
+    done : Out(1), a state word is written this cycle (to LOAD's in-flight count)
+    neuron_base : In(index_bits), register NEURON_BASE
+    """
+
+    def __init__(self, config: PEConfig):
+        self._cfg = c = config
+        super().__init__({
+            "i": In(stream.Signature(L.compute_layout(c))),
+            "write": Out(stream.Signature(L.write_request_layout(c))),
+            "o": Out(stream.Signature(L.event_layout(c))),
+            "done": Out(1),
+            "neuron_base": In(c.index_bits),
+        })
+
+    def elaborate(self, platform):
+        c = self._cfg
+        m = Module()
+        x = self.i.payload
+        written = Signal()
+        emitted = Signal(c.lanes)
+        end_sent = Signal()
+
+        m.d.comb += [
+            self.write.valid.eq(self.i.valid & ~written),
+            self.write.payload.addr.eq(x.token.word),
+            self.write.payload.state.eq(x.state),
+            self.done.eq(self.write.valid & self.write.ready),
+        ]
+        write_ok = written | self.write.ready
+
+        pending = Signal(c.lanes)
+        m.d.comb += pending.eq(x.newly & ~emitted)
+        lowest = Signal(c.lanes)  # one-hot lowest pending lane
+        m.d.comb += lowest.eq(pending & -pending)
+        lane = Signal(range(c.lanes))
+        for j in reversed(range(c.lanes)):
+            with m.If(pending[j]):
+                m.d.comb += lane.eq(j)
+        single = (pending & (pending - 1)) == 0
+        need_end = x.token.last & (x.token.op != L.Op.SPIKE)
+        end_time = Mux(x.token.op == L.Op.SWEEP, x.token.time + 1, 0)
+
+        o = self.o.payload
+        final_emit = Signal()
+        with m.If(pending != 0):
+            m.d.comb += [
+                self.o.valid.eq(self.i.valid),
+                o.kind.eq(L.EventKind.SPIKE),
+                o.index.eq(self.neuron_base + x.token.word * c.lanes + lane),
+                o.time.eq(x.token.time + 1),
+                final_emit.eq(single & ~need_end),
+            ]
+        with m.Elif(need_end & ~end_sent):
+            m.d.comb += [
+                self.o.valid.eq(self.i.valid),
+                o.kind.eq(L.EventKind.STEP_END),
+                o.time.eq(end_time),
+                final_emit.eq(1),
+            ]
+        nothing_left = (pending == 0) & (~need_end | end_sent)
+        emit = self.o.valid & self.o.ready
+        finish = self.i.valid & write_ok & (nothing_left | (emit & final_emit))
+        m.d.comb += self.i.ready.eq(finish)
+
+        with m.If(finish):
+            m.d.sync += [written.eq(0), emitted.eq(0), end_sent.eq(0)]
+        with m.Elif(self.i.valid):
+            with m.If(self.write.valid & self.write.ready):
+                m.d.sync += written.eq(1)
+            with m.If(emit):
+                with m.If(pending != 0):
+                    m.d.sync += emitted.eq(emitted | lowest)
+                with m.Else():
+                    m.d.sync += end_sent.eq(1)
+        return m

@@ -1,0 +1,1 @@
+"""Verification of the YOSO RTL against the golden model: host driver, cocotb testbenches, network runs."""
