@@ -9,11 +9,11 @@ import sys
 from model.datasets import DatasetError
 from model.network import NetworkError
 
-from . import infer, netgen
+from . import infer, netgen, verilog
 from .util import CliError
 
 # Subcommand modules, in --help order.
-COMMANDS = [infer, netgen]
+COMMANDS = [infer, netgen, verilog]
 
 
 def build_parser() -> argparse.ArgumentParser:
