@@ -1,0 +1,164 @@
+"""The framed host protocol of the board tops: constants, CRC-8 and byte layouts shared by the gateware
+(:mod:`fpga.engine`), the host driver (:mod:`fpga.driver`) and docs/fpga.md.
+
+Plain Python (no amaranth): everything here is about bytes on the serial line.
+
+Request (host -> board)::
+
+    SYNC_REQ  CMD  LEN_LO  LEN_HI  PAYLOAD[LEN]  CRC
+
+Response (board -> host), exactly one per request frame that reached the CRC byte (or was cut short by a
+length error)::
+
+    SYNC_RESP  CMD  STATUS  LEN_LO  LEN_HI  PAYLOAD[LEN]  CRC
+
+``CRC`` is CRC-8 (polynomial 0x07, initial value 0, no reflection, no final XOR; "CRC-8/SMBUS") over every
+byte after the sync byte. Multi-byte fields are little-endian.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+
+__all__ = [
+    "SYNC_REQ", "SYNC_RESP", "VERSION", "MAX_PAYLOAD", "Cmd", "Status", "crc8", "request", "response",
+    "ProtocolLayout", "NO_PREDICTION",
+]
+
+SYNC_REQ = 0xA5
+SYNC_RESP = 0x5A
+#: Protocol version reported by INFO.
+VERSION = 1
+#: Largest request payload in bytes (the board's frame buffer; one 512-byte block RAM).
+MAX_PAYLOAD = 512
+#: Prediction field value when every output neuron is silent.
+NO_PREDICTION = 0xFFFF
+
+
+class Cmd(enum.IntEnum):
+    """Request commands."""
+
+    #: Empty payload. Response: the accelerator geometry (see :class:`ProtocolLayout.info_fields`).
+    INFO = 0x01
+    #: Payload: whole configuration words (``cfg_bytes`` each), written to the accelerator's ``cfg`` stream.
+    CFG = 0x02
+    #: Payload: ``row`` (2 bytes), ``neuron`` (2 bytes), then weights (``weight_bytes`` each, two's
+    #: complement): weight ``k`` goes to input ``row``, neuron ``neuron + k`` (bulk weight loading).
+    WEIGHTS = 0x03
+    #: Payload: input spikes (``spike_bytes`` each), appended to the board's input buffer. Times must not
+    #: decrease (across frames too) until the next RUN.
+    SPIKES = 0x04
+    #: Payload: ``t_end`` (2 bytes), ``index_base`` (2 bytes). Runs one inference on the buffered spikes:
+    #: START, then every step 0..t_end (spike indices offset by ``index_base``), and waits for the
+    #: accelerator's last STEP_END(t_end). Empties the input buffer. Response: the result.
+    RUN = 0x05
+    #: Empty payload. Response: the result of the last RUN again (after a corrupted response).
+    RESULT = 0x06
+
+
+class Status(enum.IntEnum):
+    """Response status codes."""
+
+    OK = 0x00
+    #: The request's CRC byte did not match; the request was not executed.
+    BAD_CRC = 0x01
+    #: Unknown command byte.
+    BAD_CMD = 0x02
+    #: LEN above MAX_PAYLOAD or not a whole number of words for the command.
+    BAD_LENGTH = 0x03
+    #: SPIKES: a spike time is earlier than the previous buffered one. The input buffer is emptied.
+    ORDER = 0x04
+    #: SPIKES: the input buffer is full. The input buffer is emptied.
+    INPUT_FULL = 0x05
+    #: RUN: a buffered spike time is later than ``t_end`` or ``t_end`` is outside 1..2**time_bits-2.
+    RANGE = 0x06
+    #: RUN / RESULT: more output spikes than the output buffer holds; the extra ones were dropped.
+    OUTPUT_FULL = 0x07
+    #: A received byte was lost (the host sent while the board was busy) or had a framing error.
+    LINK = 0x08
+
+
+class ProtocolLayout:
+    """Byte sizes of the words on the link for one accelerator geometry (all derived, nothing stored twice).
+
+    index_bits, time_bits : widths of a spike's index and time (the accelerator's event fields).
+    cfg_bits : width of one configuration word.
+    weight_bits : width of one weight.
+    in_depth, out_depth : spikes the input and output buffers hold.
+    """
+
+    def __init__(self, *, index_bits: int, time_bits: int, cfg_bits: int, weight_bits: int, in_depth: int,
+                 out_depth: int):
+        self.index_bits, self.time_bits, self.cfg_bits = index_bits, time_bits, cfg_bits
+        self.weight_bits, self.in_depth, self.out_depth = weight_bits, in_depth, out_depth
+
+    @property
+    def spike_bits(self) -> int:
+        """A spike on the link: ``index`` in the low ``index_bits`` bits, ``time`` above it."""
+        return self.index_bits + self.time_bits
+
+    @property
+    def spike_bytes(self) -> int:
+        return math.ceil(self.spike_bits / 8)
+
+    @property
+    def cfg_bytes(self) -> int:
+        return math.ceil(self.cfg_bits / 8)
+
+    @property
+    def weight_bytes(self) -> int:
+        return math.ceil(self.weight_bits / 8)
+
+    #: INFO response payload: (name, bytes) in order.
+    info_fields = (("version", 1), ("index_bits", 1), ("time_bits", 1), ("cfg_bits", 1), ("weight_bits", 1),
+                   ("in_depth", 2), ("out_depth", 2))
+
+    def info_payload(self) -> bytes:
+        values = {"version": VERSION, **vars(self)}
+        return b"".join(values[name].to_bytes(n, "little") for name, n in self.info_fields)
+
+    @classmethod
+    def from_info(cls, payload: bytes) -> ProtocolLayout:
+        values, pos = {}, 0
+        for name, n in cls.info_fields:
+            values[name] = int.from_bytes(payload[pos:pos + n], "little")
+            pos += n
+        if pos != len(payload):
+            raise ValueError(f"INFO payload: expected {pos} bytes, got {len(payload)}")
+        if values.pop("version") != VERSION:
+            raise ValueError(f"INFO: protocol version {payload[0]}, this driver speaks {VERSION}")
+        return cls(**values)
+
+    #: RUN / RESULT response payload header: (name, bytes), then ``count`` spikes of ``spike_bytes``.
+    result_fields = (("cycles", 4), ("prediction", 2), ("count", 2))
+
+    def pack_spike(self, index: int, time: int) -> bytes:
+        return (index | time << self.index_bits).to_bytes(self.spike_bytes, "little")
+
+    def unpack_spike(self, raw: bytes) -> tuple[int, int]:
+        word = int.from_bytes(raw, "little")
+        return word & ((1 << self.index_bits) - 1), word >> self.index_bits & ((1 << self.time_bits) - 1)
+
+
+def crc8(data: bytes, crc: int = 0) -> int:
+    """CRC-8, polynomial x^8 + x^2 + x + 1 (0x07), MSB first, init 0, no final XOR."""
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc << 1 ^ 0x07) & 0xFF if crc & 0x80 else crc << 1 & 0xFF
+    return crc
+
+
+def request(cmd: int, payload: bytes = b"") -> bytes:
+    """One request frame."""
+    if len(payload) > MAX_PAYLOAD:
+        raise ValueError(f"payload: {len(payload)} bytes exceeds MAX_PAYLOAD={MAX_PAYLOAD}")
+    body = bytes([cmd]) + len(payload).to_bytes(2, "little") + payload
+    return bytes([SYNC_REQ]) + body + bytes([crc8(body)])
+
+
+def response(cmd: int, status: int, payload: bytes = b"") -> bytes:
+    """One response frame (what the board sends; used by tests and docs)."""
+    body = bytes([cmd, status]) + len(payload).to_bytes(2, "little") + payload
+    return bytes([SYNC_RESP]) + body + bytes([crc8(body)])

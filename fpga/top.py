@@ -1,0 +1,96 @@
+"""Board-independent tops: the accelerator behind the protocol engine, with or without the UART.
+
+The accelerator is **one PE that runs the network layer by layer** (the mesh of rtl/mesh.py is not wired in
+yet). All layers' weights stay resident: layer ``l`` uses weight rows ``row_base[l] ..`` (its inputs are
+sent with that index offset) and neurons ``neuron_base[l] ..``; weights between blocks of different layers
+are zero, so in a run of layer ``l`` only layer ``l``'s neurons can fire (see :class:`fpga.driver.Placement`).
+The host driver runs one RUN per layer and feeds each layer's output spikes back as the next one's input.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl.config import PEConfig
+from rtl.pe import PE
+
+from .engine import ProtocolEngine
+from .uart import UARTRx, UARTTx
+
+__all__ = ["LinkCore", "UARTTop"]
+
+
+class LinkCore(wiring.Component):
+    """Protocol engine + PE, with the host link as byte streams (for fast simulation).
+
+    Ports
+    -----
+    rx : In(stream of unsigned(8)), bytes from the host
+    tx : Out(stream of unsigned(8)), bytes to the host
+    rx_error : In(1), receiver error (see :class:`fpga.engine.ProtocolEngine`)
+    busy : Out(1), an inference is running
+    """
+
+    def __init__(self, config: PEConfig, *, in_depth: int, out_depth: int, timeout: int = 1 << 20):
+        self._config = config
+        self.engine = ProtocolEngine(config, in_depth=in_depth, out_depth=out_depth, timeout=timeout)
+        super().__init__({"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8)),
+                          "rx_error": In(1), "busy": Out(1)})
+
+    @property
+    def config(self) -> PEConfig:
+        return self._config
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine = engine = self.engine
+        m.submodules.pe = pe = PE(self._config)
+        wiring.connect(m, engine.cfg, pe.cfg)
+        wiring.connect(m, engine.i, pe.i)
+        wiring.connect(m, pe.o, engine.o)
+        wiring.connect(m, wiring.flipped(self.rx), engine.rx)
+        wiring.connect(m, engine.tx, wiring.flipped(self.tx))
+        m.d.comb += [engine.rx_error.eq(self.rx_error), self.busy.eq(engine.busy)]
+        return m
+
+
+class UARTTop(wiring.Component):
+    """:class:`LinkCore` behind an 8N1 UART of ``divisor`` clocks per bit.
+
+    Ports
+    -----
+    rx : In(1), init 1, serial line from the host
+    tx : Out(1), init 1, serial line to the host
+    busy : Out(1), an inference is running
+    """
+
+    def __init__(self, config: PEConfig, *, divisor: int, in_depth: int, out_depth: int,
+                 timeout: int | None = None):
+        self._config, self._divisor = config, divisor
+        # Drop a partial frame after 64 byte times of silence.
+        timeout = 64 * 10 * divisor if timeout is None else timeout
+        self.core = LinkCore(config, in_depth=in_depth, out_depth=out_depth, timeout=timeout)
+        self.uart_rx = UARTRx(divisor=divisor)
+        self.uart_tx = UARTTx(divisor=divisor)
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1)})
+
+    @property
+    def config(self) -> PEConfig:
+        return self._config
+
+    @property
+    def divisor(self) -> int:
+        return self._divisor
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = self.core
+        m.submodules.uart_rx = urx = self.uart_rx
+        m.submodules.uart_tx = utx = self.uart_tx
+        wiring.connect(m, urx.o, core.rx)
+        wiring.connect(m, core.tx, utx.i)
+        m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), self.busy.eq(core.busy),
+                     core.rx_error.eq(urx.overrun | urx.frame_error), urx.clear.eq(0)]
+        return m
