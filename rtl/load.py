@@ -34,6 +34,10 @@ class Load(wiring.Component):
     done : In(1), STORE wrote one state word this cycle
     sources : In(bits(max_sources)), t_end : In(time_bits), active : In(bits(neurons)) — registers
     step : Out(time_bits + 1), the step being worked on (time steps; t_end + 1 once all are complete)
+    n_active : Out(bits(neurons)), ACTIVE as latched at the last START (to COMPUTE)
+
+    ACTIVE, SOURCES and T_END are latched when START is processed (after the previous inference's words
+    have all been written back), so register writes take effect with the next inference.
     """
 
     def __init__(self, config: PEConfig):
@@ -46,7 +50,9 @@ class Load(wiring.Component):
             "t_end": In(c.time_bits),
             "active": In(c.active_bits),
             "step": Out(c.time_bits + 1),
+            "n_active": Out(c.active_bits),
         })
+        self.active_latched = Signal(c.active_bits, init=c.neurons)
 
     def elaborate(self, platform):
         c = self._cfg
@@ -54,8 +60,12 @@ class Load(wiring.Component):
         # One spare entry so a replayed early event can always be parked again.
         m.submodules.defer = defer = StreamFIFO(L.event_layout(c), depth=c.defer_depth + 1)
 
-        n_words = Signal(c.word_bits + 1)
-        m.d.comb += n_words.eq(((self.active - 1) >> c.lane_bits) + 1)
+        # ACTIVE, SOURCES and T_END are latched at START: register writes take effect with the next
+        # inference, and every event of one inference streams the same number of words (hazard rule).
+        n_words = Signal(c.word_bits + 1, init=c.words)
+        sources = Signal(c.sources_bits, init=1)
+        t_end = Signal(c.time_bits, init=c.max_t_end)
+        m.d.comb += self.n_active.eq(self.active_latched)
 
         cur = self.step
         count = Signal(c.sources_bits)
@@ -100,21 +110,28 @@ class Load(wiring.Component):
                     with m.If(~early):
                         with m.Switch(ev.kind):
                             with m.Case(L.EventKind.START):
-                                m.d.sync += [cur.eq(0), count.eq(0), op.eq(L.Op.CLEAR), time.eq(0), k.eq(0)]
-                                m.next = "ISSUE"
+                                m.d.sync += [cur.eq(0), count.eq(0), op.eq(L.Op.CLEAR), time.eq(0), k.eq(0),
+                                             n_words.eq(((self.active - 1) >> c.lane_bits) + 1),
+                                             self.active_latched.eq(self.active),
+                                             sources.eq(self.sources), t_end.eq(self.t_end)]
+                                m.next = "DRAIN"
                             with m.Case(L.EventKind.SPIKE):
                                 m.d.sync += [op.eq(L.Op.SPIKE), base.eq(ev.index * c.words), k.eq(0)]
                                 m.next = "ISSUE"
                             with m.Case(L.EventKind.STEP_END):
-                                with m.If(count + 1 >= self.sources):
+                                with m.If(count + 1 >= sources):
                                     # Step complete: replay everything parked so far (minus this event).
                                     m.d.sync += [cur.eq(cur + 1), count.eq(0),
                                                  replay.eq(defer.level - from_defer)]
-                                    with m.If(cur < self.t_end):
+                                    with m.If(cur < t_end):
                                         m.d.sync += [op.eq(L.Op.SWEEP), time.eq(cur), k.eq(0)]
                                         m.next = "ISSUE"
                                 with m.Else():
                                     m.d.sync += count.eq(count + 1)
+            with m.State("DRAIN"):
+                # The previous inference's words may use another word count: let them all retire first.
+                with m.If(inflight == 0):
+                    m.next = "ISSUE"
             with m.State("ISSUE"):
                 last = k + 1 == n_words
                 m.d.comb += [

@@ -78,7 +78,7 @@ class PE(wiring.Component):
             load.sources.eq(mem.sources),
             load.t_end.eq(mem.t_end),
             load.active.eq(mem.active),
-            compute.active.eq(mem.active),
+            compute.active.eq(load.n_active),
             store.neuron_base.eq(mem.neuron_base),
         ]
         return m

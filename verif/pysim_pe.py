@@ -10,7 +10,7 @@ from rtl.pe import PE
 
 from . import driver
 
-__all__ = ["stream_put", "stream_get", "run_layer"]
+__all__ = ["stream_put", "stream_get", "run_streams", "run_case"]
 
 
 async def stream_put(ctx, port, payload, *, rng=None, idle=0.0):
@@ -35,20 +35,18 @@ async def stream_get(ctx, port, *, rng=None, stall=0.0) -> int:
             return int(payload)
 
 
-def run_layer(cfg: PEConfig, weight, threshold, times_list, t_end: int, *, seed: int = 0, idle: float = 0.0,
-              stall: float = 0.0, max_cycles: int = 200_000):
-    """Configure a PE with one layer and run the inferences in ``times_list`` back to back.
+def run_streams(cfg: PEConfig, cfg_words, streams, *, n_out: int, t_end: int, neuron_base: int = 0,
+                seed: int = 0, idle: float = 0.0, stall: float = 0.0, max_cycles: int = 500_000):
+    """Simulate a PE: send ``cfg_words`` on ``cfg``, then the inferences' event words ``streams`` on ``i``
+    (random idle cycles with probability ``idle``), collect ``o`` under random backpressure (``stall``).
 
     Returns (list of output spike-time arrays, cycles). Raises driver.ProtocolError on a bad output stream.
     """
     rng = np.random.default_rng(seed)
-    weight = np.asarray(weight)
-    n_out = weight.shape[1]
     dut = PE(cfg)
-    cfg_words = driver.layer_cfg_words(cfg, weight, threshold, t_end=t_end)
-    streams = [driver.input_events(cfg, t, t_end, rng=rng) for t in times_list]
     results = []
     cycles = [0]
+    lay = driver.L.event_layout(cfg)
 
     async def feeder(ctx):
         for w in cfg_words:
@@ -58,16 +56,15 @@ def run_layer(cfg: PEConfig, weight, threshold, times_list, t_end: int, *, seed:
                 await stream_put(ctx, dut.i, e, rng=rng, idle=idle)
 
     async def collector(ctx):
-        lay_end = driver.L.EventKind.STEP_END.value
         for _ in streams:
             words = []
             while True:
                 w = await stream_get(ctx, dut.o, rng=rng, stall=stall)
                 words.append(w)
-                e = driver.unpack(driver.L.event_layout(cfg), w)
-                if e["kind"] == lay_end and e["time"] == t_end:
+                e = driver.unpack(lay, w)
+                if e["kind"] == driver.L.EventKind.STEP_END.value and e["time"] == t_end:
                     break
-            results.append(driver.decode_output(cfg, words, n_out, t_end))
+            results.append(driver.decode_output(cfg, words, n_out, t_end, neuron_base=neuron_base))
 
     async def timer(ctx):
         async for _ in ctx.tick():
@@ -77,8 +74,15 @@ def run_layer(cfg: PEConfig, weight, threshold, times_list, t_end: int, *, seed:
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
-    sim.add_testbench(feeder, background=True)
+    sim.add_testbench(feeder)
     sim.add_process(timer)
     sim.add_testbench(collector)
     sim.run()
     return results, cycles[0]
+
+
+def run_case(cfg: PEConfig, case, *, seed: int | None = None):
+    """Simulate one verif.scenarios.Case; returns (outputs, cycles)."""
+    return run_streams(cfg, case.cfg_words(cfg), case.streams, n_out=case.weight.shape[1], t_end=case.t_end,
+                       neuron_base=case.neuron_base, seed=case.seed if seed is None else seed, idle=case.idle,
+                       stall=case.stall)

