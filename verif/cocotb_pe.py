@@ -157,3 +157,48 @@ async def test_scenarios(dut):
            if not s.startswith("_") and v["mismatches"]]
     assert not bad, "mismatches: " + "; ".join(bad)
     np.testing.assert_(summary["_cycles"] > 0)
+
+
+async def run_network_layers(tb: TB, net, inputs: np.ndarray, rng: random.Random) -> tuple[dict, int]:
+    """verif/single_pe.py in the simulator: every layer slice through the PE, all images per slice."""
+    from verif.single_pe import layer_jobs, maxpool_times, pe_layers
+
+    cfg = tb.cfg
+    t = inputs
+    out, cycles = {}, 0
+    for n, job in enumerate(pe_layers(net)):
+        if job[0] == "pool":
+            t = maxpool_times(t, job[1])
+        else:
+            _, weight, threshold = job
+            times = np.full((len(t), weight.shape[1]), cfg.no_spike, dtype=np.int64)
+            for start, stop in layer_jobs(cfg, weight, threshold):
+                words = driver.layer_cfg_words(cfg, weight[:, start:stop], threshold[start:stop], neuron_base=start,
+                                               t_end=net.t_end)
+                await tb.send("cfg", words, rng, 0.1)
+                streams = [driver.input_events(cfg, x, net.t_end) for x in t]
+                res: list = []
+                rx = cocotb.start_soon(tb.receive(net.t_end, len(streams), rng, 0.1, res))
+                await tb.send("i", [w for s in streams for w in s], rng, 0.1)
+                await rx
+                for b, words_out in enumerate(res):
+                    times[b, start:stop] = driver.decode_output(cfg, words_out, stop - start, net.t_end,
+                                                                neuron_base=start)
+                cycles = int(cocotb.utils.get_sim_time("ns") // 10)
+            t = times
+        out[f"layer{n}"] = t
+    return out, cycles
+
+
+@cocotb.test()
+async def test_network(dut):
+    """verif/single_pe.py: run PE_NET on the input times in PE_INPUTS, write every layer to PE_RESULT."""
+    import model
+
+    cfg = PEConfig(**json.loads(os.environ["PE_CONFIG"]))
+    net = model.load(os.environ["PE_NET"])
+    inputs = np.load(os.environ["PE_INPUTS"])
+    tb = TB(dut, cfg)
+    await tb.reset()
+    out, cycles = await run_network_layers(tb, net, inputs, random.Random(int(os.environ.get("PE_SEED", "0"))))
+    np.savez(os.environ["PE_RESULT"], cycles=np.int64(cycles), **out)

@@ -67,29 +67,47 @@ def build(cfg: PEConfig, sim: str | None = None) -> Path:
     return bdir
 
 
-def run(cfg: PEConfig, *, scenarios, seeds: str, name: str, sim: str | None = None) -> dict:
-    """Run the cocotb testbench for ``scenarios`` x ``seeds`` on the built config; returns the summary dict
-    (per scenario: seeds, mismatches, first mismatch). Raises AssertionError when the testbench failed."""
+def _test(cfg: PEConfig, testcase: str, env: dict, name: str, sim: str | None):
+    """Run one cocotb test of verif/cocotb_pe.py; returns its run folder. Raises AssertionError on failure."""
     from cocotb_tools.runner import get_results, get_runner
 
     sim = sim or simulator()
     bdir = build(cfg, sim)
     tdir = bdir / f"run-{name}"
     tdir.mkdir(exist_ok=True)
-    result = tdir / "summary.json"
-    result.unlink(missing_ok=True)
-    env = {"PE_CONFIG": json.dumps(dataclasses.asdict(cfg)), "PE_SCENARIOS": ",".join(scenarios),
-           "PE_SEEDS": seeds, "PE_RESULT": str(result),
+    env = {"PE_CONFIG": json.dumps(dataclasses.asdict(cfg)),
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
-                                          os.environ.get("PYTHONPATH", "")])}
+                                          os.environ.get("PYTHONPATH", "")]), **env}
     runner = get_runner(sim)
     xml = runner.test(test_module="verif.cocotb_pe", hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
-                      build_dir=bdir, test_dir=tdir,
-                      extra_env=env, waves=bool(os.environ.get("WAVES")), log_file=tdir / "sim.log",
+                      testcase=testcase, build_dir=bdir, test_dir=tdir, extra_env=env,
+                      waves=bool(os.environ.get("WAVES")), log_file=tdir / "sim.log",
                       results_xml=str(tdir / "results.xml"), timescale=TIMESCALE)
     n_tests, n_failed = get_results(xml)
-    summary = json.loads(result.read_text()) if result.exists() else {}
-    if n_tests != 1 or n_failed or not summary:
+    if n_tests != 1 or n_failed:
         log = (tdir / "sim.log").read_text()[-4000:] if (tdir / "sim.log").exists() else ""
-        raise AssertionError(f"cocotb run {name} ({sim}) failed: {json.dumps(summary)}\n{log}")
+        raise AssertionError(f"cocotb {testcase} run {name} ({sim}) failed:\n{log}")
+    return tdir
+
+
+def run_network(cfg: PEConfig, *, net_path: str, inputs: str, result: str, name: str, sim: str | None = None,
+                seed: int = 0) -> None:
+    """verif/single_pe.py in the simulator: the network file on the input-time array, result to ``result``."""
+    _test(cfg, "test_network", {"PE_NET": net_path, "PE_INPUTS": inputs, "PE_RESULT": result,
+                                "PE_SEED": str(seed)}, name, sim)
+
+
+def run(cfg: PEConfig, *, scenarios, seeds: str, name: str, sim: str | None = None) -> dict:
+    """Run the cocotb scenarios ``scenarios`` x ``seeds`` ("A-B" or "A,B") on the built config; returns the
+    summary (per scenario: seeds, mismatches, first mismatch). Raises AssertionError on any mismatch."""
+    sim = sim or simulator()
+    result = build(cfg, sim) / f"run-{name}" / "summary.json"
+    result.unlink(missing_ok=True)
+    try:
+        _test(cfg, "test_scenarios", {"PE_SCENARIOS": ",".join(scenarios), "PE_SEEDS": seeds,
+                                      "PE_RESULT": str(result)}, name, sim)
+    finally:
+        summary = json.loads(result.read_text()) if result.exists() else {}
+    if not summary:
+        raise AssertionError(f"cocotb run {name} ({sim}) wrote no summary")
     return summary
