@@ -1,0 +1,170 @@
+"""STDBP: exact spike times of a layer of ReL-PSP neurons and their spike-time gradients.
+
+A neuron ``j`` with inputs at times ``t_i`` (time steps, float) and weights ``w_ij`` has the potential
+``V_j(t) = sum_i w_ij * max(t - t_i, 0)`` (the ReL-PSP kernel never decays). It fires once, at the first
+``t <= t_end`` with ``V_j(t) >= theta_j``. Between consecutive input times V is linear, so the spike time has
+the closed form over the causal set ``C = {i : t_i < t_j}``::
+
+    t_j = (theta_j + sum_C w_ij t_i) / sum_C w_ij                                      (sum_C w_ij > 0)
+
+and the STDBP gradients (zero for inputs outside C, zero for silent neurons)::
+
+    dt_j / dw_ij = (t_i - t_j) / sum_C w_ij        dt_j / dt_i = w_ij / sum_C w_ij
+    dt_j / dtheta_j = 1 / sum_C w_ij
+
+:func:`spike_times` computes this for a batch, exactly (no time stepping), in two ways that give the same
+numbers:
+
+* ``"grid"``: when the batch's input times take few distinct values ``tau_0 < ... < tau_{K-1}`` (the first
+  layer: encoded pixels take at most ``t_in_max + 1`` values), the slope after each ``tau_k`` is one matrix
+  product of a one-hot "input arrives at tau_k" tensor with W, and the backward pass is two more products.
+  Cost: ``K`` dense matmuls, all in BLAS.
+* ``"sort"``: otherwise (continuous hidden times) inputs are sorted per sample and the slopes are cumulative
+  sums of the gathered weight rows; the backward pass uses the causal mask ``t_i < t_j`` directly.
+
+Silent inputs are represented by any time ``> t_end`` (they never join a causal set); silent outputs come
+back as ``t_end + 1``. With ``integer=True`` the forward pass follows docs/spec.md exactly: weights,
+thresholds and input times must be integer-valued (float64 holds every partial sum exactly) and the spike
+time is the integer ``ceil(t*)`` of the continuous crossing ``t*``; the value returned is ``t*`` plus the
+detached rounding, so gradients are the STDBP gradients at ``t*`` (straight-through for the ceiling).
+
+Gradient guard: ``1 / sum_C w`` is bounded by clamping ``sum_C w >= theta / t_end``. A neuron that crosses
+theta within the window has, for non-negative causal weights, ``sum_C w >= theta / t_end`` anyway (the
+paper's argument that the ReL-PSP time window bounds the gradient); the clamp enforces the bound for mixed
+signs too. The trainer may clip the gradient norm on top.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["spike_times", "GRID_MAX_TIMES"]
+
+#: Use the grid path when the batch has at most this many distinct input times (and "auto" is asked).
+GRID_MAX_TIMES = 64
+
+
+def _first_crossing(slope, offset, right, theta, valid=None):
+    """Per (row, neuron): does V cross theta at the right end of some segment, and in which one first.
+
+    ``slope``/``offset`` (R, K, M): V(t) = slope * t - offset on segment k; ``right`` broadcastable to
+    (R, K, 1); ``valid`` (R, K, 1) masks segments that do not exist. Returns fires (R, M), k (R, M)."""
+    crossed = slope * right - offset >= theta
+    if valid is not None:
+        crossed &= valid
+    fires = crossed.any(dim=1)
+    k = crossed.to(torch.uint8).argmax(dim=1)  # index of the first True (argmax returns the first maximum)
+    return fires, k
+
+
+def _forward_grid(t, w, theta, t_end):
+    taus = torch.unique(t[t <= t_end])  # sorted distinct input times, (K,)
+    rows, m = t.shape[0], w.shape[1]
+    if taus.numel() == 0:
+        z = torch.zeros(rows, m, dtype=w.dtype)
+        return torch.zeros(rows, m, dtype=torch.bool), z, z, None, None
+    onehot = (t[:, None, :] == taus[None, :, None]).to(w.dtype)  # (R, K, N): input n arrives at tau_k
+    bucket = onehot @ w  # (R, K, M): weight arriving at tau_k
+    slope = bucket.cumsum(dim=1)
+    offset = (bucket * taus[None, :, None]).cumsum(dim=1)
+    right = torch.cat([taus[1:], taus.new_tensor([float(t_end)])])[None, :, None]
+    fires, k = _first_crossing(slope, offset, right, theta)
+    s_k = slope.gather(1, k[:, None, :])[:, 0, :]
+    p_k = offset.gather(1, k[:, None, :])[:, 0, :]
+    return fires, s_k, p_k, k, (onehot, taus)
+
+
+def _forward_sort(t, w, theta, t_end):
+    ts, order = t.sort(dim=1)
+    wg = w[order]  # (R, N, M): weight rows in arrival order
+    slope = wg.cumsum(dim=1)
+    offset = (wg * ts[:, :, None]).cumsum(dim=1)
+    right = torch.cat([ts[:, 1:], ts.new_full((ts.shape[0], 1), float(t_end))], dim=1).clamp(max=t_end)
+    valid = (ts <= t_end)[:, :, None]
+    fires, k = _first_crossing(slope, offset, right[:, :, None], theta, valid)
+    s_k = slope.gather(1, k[:, None, :])[:, 0, :]
+    p_k = offset.gather(1, k[:, None, :])[:, 0, :]
+    return fires, s_k, p_k
+
+
+class _SpikeTimes(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, t, w, theta, t_end, integer, path):
+        with torch.no_grad():
+            n_times = torch.unique(t[t <= t_end]).numel() if path == "auto" else 0
+            use_grid = path == "grid" or (path == "auto" and n_times <= GRID_MAX_TIMES)
+            if use_grid:
+                fires, s_k, p_k, k, grid = _forward_grid(t, w, theta, t_end)
+            else:
+                (fires, s_k, p_k), k, grid = _forward_sort(t, w, theta, t_end), None, None
+            safe_s = torch.where(fires, s_k, torch.ones_like(s_k))
+            t_star = (theta + p_k) / safe_s
+            if integer:
+                # Exact integer ceiling: numerator and slope are integers held exactly in float64.
+                num = (theta + p_k).round().to(torch.int64)
+                den = safe_s.round().to(torch.int64)
+                t_val = (-torch.div(-num, den, rounding_mode="floor")).to(t.dtype)
+            else:
+                t_val = t_star
+            out = torch.where(fires, t_val, torch.full_like(t_val, t_end + 1.0))
+            t_star = torch.where(fires, t_star, torch.full_like(t_star, t_end + 1.0))
+        ctx.t_end = t_end
+        ctx.use_grid = use_grid
+        ctx.grid = grid
+        ctx.save_for_backward(t, w, theta, t_star, s_k, fires, k if k is not None else torch.empty(0))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        t, w, theta, t_star, s_k, fires, k = ctx.saved_tensors
+        floor = (theta / ctx.t_end).expand_as(s_k)
+        gbar = torch.where(fires, grad / torch.maximum(s_k, floor), torch.zeros_like(grad))  # (R, M)
+        grad_t = grad_w = grad_theta = None
+        if ctx.use_grid and ctx.grid is not None:
+            onehot, taus = ctx.grid
+            kk = torch.arange(len(taus))[None, :, None]
+            # r[row, k, j]: gbar where input time tau_k is causal for neuron j (tau_k <= its segment start).
+            r = gbar[:, None, :] * (kk <= k[:, None, :]).to(gbar.dtype)
+            if ctx.needs_input_grad[0]:
+                grad_t = (onehot * (r @ w.T)).sum(dim=1)
+            if ctx.needs_input_grad[1]:
+                z = r * (taus[None, :, None] - t_star[:, None, :])
+                grad_w = onehot.flatten(0, 1).T @ z.flatten(0, 1)
+        elif ctx.use_grid:  # no input spiked in the whole batch: nothing is causal
+            grad_t, grad_w = torch.zeros_like(t), torch.zeros_like(w)
+        else:
+            causal = (t[:, :, None] < t_star[:, None, :]) & fires[:, None, :]
+            a = causal.to(gbar.dtype) * gbar[:, None, :]  # (R, N, M)
+            if ctx.needs_input_grad[0]:
+                grad_t = torch.einsum("rnm,nm->rn", a, w)
+            if ctx.needs_input_grad[1]:
+                tt = torch.where(t <= ctx.t_end, t, torch.zeros_like(t))
+                grad_w = torch.einsum("rn,rnm->nm", tt, a) - torch.einsum("rnm,rm->nm", a, t_star)
+        if ctx.needs_input_grad[2]:
+            grad_theta = gbar.sum(dim=0).reshape(theta.shape) if theta.numel() > 1 else gbar.sum().reshape(
+                theta.shape)
+        return grad_t, grad_w, grad_theta, None, None, None
+
+
+def spike_times(t: torch.Tensor, w: torch.Tensor, theta: torch.Tensor, t_end: int, *, integer: bool = False,
+                path: str = "auto") -> torch.Tensor:
+    """Spike times (R, M) of M ReL-PSP neurons for R input rows.
+
+    Parameters
+    ----------
+    t : (R, N) float tensor of input spike times in time steps; any value > ``t_end`` means silent.
+    w : (N, M) float weights (signed).
+    theta : (M,) or (1,) positive thresholds, same dtype.
+    t_end : last time step at which a neuron may fire (docs/spec.md section 2).
+    integer : follow the integer semantics of docs/spec.md (integer-valued inputs, see module docstring).
+    path : ``"auto"``, ``"grid"`` or ``"sort"`` (the two exact algorithms; see module docstring).
+
+    Returns
+    -------
+    (R, M) tensor of spike times; silent neurons are ``t_end + 1``. Differentiable w.r.t. t, w, theta.
+    """
+    if path not in ("auto", "grid", "sort"):
+        raise ValueError(f"path: expected 'auto', 'grid' or 'sort', got {path!r}")
+    if t.ndim != 2 or w.ndim != 2 or t.shape[1] != w.shape[0]:
+        raise ValueError(f"spike_times: expected t (R, N) and w (N, M), got {tuple(t.shape)} and {tuple(w.shape)}")
+    return _SpikeTimes.apply(t, w, theta, int(t_end), bool(integer), path)

@@ -1,0 +1,269 @@
+"""The training loop: float STDBP epochs, then quantisation-aware epochs, export and the golden-model judge.
+
+Deterministic given the seed: weights come from a seeded generator, thresholds from a fixed calibration
+batch, and epoch ``e`` shuffles with ``numpy.random.default_rng([seed, e])``, so a run resumed from its
+checkpoint continues exactly as if it had not stopped. Checkpoints hold tensors, numbers and strings only
+and are read with ``torch.load(weights_only=True)`` (no arbitrary pickle), written to a temporary file and
+renamed into place.
+
+Under ``torchrun`` (``WORLD_SIZE > 1``) each process joins a gloo process group, the model is wrapped in
+``DistributedDataParallel`` and every global batch is split between the processes (rank r takes rows
+r, r + world, ...); DDP averages the gradients, which equals the single-process gradient of the mean loss
+when the shards have equal size. Rank 0 evaluates, writes checkpoints and the report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import model
+from model.datasets import load_dataset
+
+from .net import SpikingNet, to_network
+
+__all__ = ["TrainConfig", "train", "loss_fn", "predict", "evaluate_float", "golden_eval"]
+
+CHECKPOINT = "checkpoint.pt"
+NETWORK = "network.npz"
+REPORT = "report.json"
+
+
+@dataclass
+class TrainConfig:
+    dataset: str
+    arch: str
+    out: str
+    epochs: int = 10
+    qat_epochs: int = 1
+    seed: int = 0
+    batch: int = 64
+    lr: float = 5e-3
+    qat_lr: float = 5e-4
+    tau: float = 3.0  # softmax temperature in time steps: logits are -t_out / tau
+    out_window: int = 1000  # training-only firing window of the output layer (gives silent outputs a gradient)
+    lr_decay: float = 0.85  # learning rate multiplied by this after each float epoch
+    train_limit: int | None = None
+    test_limit: int | None = None
+    threads: int = 2
+    t_in_max: int = 31
+    time_bits: int = 8
+    weight_bits: int = 8
+    threshold_bits: int = 16
+    resume: bool = False
+    progress: bool = True
+    plots: bool = True
+    command: list[str] = field(default_factory=lambda: list(sys.argv))
+
+
+def loss_fn(out_times: torch.Tensor, labels: torch.Tensor, tau: float) -> torch.Tensor:
+    """Cross-entropy of softmax(-t / tau) over output spike times (B, classes); silent = window + 1."""
+    return F.cross_entropy(-out_times.reshape(len(out_times), -1) / tau, labels)
+
+
+def predict(out_times: torch.Tensor, t_end: int) -> torch.Tensor:
+    """Earliest output spike, ties to the lowest index, all silent -> -1 (docs/spec.md section 6)."""
+    flat = out_times.reshape(len(out_times), -1)
+    pred = flat.argmin(dim=1)  # first index among equal minima
+    return torch.where(flat.min(dim=1).values > t_end, torch.full_like(pred, -1), pred)
+
+
+@torch.no_grad()
+def evaluate_float(net: SpikingNet, t_in: torch.Tensor, labels: torch.Tensor, batch: int = 500,
+                   quantised: bool = False) -> dict:
+    """Accuracy, per-layer dead-neuron ratio (silent on every sample) and mean spike time (fired only)."""
+    correct, fired_any, time_sum, fired_n, loss_sum = 0, None, None, None, 0.0
+    for s in range(0, len(t_in), batch):
+        x = t_in[s:s + batch]
+        times = net(x.double() if quantised else x, quantised=quantised)
+        out = times[-1]
+        correct += int((predict(out, net.t_end) == labels[s:s + batch]).sum())
+        loss_sum += loss_fn(out.float(), labels[s:s + batch], 4.0).item() * len(x)
+        fired = [(t.reshape(len(x), -1) <= net.t_end) for t in times]
+        if fired_any is None:
+            fired_any = [f.any(0) for f in fired]
+            time_sum = [0.0] * len(times)
+            fired_n = [0] * len(times)
+        else:
+            fired_any = [a | f.any(0) for a, f in zip(fired_any, fired, strict=True)]
+        for n, (t, f) in enumerate(zip(times, fired, strict=True)):
+            time_sum[n] += float(t.reshape(len(x), -1)[f].sum())
+            fired_n[n] += int(f.sum())
+    return {
+        "accuracy": correct / len(t_in),
+        "dead_ratio": [float(1 - a.float().mean()) for a in fired_any],
+        "mean_spike_time": [ts / n if n else None for ts, n in zip(time_sum, fired_n, strict=True)],
+    }
+
+
+def golden_eval(net: model.Network, pixels: np.ndarray, labels: np.ndarray, batch: int = 1000,
+                progress: bool = False):
+    """Fixed-point accuracy by the golden model; returns (accuracy, model.Result over all samples)."""
+    from tqdm import tqdm
+
+    inputs = model.encode(pixels.reshape(len(pixels), -1), net.encoding, net.time_bits)
+    parts = [model.run(net, inputs[s:s + batch])
+             for s in tqdm(range(0, len(inputs), batch), desc="golden", disable=not progress, leave=False)]
+    times = tuple(np.concatenate([p.times[n] for p in parts]) for n in range(len(net.layers)))
+    result = model.Result(times=times, prediction=np.concatenate([p.prediction for p in parts]))
+    return float((result.prediction == labels).mean()), result
+
+
+def _save_checkpoint(path: Path, net: SpikingNet, opt, epoch: int, history: list, cfg: TrainConfig) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({"state": net.state_dict(), "optim": opt.state_dict(), "epoch": epoch,
+                "history": json.dumps(history), "config": json.dumps(_cfg_key(cfg))}, tmp)
+    os.replace(tmp, path)
+
+
+def _cfg_key(cfg: TrainConfig) -> dict:
+    """The settings a checkpoint must match to be resumed (everything that changes the trajectory)."""
+    d = asdict(cfg)
+    for k in ("out", "resume", "progress", "plots", "command", "threads", "epochs", "qat_epochs"):
+        d.pop(k)
+    return d
+
+
+def _dist():
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("gloo")
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return world, rank
+
+
+def build_net(cfg: TrainConfig, input_shape) -> SpikingNet:
+    return SpikingNet(cfg.arch, input_shape=input_shape, time_bits=cfg.time_bits, weight_bits=cfg.weight_bits,
+                      threshold_bits=cfg.threshold_bits, encoding=model.Encoding(t_in_max=cfg.t_in_max),
+                      seed=cfg.seed)
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run the whole job; returns the report (also written to ``cfg.out/report.json`` on rank 0)."""
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    torch.set_num_threads(max(1, cfg.threads))
+    world, rank = _dist()
+    out = Path(cfg.out)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    tr = load_dataset(cfg.dataset, "train")
+    te = load_dataset(cfg.dataset, "test")
+    tr_px, tr_y = tr.images, tr.labels
+    if cfg.train_limit:
+        tr_px, tr_y = tr_px[:cfg.train_limit], tr_y[:cfg.train_limit]
+    te_px, te_y = te.images, te.labels
+    if cfg.test_limit:
+        te_px, te_y = te_px[:cfg.test_limit], te_y[:cfg.test_limit]
+
+    net = build_net(cfg, tr.shape)
+    n_out = math.prod(net.specs[-1].out_shape)
+    if max(tr_y.max(), te_y.max()) >= n_out:
+        from yoso.util import CliError
+        raise CliError(f"--arch: the output layer has {n_out} neurons but the labels go up to "
+                       f"{int(max(tr_y.max(), te_y.max()))}")
+    x_tr, y_tr = net.encode(tr_px), torch.from_numpy(tr_y)
+    x_te, y_te = net.encode(te_px), torch.from_numpy(te_y)
+    net.calibrate(x_tr[:512])
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    history: list[dict] = []
+    first_epoch = 0
+    ckpt = out / CHECKPOINT
+    if cfg.resume and ckpt.exists():
+        state = torch.load(ckpt, weights_only=True)
+        if json.loads(state["config"]) != _cfg_key(cfg):
+            from yoso.util import CliError
+            raise CliError(f"--resume: {ckpt} was written with different settings; use another --out")
+        net.load_state_dict(state["state"])
+        opt.load_state_dict(state["optim"])
+        first_epoch = int(state["epoch"])
+        history = json.loads(state["history"])
+    ddp = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
+
+    total = cfg.epochs + cfg.qat_epochs
+    for epoch in range(first_epoch, total):
+        quantised = epoch >= cfg.epochs
+        lr = cfg.qat_lr if quantised else cfg.lr * cfg.lr_decay ** epoch
+        for g in opt.param_groups:
+            g["lr"] = lr
+        t0 = time.perf_counter()
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(x_tr))
+        n_batches = len(order) // cfg.batch if len(order) >= cfg.batch else 1
+        loss_sum, correct, seen = 0.0, 0, 0
+        bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{total}{' qat' if quantised else ''}",
+                   disable=not cfg.progress or rank != 0, leave=False)
+        for b in bar:
+            idx = order[b * cfg.batch:(b + 1) * cfg.batch][rank::world]
+            x, y = x_tr[idx], y_tr[idx]
+            times = ddp(x.double() if quantised else x, quantised=quantised, out_window=cfg.out_window)
+            loss = loss_fn(times[-1].float(), y, cfg.tau)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            loss_sum += loss.item() * len(idx)
+            correct += int((predict(times[-1], net.t_end) == y).sum())
+            seen += len(idx)
+            if b % 20 == 0:
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        epoch_time = time.perf_counter() - t0
+        if rank == 0:
+            ev = evaluate_float(net, x_te, y_te, quantised=quantised)
+            rec = {"epoch": epoch + 1, "phase": "qat" if quantised else "float", "lr": lr,
+                   "loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1),
+                   "test_accuracy": ev["accuracy"], "dead_ratio": ev["dead_ratio"],
+                   "mean_spike_time": ev["mean_spike_time"], "epoch_time_s": epoch_time}
+            history.append(rec)
+            if cfg.progress:
+                print(f"epoch {epoch + 1}/{total} {rec['phase']}: loss {rec['loss']:.4f} train "
+                      f"{rec['train_accuracy']:.4f} test {rec['test_accuracy']:.4f} dead "
+                      f"{[round(d, 3) for d in rec['dead_ratio']]} ({epoch_time:.0f} s)", file=sys.stderr)
+            _save_checkpoint(ckpt, net, opt, epoch + 1, history, cfg)
+        if world > 1:
+            torch.distributed.barrier()
+
+    if rank != 0:
+        return {}
+    float_eval = evaluate_float(net, x_te, y_te)
+    integer_net = to_network(net)
+    fixed_acc, result = golden_eval(integer_net, te_px, te_y, progress=cfg.progress)
+    report = {
+        "dataset": cfg.dataset, "arch": cfg.arch, "network": integer_net.describe(),
+        "epochs": cfg.epochs, "qat_epochs": cfg.qat_epochs, "seed": cfg.seed,
+        "train_samples": int(len(x_tr)), "test_samples": int(len(x_te)),
+        "float_test_accuracy": float_eval["accuracy"],
+        "fixed_point_test_accuracy": fixed_acc,
+        "fixed_point_judge": "model.run (golden model) on the exported network file",
+        "fixed_point_no_decision": int((result.prediction == model.NO_DECISION).sum()),
+        "float_dead_ratio": float_eval["dead_ratio"],
+        "float_mean_spike_time": float_eval["mean_spike_time"],
+        "fixed_point_dead_ratio": [float((t.reshape(len(t), -1) == integer_net.no_spike).all(0).mean())
+                                   for t in result.times],
+        "history": history,
+        "config": asdict(cfg),
+        "command": " ".join(cfg.command),
+        "wall_time_s": time.perf_counter() - start,
+        "torch_threads": torch.get_num_threads(),
+        "world_size": world,
+    }
+    model.save(integer_net, out / NETWORK, metadata={
+        "trainer": "training/ (STDBP + QAT)", "arch": cfg.arch, "dataset": cfg.dataset, "seed": cfg.seed,
+        "epochs": cfg.epochs, "qat_epochs": cfg.qat_epochs, "float_test_accuracy": report["float_test_accuracy"],
+        "fixed_point_test_accuracy": fixed_acc, "command": report["command"]})
+    if cfg.plots:
+        from .plots import write_plots
+        report["plots"] = write_plots(out, history, result, te_y, integer_net)
+    report["wall_time_s"] = time.perf_counter() - start
+    tmp = out / f".{REPORT}.tmp"
+    tmp.write_text(json.dumps(report, indent=1) + "\n")
+    os.replace(tmp, out / REPORT)
+    return report

@@ -1,0 +1,79 @@
+"""``yoso train``: STDBP training, quantisation-aware fine-tuning and export (docs/training.md)."""
+
+from __future__ import annotations
+
+import sys
+
+from model.datasets import DATASET_HELP
+
+from .util import CliError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a ReL-PSP network with STDBP, fine-tune it in fixed point, export it",
+                       description="Float STDBP epochs, then quantisation-aware epochs in the exact integer "
+                                   "semantics, export to OUT/network.npz and judge it with the golden model. "
+                                   "OUT also gets report.json, checkpoint.pt and PNG plots. Runs under "
+                                   "torchrun (DistributedDataParallel, gloo) too.")
+    p.add_argument("--dataset", required=True, help=f"dataset: {DATASET_HELP}")
+    p.add_argument("--arch", required=True, help="784-800-10 (dense) or 1x28x28-c16k5-p2-c32k5-p2-10 (conv)")
+    p.add_argument("--epochs", type=int, default=10, help="float STDBP epochs (default 10)")
+    p.add_argument("--qat-epochs", type=int, default=1, help="quantisation-aware epochs after them (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of weights and shuffling (default 0)")
+    p.add_argument("--out", required=True, help="output folder (created)")
+    p.add_argument("--batch", type=int, default=64, help="global batch size (default 64)")
+    p.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate of the float phase (default 5e-3)")
+    p.add_argument("--lr-decay", type=float, default=0.85, help="per-epoch learning rate factor (default 0.85)")
+    p.add_argument("--qat-lr", type=float, default=5e-4, help="learning rate of the QAT phase (default 5e-4)")
+    p.add_argument("--tau", type=float, default=3.0, help="softmax temperature in time steps (default 3)")
+    p.add_argument("--train-limit", type=int, help="first N training samples only")
+    p.add_argument("--test-limit", type=int, help="first N test samples only (default: the full test set)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads per process (default 2)")
+    p.add_argument("--t-in-max", type=int, default=31, help="latest input spike time of the encoding (default 31)")
+    p.add_argument("--weight-bits", type=int, default=8, help="signed weight width of the export (default 8)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    p.set_defaults(func=main)
+
+
+def main(args) -> int:
+    for name, lo in (("epochs", 0), ("qat_epochs", 0), ("batch", 1), ("threads", 1), ("train_limit", 1),
+                     ("test_limit", 1)):
+        v = getattr(args, name)
+        if v is not None and v < lo:
+            raise CliError(f"--{name.replace('_', '-')}: must be >= {lo}, got {v}")
+    if args.epochs + args.qat_epochs < 1:
+        raise CliError("--epochs: --epochs + --qat-epochs must be >= 1")
+    for name in ("lr", "qat_lr", "tau", "lr_decay"):
+        if not getattr(args, name) > 0:
+            raise CliError(f"--{name.replace('_', '-')}: must be > 0, got {getattr(args, name)}")
+    if not 2 <= args.weight_bits <= 16:
+        raise CliError(f"--weight-bits: must lie in 2..16, got {args.weight_bits}")
+    if not 0 <= args.t_in_max <= 254:
+        raise CliError(f"--t-in-max: must lie in 0..254 (t_end), got {args.t_in_max}")
+    from training.net import ArchError, parse_arch
+    from training.train import TrainConfig, train
+
+    try:
+        parse_arch(args.arch)
+    except ArchError as e:
+        raise CliError(str(e)) from None
+    cfg = TrainConfig(dataset=args.dataset, arch=args.arch, out=args.out, epochs=args.epochs,
+                      qat_epochs=args.qat_epochs, seed=args.seed, batch=args.batch, lr=args.lr,
+                      qat_lr=args.qat_lr, tau=args.tau, lr_decay=args.lr_decay, train_limit=args.train_limit,
+                      test_limit=args.test_limit, threads=args.threads, t_in_max=args.t_in_max,
+                      weight_bits=args.weight_bits, resume=args.resume, progress=not args.quiet,
+                      plots=not args.no_plots, command=["yoso", *sys.argv[1:]] if sys.argv[0].endswith("yoso")
+                      else list(sys.argv))
+    try:
+        report = train(cfg)
+    except ArchError as e:
+        raise CliError(str(e)) from None
+    if report:
+        print(f"float test accuracy       {report['float_test_accuracy']:.4f} (torch, {report['test_samples']} "
+              "samples)")
+        print(f"fixed-point test accuracy {report['fixed_point_test_accuracy']:.4f} (golden model on "
+              f"{args.out}/network.npz)")
+        print(f"wall time {report['wall_time_s']:.0f} s; report {args.out}/report.json")
+    return 0
