@@ -203,10 +203,13 @@ def _check_geometry(lay: ProtocolLayout, net: Network, placement: Placement):
                          f"{lay.time_bits}/{lay.weight_bits}")
 
 
-def load_network(link: HostLink, net: Network, placement: Placement | None = None, *, pe: PEConfig) -> None:
+def load_network(link: HostLink, net: Network, placement: Placement | None = None, *, pe: PEConfig,
+                 skip_zero_rows: bool = False) -> None:
     """Write registers, thresholds and every weight (zeros between layer blocks included) of ``net``.
 
     ``pe`` is the PE configuration the board was built with (it fixes the configuration word layout).
+    ``skip_zero_rows`` writes only each row's layer block (the zeros around it are not written): only valid
+    when the weight memory is known to be all zero, as in a fresh simulation (speeds up latency runs).
     """
     placement = placement or Placement.of(net)
     _check_geometry(link.layout, net, placement)
@@ -226,6 +229,14 @@ def load_network(link: HostLink, net: Network, placement: Placement | None = Non
         big[r0:r0 + w.shape[0], n0:n0 + w.shape[1]] = w
         words += [pack(lay, target=L.CfgTarget.THRESHOLD, neuron=n0 + j, data=int(th[j])) for j in range(len(th))]
     link.cfg(words)
+    if skip_zero_rows:
+        for layer, r0, n0 in zip(net.layers, placement.row_base, placement.neuron_base, strict=True):
+            w, _ = _dense_of(layer)
+            for r in range(w.shape[0]):
+                nz = np.flatnonzero(w[r])
+                if nz.size:
+                    link.weights(r0 + r, n0 + int(nz[0]), w[r, nz[0]:nz[-1] + 1])
+        return
     for r in range(placement.rows):
         link.weights(r, 0, big[r])
 

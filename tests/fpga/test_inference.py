@@ -1,0 +1,73 @@
+"""A whole inference through the simulated UART (bit level, 4 clocks per bit) with the same host driver a
+board uses: every layer's spike times and the prediction are compared with the golden model."""
+
+import numpy as np
+import pytest
+
+import model
+from fpga.driver import HostLink, LinkError, Placement, infer, load_network
+from fpga.sim import SimTransport
+from fpga.top import LinkCore, UARTTop
+
+
+@pytest.mark.parametrize("seed", [11])
+def test_uart_inference_matches_golden_model(seed):
+    print(f"seed={seed}")
+    net = model.random_network("10-6-4", seed=seed, time_bits=6)
+    pl = Placement.of(net)
+    pe = pl.pe_config(net, lanes=2)
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(2, net.n_inputs))
+    images[1, :4] = 0  # silent inputs
+    x = model.encode(images, net.encoding, net.time_bits)
+    ref = model.run(net, x)
+    assert (ref.prediction >= 0).any(), "test network should decide for at least one image"
+
+    link = HostLink(SimTransport(UARTTop(pe, divisor=4, in_depth=pl.max_spikes_in, out_depth=pl.max_spikes_out)))
+    load_network(link, net, pl, pe=pe)          # every weight, zeros between layer blocks included
+    for b in range(len(x)):
+        got = infer(link, net, x[b], pl)
+        for n, want in enumerate(ref.times):
+            np.testing.assert_array_equal(got.times[n], want[b].reshape(-1), err_msg=f"image {b}, layer {n}")
+        assert got.prediction == ref.prediction[b]
+        assert all(c > net.t_end for c in got.cycles)
+
+
+def test_stream_link_two_layers_back_to_back():
+    """The byte-stream core (used for latency runs) with zero rows skipped gives the same spike times."""
+    seed = 12
+    print(f"seed={seed}")
+    net = model.random_network("12-8-5", seed=seed, time_bits=6)
+    pl = Placement.of(net)
+    pe = pl.pe_config(net, lanes=4)
+    x = model.encode(np.random.default_rng(seed).integers(0, 256, size=(3, 12)), net.encoding, net.time_bits)
+    ref = model.run(net, x)
+    link = HostLink(SimTransport(LinkCore(pe, in_depth=pl.max_spikes_in, out_depth=pl.max_spikes_out)))
+    load_network(link, net, pl, pe=pe, skip_zero_rows=True)
+    for b in range(len(x)):
+        got = infer(link, net, x[b], pl)
+        for n, want in enumerate(ref.times):
+            np.testing.assert_array_equal(got.times[n], want[b].reshape(-1), err_msg=f"image {b}, layer {n}")
+        assert got.prediction == ref.prediction[b]
+
+
+def test_geometry_checks():
+    net = model.random_network("10-6-4", seed=1, time_bits=6)
+    pl = Placement.of(net)
+    assert pl.row_base == (0, 10) and pl.neuron_base == (0, 6) and (pl.rows, pl.neurons) == (16, 10)
+    pe = pl.pe_config(net, lanes=2)
+    link = HostLink(SimTransport(LinkCore(pe, in_depth=4, out_depth=8)))
+    with pytest.raises(ValueError, match=r"input buffer \(in_depth\): the network needs 10, the board has 4"):
+        load_network(link, net, pl, pe=pe)
+
+
+def test_timeout_is_a_link_error():
+    class Dead:
+        def write(self, data):
+            return len(data)
+
+        def read(self, n):
+            return b""
+
+    with pytest.raises(LinkError, match="no response"):
+        HostLink(Dead()).info()

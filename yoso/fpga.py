@@ -1,0 +1,154 @@
+"""``yoso fpga``: build the accelerator for an FPGA board, report resources, Fmax and latency per image."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import model
+
+from .util import CliError, atomic_path
+
+BOARD_NAMES = ("icebreaker", "ulx3s-85f")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("fpga", help="build the accelerator for an FPGA board and report resources, Fmax, latency",
+                       description="Maps a network onto the board top (UART host link + one PE running the "
+                                   "layers in turn, docs/fpga.md), places and routes it, and reports LUT/FF/"
+                                   "BRAM/SPRAM/DSP use, Fmax and the latency per image at Fmax (cycles of a "
+                                   "simulated run x period).")
+    p.add_argument("--board", required=True, choices=BOARD_NAMES)
+    p.add_argument("--net", required=True, help="network file (.npz, docs/spec.md section 7)")
+    p.add_argument("--mesh", default="1x1", help="mesh size WxH (only 1x1, one PE, is built so far)")
+    p.add_argument("--lanes", type=int, default=4, help="neurons updated per cycle in the PE (default 4)")
+    p.add_argument("--baud", type=int, default=1_000_000, help="UART baud rate (default 1000000)")
+    p.add_argument("--build-dir", help="keep the build files here (default: a temporary folder)")
+    p.add_argument("--dataset", help="latency image: first test image of this dataset (default: random "
+                   "pixels, seed 0)")
+    p.add_argument("--no-latency", action="store_true", help="skip the simulated run (no latency figure)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--program", action="store_true", help="load the bitstream onto a connected board")
+    p.add_argument("--verilog-only", metavar="OUT.v", help="write plain Verilog of the top (UART pins rx, tx, "
+                   "busy; clock clk, reset rst) for other vendors' tools and stop")
+    p.set_defaults(func=main)
+
+
+def _latency_cycles(net, pe, placement, image) -> tuple[int, tuple[int, ...], np.ndarray]:
+    from fpga.driver import HostLink, infer, load_network
+    from fpga.sim import SimTransport
+    from fpga.top import LinkCore
+
+    link = HostLink(SimTransport(LinkCore(pe, in_depth=placement.max_spikes_in,
+                                          out_depth=placement.max_spikes_out)))
+    load_network(link, net, placement, pe=pe, skip_zero_rows=True)
+    times = model.encode(image[None], net.encoding, net.time_bits)[0]
+    res = infer(link, net, times, placement)
+    ref = model.run(net, times[None])
+    for n, (got, want) in enumerate(zip(res.times, ref.times, strict=True)):
+        if not np.array_equal(got, want.reshape(-1)):
+            raise RuntimeError(f"simulated run differs from the golden model in layer {n}")
+    return res.total_cycles, res.cycles, times
+
+
+def main(args) -> int:
+    from fpga.boards import BOARDS, FitError, estimate, place_and_route, program
+    from fpga.driver import Placement
+
+    m = re.fullmatch(r"(\d+)x(\d+)", args.mesh)
+    if not m:
+        raise CliError(f"--mesh: expected WxH such as 2x2, got {args.mesh!r}")
+    if (int(m[1]), int(m[2])) != (1, 1):
+        raise CliError(f"--mesh: {args.mesh} is not available; the board top holds one PE (1x1) until the mesh "
+                       "is integrated")
+    if args.lanes < 1 or args.lanes & (args.lanes - 1) or args.lanes > 64:
+        raise CliError(f"--lanes: must be a power of two in 1..64, got {args.lanes}")
+    net = model.load(args.net)
+    board = BOARDS[args.board]
+    try:
+        placement = Placement.of(net)
+        pe = placement.pe_config(net, lanes=args.lanes)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    depths = dict(in_depth=placement.max_spikes_in, out_depth=placement.max_spikes_out)
+    try:
+        est = estimate(pe, board, **depths)
+    except FitError as e:
+        raise CliError(str(e)) from None
+
+    if args.verilog_only:
+        try:
+            out = place_and_route(pe, board, Path("."), baud=args.baud, verilog_only=Path(args.verilog_only),
+                                  **depths)
+        except ValueError as e:
+            raise CliError(str(e)) from None
+        with atomic_path(args.verilog_only) as tmp:
+            tmp.write_text(out["verilog"])
+        print(f"wrote {args.verilog_only} (top yoso_top: rx, tx, busy; clk, rst)", file=sys.stderr)
+        return 0
+
+    report = {"board": board.name, "net": str(args.net), "architecture": net.describe(),
+              "pe": {"neurons": pe.neurons, "fan_in": pe.fan_in, "lanes": pe.lanes}, "bram_estimate": est}
+    if not args.no_latency:
+        if args.dataset:
+            from model.datasets import load_dataset
+            image = load_dataset(args.dataset, "test").images[0].reshape(-1)
+            report["latency_image"] = f"{args.dataset} test image 0"
+        else:
+            image = np.random.default_rng(0).integers(0, 256, size=net.n_inputs)
+            report["latency_image"] = "random pixels, seed 0"
+        t0 = time.time()
+        print("simulating one inference ...", file=sys.stderr)
+        total, per_layer, _ = _latency_cycles(net, pe, placement, image)
+        report["cycles_per_image"] = total
+        report["cycles_per_layer"] = list(per_layer)
+        report["simulation_s"] = round(time.time() - t0, 1)
+
+    print(f"place and route for {board.device} ...", file=sys.stderr)
+    t0 = time.time()
+    try:
+        if args.build_dir:
+            pnr = place_and_route(pe, board, Path(args.build_dir), baud=args.baud, **depths)
+        else:
+            with tempfile.TemporaryDirectory(prefix="yoso-fpga-") as d:
+                pnr = place_and_route(pe, board, Path(d), baud=args.baud, **depths)
+                pnr["bitstream"] = None
+    except FitError as e:
+        raise CliError(str(e)) from None
+    report.update(pnr)
+    report["pnr_s"] = round(time.time() - t0, 1)
+    if report.get("fmax_mhz") and "cycles_per_image" in report:
+        report["latency_at_fmax_us"] = report["cycles_per_image"] / report["fmax_mhz"]
+        report["latency_at_board_clock_us"] = report["cycles_per_image"] / (board.clk_hz / 1e6)
+
+    if args.program:
+        if not report.get("bitstream"):
+            raise CliError("--program: needs --build-dir (the bitstream of a temporary build is gone)")
+        try:
+            program(board, report["bitstream"])
+        except RuntimeError as e:
+            raise CliError(str(e)) from None
+        report["programmed"] = True
+
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    print(f"board {board.name} ({board.device}), network {report['architecture']}")
+    print(f"PE: {pe.neurons} neurons x {pe.fan_in} weight rows, {pe.lanes} lanes")
+    print(f"{'resource':<24}{'used':>8}{'available':>11}")
+    for name, v in report["resources"].items():
+        print(f"{name:<24}{v['used']:>8}{v['available']:>11}")
+    print(f"Fmax {report['fmax_mhz']:.1f} MHz (board clock {board.clk_hz / 1e6:g} MHz)")
+    if "cycles_per_image" in report:
+        print(f"latency per image: {report['cycles_per_image']} cycles ({report['latency_image']}) = "
+              f"{report.get('latency_at_fmax_us', float('nan')):.1f} us at Fmax, "
+              f"{report.get('latency_at_board_clock_us', float('nan')):.1f} us at the board clock")
+    if report.get("bitstream"):
+        print(f"bitstream {report['bitstream']}")
+    return 0
