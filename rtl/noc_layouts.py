@@ -14,7 +14,7 @@ from amaranth.hdl import Shape, unsigned
 from amaranth.lib import data, enum
 from amaranth.utils import ceil_log2
 
-__all__ = ["Port", "FlitKind", "NocConfig", "flit_layout", "ni_cfg_layout", "layout_table"]
+__all__ = ["Port", "FlitKind", "NiReg", "NocConfig", "flit_layout", "ni_cfg_layout", "layout_table"]
 
 
 class Port(_enum.IntEnum):
@@ -38,8 +38,22 @@ class FlitKind(enum.Enum, shape=2):
     EVENT = 0
     #: A PE configuration word, delivered to the PE's ``cfg`` input (register and SRAM writes).
     PE_CFG = 1
-    #: A network-interface configuration word (:func:`ni_cfg_layout`): one destination-table entry.
+    #: A network-interface configuration word (:func:`ni_cfg_layout`): a destination or a register.
     NI_CFG = 2
+    #: Network interface -> host: the node's PE has received its whole input of the current inference
+    #: (``sources`` markers ``STEP_END(t_end)``); the host starts the next inference after every node's DONE.
+    DONE = 3
+
+
+class NiReg(enum.Enum, shape=2):
+    """What an ``NI_CFG`` word writes."""
+
+    #: Destination-table entry ``index`` <- (``x``, ``y``, ``host``); the table length becomes ``index + 1``.
+    DEST = 0
+    #: STEP_END(t_end) markers that end an inference at this node (= the PE's SOURCES) <- ``value``.
+    SOURCES = 1
+    #: Last time step of an inference (= the PE's T_END) <- ``value``.
+    T_END = 2
 
 
 @dataclass(frozen=True)
@@ -84,27 +98,32 @@ def flit_layout(cfg: NocConfig) -> data.StructLayout:
     """One flit = one whole packet (the mesh has no multi-flit packets).
 
     ``x``, ``y``: destination node. ``host``: deliver to the host instead of the node's PE (only with
-    ``x = y = 0``; router (0, 0) sends it out of its west port). ``kind``: :class:`FlitKind`.
-    ``payload``: the PE event or configuration word, zero-extended to ``payload_bits``.
+    ``x = y = 0``; router (0, 0) sends it out of its west port). ``src_x``, ``src_y``: the sending node
+    (the host uses (0, 0)); routers ignore them, the host uses them to tell the layers apart.
+    ``kind``: :class:`FlitKind`. ``payload``: the PE event or configuration word, zero-extended.
     """
     return data.StructLayout({
         "x": unsigned(cfg.x_bits),
         "y": unsigned(cfg.y_bits),
         "host": unsigned(1),
+        "src_x": unsigned(cfg.x_bits),
+        "src_y": unsigned(cfg.y_bits),
         "kind": FlitKind,
         "payload": unsigned(cfg.payload_bits),
     })
 
 
-def ni_cfg_layout(cfg: NocConfig) -> data.StructLayout:
-    """Payload of an ``NI_CFG`` flit: destination-table entry ``index`` of the addressed node's network
-    interface becomes (``x``, ``y``, ``host``), and the table length becomes ``index + 1`` (write entries in
-    order 0, 1, ...; the last write sets the length)."""
+def ni_cfg_layout(cfg: NocConfig, value_bits: int) -> data.StructLayout:
+    """Payload of an ``NI_CFG`` flit (:class:`NiReg`). ``DEST``: destination-table entry ``index`` of the
+    addressed node's network interface becomes (``x``, ``y``, ``host``) and the table length ``index + 1``
+    (write entries in order 0, 1, ...). ``SOURCES`` / ``T_END``: the register <- ``value``."""
     return data.StructLayout({
+        "reg": NiReg,
         "index": unsigned(max(1, ceil_log2(cfg.max_dests))),
         "x": unsigned(cfg.x_bits),
         "y": unsigned(cfg.y_bits),
         "host": unsigned(1),
+        "value": unsigned(value_bits),
     })
 
 

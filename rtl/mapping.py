@@ -1,0 +1,300 @@
+"""Mapping: from a network file to the mesh — placement, destination tables, configuration and input flits.
+
+Each dense (or conv2d, as its equivalent dense layer) layer is cut into slices of at most ``neurons`` neurons;
+each slice runs on one PE. Slices take nodes in row-major order, layer after layer. A PE of layer ``l``
+sends its output events to every PE of layer ``l + 1`` (and to the host when ``monitor`` is on or ``l`` is the
+output layer). Its ``SOURCES`` register is the number of PEs of layer ``l - 1`` (1 for the first layer: the
+host). docs/noc.md walks through an example.
+
+The mapping is pure Python (numpy + layouts); flits are integers packed with ``verif.driver.pack``, the
+same packing the PE testbenches use, so one encoding serves the Amaranth simulator, cocotb and a board.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+import model
+from model.network import NetworkError
+
+from . import layouts as L
+from .config import PEConfig
+from .mesh import done_layout, ni_value_bits, noc_config
+from .noc_layouts import FlitKind, NiReg, NocConfig, flit_layout, ni_cfg_layout
+
+__all__ = ["MappingError", "Placement", "Mapping", "map_network", "ImageResult"]
+
+
+class MappingError(NetworkError):
+    """The network does not fit the mesh or the PE: one line with the numbers needed and available."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One PE's share: neurons ``lo .. hi - 1`` of layer ``layer`` at node ``node``."""
+
+    layer: int
+    node: tuple[int, int]
+    lo: int
+    hi: int
+    sources: int
+    dests: tuple[tuple[int, int, int], ...]  # (x, y, host)
+
+
+def _pack(layout, **fields) -> int:
+    from verif.driver import pack
+
+    return pack(layout, **fields)
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """What the host saw for one image: spike times of every layer (flattened, NO_SPIKE = silent)."""
+
+    times: tuple[np.ndarray, ...]
+    cycles: int
+
+
+@dataclass(frozen=True)
+class Mapping:
+    net: model.Network
+    pe: PEConfig
+    noc: NocConfig
+    placements: tuple[Placement, ...]
+    weights: tuple[np.ndarray, ...]      # per layer, dense (in, out)
+    thresholds: tuple[np.ndarray, ...]   # per layer, (out,)
+    monitor: bool
+
+    # ---- structure ----
+    def layer_pes(self, layer: int) -> list[Placement]:
+        return [p for p in self.placements if p.layer == layer]
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.weights)
+
+    def _flit(self, *, x, y, kind, payload, host=0, src=(0, 0)) -> int:
+        return _pack(flit_layout(self.noc), x=x, y=y, host=host, src_x=src[0], src_y=src[1], kind=kind,
+                     payload=payload)
+
+    # ---- host -> mesh ----
+    def config_flits(self) -> list[int]:
+        """NI registers and destination tables, then every PE's registers, thresholds and weights."""
+        from verif.driver import layer_cfg_words
+
+        nil = ni_cfg_layout(self.noc, ni_value_bits(self.pe))
+        flits = []
+        for p in self.placements:
+            x, y = p.node
+            words = [_pack(nil, reg=NiReg.SOURCES, value=p.sources),
+                     _pack(nil, reg=NiReg.T_END, value=self.net.t_end)]
+            words += [_pack(nil, reg=NiReg.DEST, index=k, x=dx, y=dy, host=dh) for k, (dx, dy, dh) in
+                      enumerate(p.dests)]
+            flits += [self._flit(x=x, y=y, kind=FlitKind.NI_CFG, payload=w) for w in words]
+            w = self.weights[p.layer][:, p.lo:p.hi]
+            th = self.thresholds[p.layer][p.lo:p.hi]
+            flits += [self._flit(x=x, y=y, kind=FlitKind.PE_CFG, payload=c) for c in
+                      layer_cfg_words(self.pe, w, th, neuron_base=p.lo, sources=p.sources, t_end=self.net.t_end)]
+        return flits
+
+    def image_flits(self, input_times: np.ndarray) -> list[int]:
+        """START to every PE, then per step t the input SPIKEs of step t and STEP_END(t) to each first-layer
+        PE (interleaved PE by PE so they work in parallel)."""
+        ev = L.event_layout(self.pe)
+        times = np.asarray(input_times, dtype=np.int64).reshape(-1)
+        t_end = self.net.t_end
+        start = _pack(ev, kind=L.EventKind.START)
+        flits = [self._flit(x=p.node[0], y=p.node[1], kind=FlitKind.EVENT, payload=start)
+                 for p in self.placements]
+        first = self.layer_pes(0)
+        order = np.argsort(times, kind="stable")
+        by_t: dict[int, list[int]] = {}
+        for i in order:
+            if times[i] <= t_end:
+                by_t.setdefault(int(times[i]), []).append(int(i))
+        for t in range(t_end + 1):
+            spikes = [_pack(ev, kind=L.EventKind.SPIKE, index=i, time=t) for i in by_t.get(t, [])]
+            marker = _pack(ev, kind=L.EventKind.STEP_END, time=t)
+            for p in first:
+                x, y = p.node
+                flits += [self._flit(x=x, y=y, kind=FlitKind.EVENT, payload=s) for s in spikes]
+                flits.append(self._flit(x=x, y=y, kind=FlitKind.EVENT, payload=marker))
+        return flits
+
+    # ---- mesh -> host ----
+    def decode(self, flits: list[int]) -> tuple[np.ndarray, ...]:
+        """Spike times of every monitored layer from the host flits of one image; checks the event protocol
+        per source PE (STEP_END(0..t_end) in order, spikes inside their step, each neuron once, one DONE per
+        PE). Layers the host does not see (monitor off) come back as None."""
+        from verif.driver import ProtocolError, unpack
+
+        fl = flit_layout(self.noc)
+        ev = L.event_layout(self.pe)
+        by_node = {p.node: p for p in self.placements}
+        seen = {p.node: -1 for p in self.placements}
+        done = set()
+        times = [np.full(w.shape[1], self.net.no_spike, dtype=np.int64) for w in self.weights]
+        for k, word in enumerate(flits):
+            f = unpack(fl, word)
+            node = (f["src_x"], f["src_y"])
+            if node not in by_node:
+                raise ProtocolError(f"host flit {k}: from node {node}, which holds no PE of this mapping")
+            p = by_node[node]
+            if f["kind"] == FlitKind.DONE.value:
+                if node in done:
+                    raise ProtocolError(f"host flit {k}: second DONE from node {node}")
+                done.add(node)
+                continue
+            if f["kind"] != FlitKind.EVENT.value:
+                raise ProtocolError(f"host flit {k}: unexpected flit kind {f['kind']} from node {node}")
+            e = unpack(ev, f["payload"])
+            kind = L.EventKind(e["kind"])
+            if kind == L.EventKind.STEP_END:
+                if e["time"] != seen[node] + 1:
+                    raise ProtocolError(f"host flit {k}: node {node} sent STEP_END({e['time']}) after "
+                                        f"STEP_END({seen[node]})")
+                seen[node] += 1
+            elif kind == L.EventKind.SPIKE:
+                j = e["index"]
+                if not p.lo <= j < p.hi:
+                    raise ProtocolError(f"host flit {k}: node {node} spiked neuron {j}, outside {p.lo}..{p.hi - 1}")
+                if e["time"] != seen[node] + 1 or seen[node] < 0:
+                    raise ProtocolError(f"host flit {k}: node {node} SPIKE at {e['time']} in step {seen[node] + 1}")
+                if times[p.layer][j] != self.net.no_spike:
+                    raise ProtocolError(f"host flit {k}: layer {p.layer} neuron {j} spiked twice")
+                times[p.layer][j] = e["time"]
+            else:
+                raise ProtocolError(f"host flit {k}: node {node} sent {kind.name}")
+        if len(done) != len(self.placements):
+            raise ProtocolError(f"{len(self.placements) - len(done)} of {len(self.placements)} nodes sent no DONE")
+        for p in self.placements:
+            if self._reports(p) and seen[p.node] != self.net.t_end:
+                raise ProtocolError(f"node {p.node} ended after STEP_END({seen[p.node]}), expected "
+                                    f"STEP_END({self.net.t_end})")
+        return tuple(t if all(self._reports(p) for p in self.layer_pes(n)) else None
+                     for n, t in enumerate(times))
+
+    @property
+    def n_reporting(self) -> int:
+        """PEs whose output events reach the host."""
+        return sum(self._reports(p) for p in self.placements)
+
+    def is_last_host_flit(self, word: int) -> bool:
+        """True for the flits that end an image at the host: a DONE, or a STEP_END(t_end) from a reporting
+        PE. An image is over after ``len(placements) + n_reporting`` of them (every PE's input is complete
+        and every reporting PE's output has arrived)."""
+        from verif.driver import unpack
+
+        f = unpack(flit_layout(self.noc), word)
+        if f["kind"] == FlitKind.DONE.value:
+            return True
+        if f["kind"] != FlitKind.EVENT.value:
+            return False
+        e = unpack(L.event_layout(self.pe), f["payload"])
+        return e["kind"] == L.EventKind.STEP_END.value and e["time"] == self.net.t_end
+
+    def _reports(self, p: Placement) -> bool:
+        return any(h for _, _, h in p.dests)
+
+    def host_flits_per_image(self) -> int:
+        """Upper bound of host flits per image (for buffer sizing and progress)."""
+        return sum((p.hi - p.lo) + self.net.t_end + 2 for p in self.placements)
+
+    # ---- cost ----
+    def sops(self, golden_times: tuple[np.ndarray, ...], input_times: np.ndarray) -> int:
+        """Synaptic operations of one image: each input spike (time <= t_end) of layer l times the number
+        of neurons of layer l (every PE of the layer adds the weight row to all its neurons)."""
+        ins = [np.asarray(input_times).reshape(-1)] + [np.asarray(t).reshape(-1) for t in golden_times[:-1]]
+        return int(sum(int((t <= self.net.t_end).sum()) * w.shape[1] for t, w in zip(ins, self.weights,
+                                                                                      strict=True)))
+
+    def describe(self) -> str:
+        parts = []
+        for n in range(self.n_layers):
+            pes = self.layer_pes(n)
+            parts.append(f"layer {n}: {self.weights[n].shape[0]}->{self.weights[n].shape[1]} on {len(pes)} PE(s)")
+        return (f"{self.noc.width}x{self.noc.height} mesh, {len(self.placements)} PEs used, PE {self.pe.neurons} "
+                f"neurons x {self.pe.lanes} lanes, fan-in {self.pe.fan_in}; " + "; ".join(parts))
+
+
+def dense_layers(net: model.Network) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    weights, thresholds = [], []
+    for n, layer in enumerate(net.layers):
+        if layer.kind == "dense":
+            weights.append(np.asarray(layer.weight, dtype=np.int64))
+            thresholds.append(np.asarray(layer.threshold, dtype=np.int64))
+        elif layer.kind == "conv2d":
+            weights.append(model.conv_as_dense(layer))
+            thresholds.append(np.repeat(np.asarray(layer.threshold, dtype=np.int64),
+                                        math.prod(layer.out_shape[1:])))
+        else:
+            raise MappingError(f"layers[{n}]: {layer.kind} does not run on the mesh (dense and conv2d only)")
+    return weights, thresholds
+
+
+def map_network(net: model.Network, width: int, height: int, *, neurons: int = 64, lanes: int = 4,
+                monitor: bool = True, fifo_depth: int = 4, pe: PEConfig | None = None) -> Mapping:
+    """Place ``net`` on a ``width`` x ``height`` mesh of PEs with ``neurons`` neurons and ``lanes`` lanes
+    (or the given ``pe``). Raises MappingError naming what is needed and what is available."""
+    weights, thresholds = dense_layers(net)
+    if pe is None:
+        fan_in = max(w.shape[0] for w in weights)
+        n_max = max(w.shape[1] for w in weights)
+        per_pe = min(neurons, -(-n_max // lanes) * lanes)
+        counts = [-(-w.shape[1] // per_pe) for w in weights]
+        max_sources = max([1, *counts[:-1]])
+        # Early events of a fast source wait in the PE's defer FIFO; size it for every other source being a
+        # whole step ahead (its neurons' spikes and its marker), so the FIFO never fills (docs/noc.md).
+        defer = max(8, (max_sources - 1) * (per_pe + 1) + 2)
+        try:
+            pe = PEConfig(neurons=per_pe, fan_in=fan_in, lanes=lanes, weight_bits=net.weight_bits,
+                          time_bits=net.time_bits, threshold_bits=net.threshold_bits, defer_depth=defer,
+                          max_sources=max_sources)
+        except ValueError as e:
+            raise MappingError(f"PE: {e}") from None
+    for n, w in enumerate(weights):
+        if w.shape[0] > pe.fan_in:
+            raise MappingError(f"layers[{n}]: fan-in {w.shape[0]} needed, the PE has {pe.fan_in} weight rows")
+        if w.shape[1] > 1 << pe.index_bits:
+            raise MappingError(f"layers[{n}]: {w.shape[1]} neuron indices needed, events carry "
+                               f"{pe.index_bits} index bits ({1 << pe.index_bits} values)")
+    if (net.weight_bits, net.time_bits) != (pe.weight_bits, pe.time_bits) or net.threshold_bits > pe.threshold_bits:
+        raise MappingError(f"PE: widths weight/time/threshold {pe.weight_bits}/{pe.time_bits}/{pe.threshold_bits} "
+                           f"do not match the network's {net.weight_bits}/{net.time_bits}/{net.threshold_bits}")
+    counts = [-(-w.shape[1] // pe.neurons) for w in weights]
+    need = sum(counts)
+    if need > width * height:
+        per_layer = ", ".join(f"layer {n}: {w.shape[1]} neurons -> {c}" for n, (w, c) in
+                              enumerate(zip(weights, counts, strict=True)))
+        raise MappingError(f"--mesh {width}x{height}: the network needs {need} PEs of {pe.neurons} neurons "
+                           f"({per_layer}), the mesh has {width * height}")
+    max_dests = max(c + 1 for c in counts)
+    try:
+        noc = noc_config(pe, width, height, fifo_depth=fifo_depth, max_dests=max_dests)
+    except ValueError as e:
+        raise MappingError(f"mesh: {e}") from None
+    if max(counts[:-1], default=1) > pe.max_sources:
+        raise MappingError(f"PE: {max(counts[:-1])} sources needed, the PE counts up to {pe.max_sources}")
+    nodes = [(x, y) for y in range(height) for x in range(width)]
+    placed = []
+    k = 0
+    layer_nodes = []
+    for c in counts:
+        layer_nodes.append(nodes[k:k + c])
+        k += c
+    for n, w in enumerate(weights):
+        last = n == len(weights) - 1
+        dests = [] if last else [(x, y, 0) for x, y in layer_nodes[n + 1]]
+        if monitor or last:
+            dests.append((0, 0, 1))
+        sources = 1 if n == 0 else counts[n - 1]
+        for s, node in enumerate(layer_nodes[n]):
+            lo = s * pe.neurons
+            placed.append(Placement(layer=n, node=node, lo=lo, hi=min(lo + pe.neurons, w.shape[1]),
+                                    sources=sources, dests=tuple(dests)))
+    assert done_layout(noc).size <= noc.payload_bits
+    return Mapping(net=net, pe=pe, noc=noc, placements=tuple(placed), weights=tuple(weights),
+                   thresholds=tuple(thresholds), monitor=monitor)
