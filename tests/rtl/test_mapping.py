@@ -1,0 +1,64 @@
+"""Mapper: placement, sources and destinations, capacity errors with numbers, flit streams."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import model
+from rtl import layouts as L
+from rtl.mapping import MappingError, map_network
+from rtl.noc_layouts import FlitKind, flit_layout
+from verif.driver import unpack
+
+
+def test_placement_sources_dests():
+    net = model.random_network("20-10-9-3", seed=0, time_bits=4)
+    mp = map_network(net, 3, 3, neurons=4, lanes=2)
+    assert [len(mp.layer_pes(n)) for n in range(3)] == [3, 3, 1]
+    # row-major nodes, layer after layer
+    assert [p.node for p in mp.placements] == [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1), (0, 2)]
+    assert [p.sources for p in mp.placements] == [1, 1, 1, 3, 3, 3, 3]
+    assert mp.placements[0].dests == ((0, 1, 0), (1, 1, 0), (2, 1, 0), (0, 0, 1))
+    assert mp.placements[-1].dests == ((0, 0, 1),)
+    assert [(p.lo, p.hi) for p in mp.layer_pes(0)] == [(0, 4), (4, 8), (8, 10)]
+    assert mp.pe.defer_depth >= 2 * (mp.pe.neurons + 1)
+
+
+def test_monitor_off_only_output_layer_reports():
+    net = model.random_network("8-6-3", seed=0, time_bits=4)
+    mp = map_network(net, 2, 2, neurons=4, lanes=2, monitor=False)
+    assert mp.n_reporting == 1
+    assert all(h == 0 for p in mp.layer_pes(0) for _, _, h in p.dests)
+
+
+def test_does_not_fit_names_numbers():
+    net = model.random_network("784-100-10", seed=0)
+    with pytest.raises(MappingError, match=r"--mesh 2x1: the network needs 3 PEs of 64 neurons .* the mesh has 2"):
+        map_network(net, 2, 1, neurons=64, lanes=4)
+
+
+def test_maxpool_rejected():
+    conv = model.Conv2d(in_shape=(1, 4, 4), weight=np.ones((1, 1, 2, 2), dtype=np.int64),
+                        threshold=np.array([3]))
+    pool = model.MaxPool2d(in_shape=(1, 3, 3), kernel=2, stride=1)
+    dense = model.Dense(weight=np.ones((4, 2), dtype=np.int64), threshold=np.array([2, 3]))
+    net = model.Network.build(input_shape=(1, 4, 4), layers=[conv, pool, dense], time_bits=4)
+    with pytest.raises(MappingError, match=r"layers\[1\]: maxpool2d does not run on the mesh"):
+        map_network(net, 2, 2)
+
+
+def test_image_flits_protocol():
+    net = model.random_network("4-3", seed=0, time_bits=3)
+    mp = map_network(net, 1, 1, neurons=4, lanes=2)
+    times = np.array([2, net.no_spike, 0, 2])
+    fl, ev = flit_layout(mp.noc), L.event_layout(mp.pe)
+    events = []
+    for w in mp.image_flits(times):
+        f = unpack(fl, w)
+        assert (f["x"], f["y"], f["host"], f["kind"]) == (0, 0, 0, FlitKind.EVENT.value)
+        e = unpack(ev, f["payload"])
+        events.append((L.EventKind(e["kind"]).name, e["index"], e["time"]))
+    want = [("START", 0, 0), ("SPIKE", 2, 0), ("STEP_END", 0, 0), ("STEP_END", 0, 1), ("SPIKE", 0, 2),
+            ("SPIKE", 3, 2), ("STEP_END", 0, 2)] + [("STEP_END", 0, t) for t in range(3, net.t_end + 1)]
+    assert events == want

@@ -1,0 +1,61 @@
+"""Mesh in the Amaranth simulator: random networks on 1x1, 2x2 and 3x2 meshes, every neuron's spike time in
+every layer compared with model.run, under random injection gaps and host backpressure."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import pytest
+
+import model
+from rtl.mapping import map_network
+from verif.mesh_sim import compare, run_images
+
+SEED = int(os.environ.get("SEED", random.randrange(1 << 30)))
+
+
+def random_inputs(rng, net, n):
+    t = rng.integers(0, net.t_end + 1, size=(n, net.n_inputs))
+    t[rng.random(t.shape) < 0.3] = net.no_spike
+    return t
+
+
+@pytest.mark.parametrize("arch,mesh,neurons,lanes", [
+    ("5-4", (1, 1), 4, 2),        # one layer, one PE
+    ("6-7-3", (2, 2), 4, 2),      # 2 + 1 PEs, two sources for the output PE
+    ("5-6-4-2", (3, 2), 2, 1),    # 3 + 2 + 1 PEs on a non-square mesh, up to three sources per PE
+])
+def test_random_networks_bit_exact(arch, mesh, neurons, lanes):
+    seed = SEED + sum(mesh)
+    print(f"SEED={SEED} (case seed {seed})")
+    rng = np.random.default_rng(seed)
+    net = model.random_network(arch, seed=seed, time_bits=4)
+    mp = map_network(net, *mesh, neurons=neurons, lanes=lanes)
+    inputs = random_inputs(rng, net, 2)
+    golden = model.run(net, inputs)
+    results, _ = run_images(mp, inputs, seed=seed, idle=0.2, stall=0.2)
+    compared, bad, first = compare(mp, results, golden)
+    assert compared == 2 * sum(w.shape[1] for w in mp.weights)
+    assert bad == 0, first
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("k", range(12))
+def test_random_networks_many_seeds(k):
+    seed = SEED + 1000 * k
+    print(f"SEED={SEED} (case seed {seed})")
+    rng = np.random.default_rng(seed)
+    sizes = [int(rng.integers(2, 9)) for _ in range(int(rng.integers(2, 5)))]
+    net = model.random_network(sizes, seed=seed, time_bits=int(rng.integers(3, 6)))
+    mesh = [(1, 1), (2, 2), (3, 2), (2, 3), (4, 3)][k % 5]
+    try:
+        mp = map_network(net, *mesh, neurons=int(rng.choice([2, 4])), lanes=int(rng.choice([1, 2])))
+    except model.NetworkError:
+        mp = map_network(net, 4, 4, neurons=8, lanes=2)
+    inputs = random_inputs(rng, net, 3)
+    golden = model.run(net, inputs)
+    results, _ = run_images(mp, inputs, seed=seed, idle=0.3, stall=0.3)
+    compared, bad, first = compare(mp, results, golden)
+    assert bad == 0, first
