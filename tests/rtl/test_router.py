@@ -11,48 +11,14 @@ import pytest
 from amaranth.sim import Simulator
 
 from rtl.noc_layouts import FlitKind, NocConfig, Port
-from rtl.router import Router, route
+from rtl.router import Router
+from verif.router_traffic import SEQ_BITS, check_delivery, make_traffic
 
 SEED = int(os.environ.get("SEED", random.randrange(1 << 30)))
-SEQ_BITS = 12
-
-
-def make_traffic(rng, cfg, x, y, per_port):
-    """Random flits per input port; payload = source port << SEQ_BITS | sequence number."""
-    traffic = {}
-    for p in Port:
-        flits = []
-        for seq in range(per_port):
-            dx, dy = rng.randrange(cfg.width), rng.randrange(cfg.height)
-            host = int(dx == 0 and dy == 0 and rng.random() < 0.5)
-            flits.append({"x": dx, "y": dy, "host": host, "kind": FlitKind.EVENT,
-                          "payload": (int(p) << SEQ_BITS) | seq})
-        traffic[p] = flits
-    return traffic
-
-
-def check_delivery(traffic, received, x, y):
-    """received[port] = list of (x, y, host, payload) in arrival order."""
-    seen = {}
-    for out, flits in received.items():
-        last_seq = {}
-        for fx, fy, fh, payload in flits:
-            src, seq = payload >> SEQ_BITS, payload & ((1 << SEQ_BITS) - 1)
-            sent = traffic[Port(src)][seq]
-            assert (fx, fy, fh) == (sent["x"], sent["y"], sent["host"]), f"flit {src}/{seq} corrupted"
-            assert route(x, y, fx, fy, fh) == out, f"flit {src}/{seq} left by {out.name}"
-            assert (src, seq) not in seen, f"flit {src}/{seq} duplicated"
-            seen[(src, seq)] = out
-            assert seq > last_seq.get(src, -1), f"flit {src}/{seq} overtook a flit of the same source"
-            last_seq[src] = seq
-    total = sum(len(f) for f in traffic.values())
-    assert len(seen) == total, f"{total - len(seen)} flits lost"
-
-
 def run_router(cfg, x, y, seed, *, per_port=40, p_idle=0.3, p_stall=0.3, max_cycles=20000):
     rng = random.Random(seed)
     dut = Router(cfg, x=x, y=y)
-    traffic = make_traffic(rng, cfg, x, y, per_port)
+    traffic = make_traffic(rng, cfg, per_port)
     received = {p: [] for p in Port}
     total = per_port * len(Port)
     state = {"cycles": 0}
@@ -136,7 +102,7 @@ def test_round_robin_is_fair():
             port = dut.port_i(p)
             for seq in range(10):
                 ctx.set(port.valid, 1)
-                ctx.set(port.payload, {"x": 1, "y": 1, "host": 0, "kind": FlitKind.EVENT,
+                ctx.set(port.payload, {"x": 1, "y": 1, "host": 0, "src_x": 0, "src_y": 0, "kind": FlitKind.EVENT,
                                        "payload": (int(p) << SEQ_BITS) | seq})
                 await ctx.tick().until(port.ready)
             ctx.set(port.valid, 0)
