@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amaranth.hdl import Elaboratable, Module
+from amaranth.lib import io
 
 from rtl import layouts as L
 from rtl.config import PEConfig
@@ -89,12 +90,15 @@ class BoardTop(Elaboratable):
         m = Module()
         m.submodules.top = top = self.top
         if platform is not None:
-            uart = platform.request("uart", 0)
-            led = platform.request("led", 0)
-            m.d.comb += [top.rx.eq(uart.rx.i), uart.tx.o.eq(top.tx), led.o.eq(top.busy)]
+            uart = platform.request("uart", 0, dir="-")
+            m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
+            m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
+            m.submodules.led_buf = led_buf = io.Buffer("o", platform.request("led", 0, dir="-"))
+            m.d.comb += [top.rx.eq(rx_buf.i), tx_buf.o.eq(top.tx), led_buf.o.eq(top.busy)]
             if self.board.name == "ulx3s-85f":
                 # The ULX3S routes the FTDI's receive line through a buffer enabled by this pin.
-                m.d.comb += platform.request("uart_tx_enable", 0).o.eq(1)
+                m.submodules.en_buf = en_buf = io.Buffer("o", platform.request("uart_tx_enable", 0, dir="-"))
+                m.d.comb += en_buf.o.eq(1)
         return m
 
 
@@ -137,12 +141,12 @@ _REGION_RE = re.compile(r"(\w+):\s+(\d+)/\s*(\d+)\s+\d+%")
 def place_and_route(config: PEConfig, board: Board, build_dir: Path, *, baud: int, in_depth: int,
                     out_depth: int, verilog_only: Path | None = None) -> dict:
     """Synthesise, place and route the board top; returns the report (resources, Fmax)."""
-    top = BoardTop(config, board=board, baud=baud, in_depth=in_depth, out_depth=out_depth)
-    platform = board.platform()
     if verilog_only is not None:
         from amaranth.back import verilog
-        return {"verilog": verilog.convert(top.top, name="yoso_top",
-                                           ports=[top.top.rx, top.top.tx, top.top.busy])}
+        top = UARTTop(config, divisor=divisor_for(board.clk_hz, baud), in_depth=in_depth, out_depth=out_depth)
+        return {"verilog": verilog.convert(top, name="yoso_top")}
+    top = BoardTop(config, board=board, baud=baud, in_depth=in_depth, out_depth=out_depth)
+    platform = board.platform()
     build_dir.mkdir(parents=True, exist_ok=True)
     plan = platform.prepare(top, name="yoso", nextpnr_opts="--report report.json",
                             # nextpnr-ice40 0.4 (Debian) cannot place the

@@ -13,7 +13,9 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from rtl import layouts as L
 from rtl.config import PEConfig
+from rtl.fifo import StreamFIFO
 from rtl.pe import PE
 
 from .engine import ProtocolEngine
@@ -47,8 +49,14 @@ class LinkCore(wiring.Component):
         m = Module()
         m.submodules.engine = engine = self.engine
         m.submodules.pe = pe = PE(self._config)
-        wiring.connect(m, engine.cfg, pe.cfg)
-        wiring.connect(m, engine.i, pe.i)
+        # Registered FIFOs between the engine and the PE cut the combinational valid/ready and payload paths
+        # from the engine's buffers into the PE's input logic (they set Fmax otherwise).
+        m.submodules.cfg_fifo = cfg_fifo = StreamFIFO(L.cfg_layout(self._config), depth=2)
+        m.submodules.i_fifo = i_fifo = StreamFIFO(L.event_layout(self._config), depth=2)
+        wiring.connect(m, engine.cfg, cfg_fifo.i)
+        wiring.connect(m, cfg_fifo.o, pe.cfg)
+        wiring.connect(m, engine.i, i_fifo.i)
+        wiring.connect(m, i_fifo.o, pe.i)
         wiring.connect(m, pe.o, engine.o)
         wiring.connect(m, wiring.flipped(self.rx), engine.rx)
         wiring.connect(m, engine.tx, wiring.flipped(self.tx))
