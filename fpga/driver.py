@@ -18,7 +18,8 @@ from rtl.config import PEConfig
 
 from .protocol import MAX_PAYLOAD, NO_PREDICTION, SYNC_RESP, Cmd, ProtocolLayout, Status, crc8, request
 
-__all__ = ["LinkError", "BoardError", "RunResult", "HostLink", "Placement", "Inference", "load_network", "infer"]
+__all__ = ["LinkError", "BoardError", "RunResult", "HostLink", "Placement", "Inference", "load_network", "infer",
+           "open_serial"]
 
 
 class LinkError(RuntimeError):
@@ -281,3 +282,12 @@ def infer(link: HostLink, net: Network, input_times, placement: Placement | None
         pred = -1 if res.prediction is None else res.prediction - n0
         t = out
     return Inference(times=tuple(times), prediction=pred, cycles=tuple(cycles))
+
+
+def open_serial(port: str, baud: int = 1_000_000, timeout: float = 2.0):
+    """A board's serial port as a transport for :class:`HostLink` (needs the ``fpga`` extra: pyserial)."""
+    try:
+        import serial
+    except ImportError:
+        raise RuntimeError("open_serial: pyserial is not installed (pip install 'yoso-relpsp[fpga]')") from None
+    return serial.Serial(port, baudrate=baud, timeout=timeout)
