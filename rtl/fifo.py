@@ -30,6 +30,7 @@ class StreamFIFO(wiring.Component):
 
     def __init__(self, shape, *, depth: int):
         if depth < 1:
+            self._MustUse__silence = True  # a rejected instance is not an unused elaboratable
             raise ValueError(f"depth: {depth} is below the minimum 1")
         self._shape, self._depth = shape, depth
         super().__init__({

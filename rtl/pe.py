@@ -40,6 +40,7 @@ class PE(wiring.Component):
 
     def __init__(self, config: PEConfig):
         if not isinstance(config, PEConfig):
+            self._MustUse__silence = True  # a rejected instance is not an unused elaboratable
             raise TypeError(f"config: expected a PEConfig, got {type(config).__name__}")
         self._cfg = config
         super().__init__({

@@ -43,6 +43,7 @@ class SRAM(wiring.Component):
     def __init__(self, *, shape, depth: int, granularity: int | None = None):
         width = Shape.cast(shape).width
         if granularity is not None and (granularity < 1 or width % granularity):
+            self._MustUse__silence = True  # a rejected instance is not an unused elaboratable
             raise ValueError(f"granularity: {granularity} does not divide the word width {width}")
         self._width, self._depth, self._granularity = width, depth, granularity
         n_en = 1 if granularity is None else width // granularity

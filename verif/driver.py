@@ -35,16 +35,17 @@ def unpack(layout, word: int) -> dict:
 
 
 def layer_cfg_words(cfg: PEConfig, weight: np.ndarray, threshold: np.ndarray, *, neuron_base: int = 0,
-                    sources: int = 1, t_end: int | None = None, rows: slice | None = None) -> list[int]:
+                    sources: int = 1, t_end: int | None = None) -> list[int]:
     """Configuration words that load one layer slice (``weight`` (n_in, n), ``threshold`` (n,)) and set the
-    registers. Every value is range-checked; a ValueError names the field and the limit."""
+    registers. Every value is range-checked (output indices neuron_base + j must fit index_bits); a
+    ValueError names the field and the limit."""
     weight = np.asarray(weight, dtype=np.int64)
     threshold = np.asarray(threshold, dtype=np.int64)
     n_in, n = weight.shape
     t_end = cfg.max_t_end if t_end is None else t_end
     checks = [("weight rows", n_in, 1, cfg.fan_in), ("neurons", n, 1, cfg.neurons),
               ("t_end", t_end, 1, cfg.max_t_end), ("sources", sources, 1, cfg.max_sources),
-              ("neuron_base", neuron_base, 0, (1 << cfg.index_bits) - 1)]
+              ("neuron_base", neuron_base, 0, (1 << cfg.index_bits) - n)]
     for name, v, lo, hi in checks:
         if not lo <= v <= hi:
             raise ValueError(f"{name}: {v} is outside the allowed range {lo}..{hi} of this PE")

@@ -1,0 +1,55 @@
+"""PEConfig: validation (one precise message per bad parameter) and derived widths."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+import model
+from model.network import potential_bits, weight_sum_bits
+from rtl.config import PEConfig
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"neurons": 0}, r"^neurons: 0 is outside the allowed range 1\.\.65536$"),
+    ({"fan_in": 0}, r"^fan_in: 0 is outside the allowed range 1\.\.1048576$"),
+    ({"lanes": 3}, r"^lanes: 3 is not a power of two"),
+    ({"lanes": 128, "neurons": 256}, r"^lanes: 128 is outside the allowed range 1\.\.64$"),
+    ({"lanes": 8, "neurons": 4}, r"^lanes: 8 exceeds neurons=4$"),
+    ({"lanes": 4, "neurons": 10}, r"^neurons: 10 is not a multiple of lanes=4$"),
+    ({"weight_bits": 1}, r"^weight_bits: 1 is outside the allowed range 2\.\.16$"),
+    ({"time_bits": 17}, r"^time_bits: 17 is outside the allowed range 2\.\.16$"),
+    ({"threshold_bits": 33}, r"^threshold_bits: 33 is outside the allowed range 1\.\.32$"),
+    ({"fifo_depth": 1}, r"^fifo_depth: 1 is outside the allowed range 2\.\.1024$"),
+    ({"defer_depth": 0}, r"^defer_depth: 0 is outside"),
+    ({"max_sources": 0}, r"^max_sources: 0 is outside"),
+    ({"neurons": True}, r"^neurons: expected an integer"),
+    ({"fan_in": 1 << 20, "neurons": 64, "lanes": 1}, r"^fan_in: fan_in \* neurons / lanes = 67108864 weight SRAM"),
+])
+def test_bad_parameter_names_field_and_limit(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PEConfig(**kwargs)
+
+
+def test_keyword_only_and_frozen():
+    with pytest.raises(TypeError):
+        PEConfig(64)  # type: ignore[misc]
+    cfg = PEConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.lanes = 2  # type: ignore[misc]
+
+
+def test_widths_follow_the_spec_functions():
+    cfg = PEConfig(neurons=800, fan_in=784, lanes=8)
+    assert cfg.slope_bits == weight_sum_bits(784, 8) == 18
+    assert cfg.potential_bits == potential_bits(784, 8, 254, 16) == 26
+    assert cfg.words == 100 and cfg.weight_words == 78_400
+    assert cfg.index_bits == 10 and cfg.neuron_bits == 10 and cfg.lane_bits == 3
+    assert cfg.no_spike == 255 and cfg.max_t_end == 254
+
+
+def test_for_network_fits_every_layer():
+    net = model.random_network("50-30-10", seed=0, time_bits=6)
+    cfg = PEConfig.for_network(net, lanes=4)
+    assert (cfg.fan_in, cfg.neurons, cfg.time_bits) == (50, 32, 6)

@@ -1,0 +1,79 @@
+"""The whole PE in the Amaranth simulator: every scenario of verif/scenarios.py bit-exact against model.run
+under random idle cycles and backpressure, and the cycle model of docs/pe.md."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from rtl import layouts as L
+from rtl.config import PEConfig
+from rtl.pe import PE
+from verif import driver
+from verif.pysim_pe import run_case, stream_put
+from verif.scenarios import SCENARIOS, make_case
+
+CONFIGS = {
+    "lanes2": PEConfig(neurons=8, fan_in=12, lanes=2, time_bits=4, max_sources=3, defer_depth=4, fifo_depth=2),
+    "lanes1": PEConfig(neurons=3, fan_in=9, lanes=1, weight_bits=4, time_bits=4, threshold_bits=8, max_sources=2),
+}
+
+
+@pytest.mark.parametrize("seed", [0])
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_pe_matches_golden_model(config, scenario, seed):
+    cfg = CONFIGS[config]
+    print(f"replay: config={config} scenario={scenario} seed={seed}")
+    case = make_case(cfg, scenario, seed)
+    got, _ = run_case(cfg, case)
+    for k, (g, w) in enumerate(zip(got, case.expected, strict=True)):
+        msg = driver.first_mismatch(g, w, cfg.no_spike)
+        assert msg is None, f"inference {k}: {msg}"
+
+
+def cycles_between_events(cfg: PEConfig, events: list[int], n_cfg_neurons: int) -> np.ndarray:
+    """Cycle numbers at which the PE accepted each event (o always ready, no idle input)."""
+    dut = PE(cfg)
+    accepted, cycle = [], [0]
+    words = driver.layer_cfg_words(cfg, np.zeros((1, n_cfg_neurons), dtype=np.int64),
+                                   np.full(n_cfg_neurons, (1 << cfg.threshold_bits) - 1), t_end=cfg.max_t_end)
+
+    async def count(ctx):
+        async for _ in ctx.tick():
+            cycle[0] += 1
+
+    async def feed(ctx):
+        for w in words:
+            await stream_put(ctx, dut.cfg, w)
+        ctx.set(dut.o.ready, 1)
+        for e in events:
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.i.payload.as_value(), e)
+            while not (await ctx.tick().sample(dut.i.ready))[2]:
+                pass
+            accepted.append(cycle[0])
+        ctx.set(dut.i.valid, 0)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_process(count)
+    sim.add_testbench(feed)
+    sim.run()
+    return np.diff(np.array(accepted))
+
+
+@pytest.mark.parametrize("neurons, lanes", [(4, 4), (16, 4), (32, 4), (16, 1)])
+def test_cycle_model(neurons, lanes):
+    """docs/pe.md: a SPIKE event and a step (SWEEP without output spikes) each take max(W + 1, 7) cycles."""
+    cfg = PEConfig(neurons=neurons, fan_in=16, lanes=lanes, time_bits=4)
+    lay = L.event_layout(cfg)
+    events = [driver.pack(lay, kind=L.EventKind.START)]
+    events += [driver.pack(lay, kind=L.EventKind.SPIKE, index=i % 16, time=0) for i in range(12)]
+    events += [driver.pack(lay, kind=L.EventKind.STEP_END, time=t) for t in range(6)]
+    gaps = cycles_between_events(cfg, events, neurons)
+    W = neurons // lanes
+    per_event = max(W + 1, 7)
+    assert list(gaps[1:12]) == [per_event] * 11  # SPIKE after SPIKE
+    assert list(gaps[13:]) == [per_event] * 5    # STEP_END (sweep) after STEP_END

@@ -1,0 +1,116 @@
+"""cocotb testbench of a generated mesh (launched by verif/mesh_verify.py).
+
+``MESH_JOB`` (JSON): ``net`` (network file), ``width``, ``height``, ``neurons``, ``lanes``, ``monitor``,
+``inputs`` (.npy of input spike times, images x inputs), ``result`` (.npz written at the end), ``seed``,
+``idle`` / ``stall`` (probabilities of an idle host cycle on injection and of host backpressure), optional
+``reset_after`` (cycles into the first image at which reset is asserted; the mesh is then configured again
+and every image runs from the start).
+
+The host loads the configuration flits, then per image injects START and the input layer's events while
+draining the host port; an image is over when every node sent DONE and every reporting node its
+STEP_END(t_end) (rtl.mapping.Mapping.is_last_host_flit). The result holds every layer's spike times as the
+host decoded them, cycles per image and any protocol error per image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import RisingEdge
+
+import model
+from rtl.mapping import map_network
+from verif.driver import ProtocolError
+
+
+class Host:
+    def __init__(self, dut, rng: random.Random, idle: float, stall: float):
+        self.dut, self.rng, self.idle, self.stall = dut, rng, idle, stall
+
+    async def reset(self):
+        d = self.dut
+        d.host_i__valid.value = 0
+        d.host_o__ready.value = 0
+        d.rst.value = 1
+        for _ in range(3):
+            await RisingEdge(d.clk)
+        d.rst.value = 0
+
+    async def transfer(self, words, *, finish=None, target: int = 0, abort_after: int | None = None):
+        """Send ``words`` on host_i while collecting host_o; returns (received words, cycles). Ends when
+        everything is sent and ``target`` received words satisfied ``finish``, or after ``abort_after``
+        cycles."""
+        d, rng = self.dut, self.rng
+        got, k, v, done, cycles = [], 0, 0, 0, 0
+        n = len(words)
+        rdy = 1
+        d.host_o__ready.value = 1
+        while k < n or done < target:
+            if k < n and (v or not self.idle or rng.random() >= self.idle):
+                if not v:
+                    d.host_i__payload.value = words[k]
+                    v = 1
+                    d.host_i__valid.value = 1
+            elif v == 0:
+                d.host_i__valid.value = 0
+            if self.stall:
+                rdy = int(rng.random() >= self.stall)
+                d.host_o__ready.value = rdy
+            await RisingEdge(d.clk)
+            cycles += 1
+            if v and d.host_i__ready.value:
+                k += 1
+                v = 0
+                if k == n:
+                    d.host_i__valid.value = 0
+            if rdy and d.host_o__valid.value:
+                raw = d.host_o__payload.value
+                if not raw.is_resolvable:
+                    raise AssertionError(f"host_o payload {raw} at cycle {cycles}")
+                w = raw.to_unsigned()
+                got.append(w)
+                if finish is not None and finish(w):
+                    done += 1
+            if abort_after is not None and cycles >= abort_after:
+                break
+        d.host_i__valid.value = 0
+        return got, cycles
+
+
+@cocotb.test()
+async def test_images(dut):
+    job = json.loads(os.environ["MESH_JOB"])
+    net = model.load(job["net"])
+    mp = map_network(net, job["width"], job["height"], neurons=job["neurons"], lanes=job["lanes"],
+                     monitor=job["monitor"])
+    inputs = np.load(job["inputs"], allow_pickle=False)
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    host = Host(dut, random.Random(job["seed"]), job["idle"], job["stall"])
+    await host.reset()
+    cfg = mp.config_flits()
+    target = len(mp.placements) + mp.n_reporting
+    if job.get("reset_after") is not None:
+        await host.transfer(cfg)
+        await host.transfer(mp.image_flits(inputs[0]), finish=mp.is_last_host_flit, target=target,
+                            abort_after=int(job["reset_after"]))
+        await host.reset()
+    _, cfg_cycles = await host.transfer(cfg)
+    times = [np.full((len(inputs), w.shape[1]), net.no_spike, dtype=np.int64) for w in mp.weights]
+    cycles = np.zeros(len(inputs), dtype=np.int64)
+    errors = []
+    for b, t in enumerate(inputs):
+        got, cycles[b] = await host.transfer(mp.image_flits(t), finish=mp.is_last_host_flit, target=target)
+        try:
+            for n, layer in enumerate(mp.decode(got)):
+                if layer is not None:
+                    times[n][b] = layer
+        except ProtocolError as e:
+            errors.append(f"image {b}: {e}")
+    out = {f"layer{n}": t for n, t in enumerate(times)}
+    np.savez(job["result"], cycles=cycles, cfg_cycles=np.int64(cfg_cycles),
+             errors=np.array(errors if errors else [""]), **out)
