@@ -54,7 +54,7 @@ class TrainConfig:
     lr_decay: float = 0.85  # learning rate multiplied by this after each float epoch
     train_limit: int | None = None
     test_limit: int | None = None
-    threads: int = 2
+    threads: int = 1
     t_in_max: int = 31
     time_bits: int = 8
     weight_bits: int = 8

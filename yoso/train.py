@@ -28,7 +28,8 @@ def register(sub) -> None:
     p.add_argument("--tau", type=float, default=3.0, help="softmax temperature in time steps (default 3)")
     p.add_argument("--train-limit", type=int, help="first N training samples only")
     p.add_argument("--test-limit", type=int, help="first N test samples only (default: the full test set)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads per process (default 2)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per process (default 1: faster than 2 on a busy 2-core machine)")
     p.add_argument("--t-in-max", type=int, default=31, help="latest input spike time of the encoding (default 31)")
     p.add_argument("--weight-bits", type=int, default=8, help="signed weight width of the export (default 8)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
