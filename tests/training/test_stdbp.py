@@ -122,3 +122,24 @@ def test_gradient_guard_bounds_inverse_slope():
     assert out.item() <= T_END
     out.sum().backward()
     assert torch.isfinite(t.grad).all() and t.grad.abs().max() <= T_END / 1e-4 + 1e-6
+
+
+def test_time_stepped_reference_agrees_on_integer_inputs():
+    """training/reference.py (the benchmark's baseline) computes the same times and gradients when input
+    times are integers (V is then linear inside every step)."""
+    from training.reference import stepped_spike_times
+
+    rng = np.random.default_rng(11)
+    print("seed 11")
+    t = torch.tensor(rng.integers(0, 32, (20, 25)), dtype=torch.float64)
+    t[t > 28] = T_END + 1
+    w = torch.tensor(rng.normal(0.1, 0.3, (25, 8)), requires_grad=True)
+    theta = torch.tensor(rng.uniform(1, 5, 8))
+    a = spike_times(t, w, theta, T_END)
+    b = stepped_spike_times(t, w, theta, T_END)
+    assert torch.equal(a > T_END, b > T_END) and (a <= T_END).float().mean() > 0.5
+    fired = a <= T_END
+    torch.testing.assert_close(a[fired], b[fired])
+    ga, = torch.autograd.grad(a[fired].sum(), w)
+    gb, = torch.autograd.grad(b[fired].sum(), w)
+    torch.testing.assert_close(ga, gb)
