@@ -19,7 +19,7 @@ from rtl.config import PEConfig
 from .protocol import MAX_PAYLOAD, NO_PREDICTION, SYNC_RESP, Cmd, ProtocolLayout, Status, crc8, request
 
 __all__ = ["LinkError", "BoardError", "RunResult", "HostLink", "Placement", "Inference", "load_network", "infer",
-           "open_serial"]
+           "open_serial", "load_mesh", "infer_mesh"]
 
 
 class LinkError(RuntimeError):
@@ -109,13 +109,25 @@ class HostLink:
     def spikes(self, spikes) -> None:
         """Append input spikes ``(index, time)`` (time-sorted) to the board's input buffer."""
         lay = self.layout
-        per = MAX_PAYLOAD // lay.spike_bytes
+        per = MAX_PAYLOAD // lay.in_bytes
         spikes = list(spikes)
         for k in range(0, len(spikes), per):
             self.transact(Cmd.SPIKES, b"".join(lay.pack_spike(i, t) for i, t in spikes[k:k + per]))
 
-    def run(self, t_end: int) -> RunResult:
-        return self._result(*self.transact(Cmd.RUN, t_end.to_bytes(2, "little"), ok=(Status.OK, Status.OUTPUT_FULL)))
+    def words(self, words) -> None:
+        """Append raw input words (mesh: flits, ``in_bits`` each) to the board's input buffer."""
+        nb = self.layout.in_bytes
+        per = MAX_PAYLOAD // nb
+        words = list(words)
+        for k in range(0, len(words), per):
+            self.transact(Cmd.SPIKES, b"".join(int(w).to_bytes(nb, "little") for w in words[k:k + per]))
+
+    def run(self, t_end: int, *, completions: int | None = None, pred_node: int | None = None) -> RunResult:
+        """RUN; a mesh also needs ``completions`` (flits that end the run) and ``pred_node``."""
+        payload = t_end.to_bytes(2, "little")
+        if completions is not None:
+            payload += completions.to_bytes(2, "little") + pred_node.to_bytes(2, "little")
+        return self._result(*self.transact(Cmd.RUN, payload, ok=(Status.OK, Status.OUTPUT_FULL)))
 
     def result(self) -> RunResult:
         return self._result(*self.transact(Cmd.RESULT, ok=(Status.OK, Status.OUTPUT_FULL)))
@@ -291,3 +303,43 @@ def open_serial(port: str, baud: int = 1_000_000, timeout: float = 2.0):
     except ImportError:
         raise RuntimeError("open_serial: pyserial is not installed (pip install 'yoso-relpsp[fpga]')") from None
     return serial.Serial(port, baudrate=baud, timeout=timeout)
+
+
+# ---- the mesh (rtl/mesh.py, rtl/mapping.py) ----
+
+def load_mesh(link: HostLink, mapping) -> None:
+    """Send the mapper's configuration flits (network interfaces, PE registers, thresholds, weights)."""
+    lay = link.layout
+    if not lay.node_bits:
+        raise ValueError("load_mesh: the board holds one PE, not a mesh (INFO node_bits = 0)")
+    link.cfg(mapping.config_flits())
+
+
+def infer_mesh(link: HostLink, mapping, input_times) -> Inference:
+    """One inference on the mesh: the mapper's image flits are buffered on the board and replayed by RUN;
+    the output spikes carry their node, which tells the layers apart."""
+    lay = link.layout
+    net = mapping.net
+    flits = mapping.image_flits(np.asarray(input_times, dtype=np.int64).reshape(-1))
+    if len(flits) > lay.in_depth:
+        raise ValueError(f"input buffer (in_depth): the image needs {len(flits)} flits, the board has {lay.in_depth}")
+    link.words(flits)
+    width = mapping.noc.width
+    last = mapping.n_layers - 1
+    pred_node = min(p.node[1] * width + p.node[0] for p in mapping.layer_pes(last))
+    res = link.run(net.t_end, completions=len(mapping.placements) + mapping.n_reporting, pred_node=pred_node)
+    if res.overflow:
+        raise LinkError(f"RUN: more output spikes than the board's output buffer ({lay.out_depth})")
+    xb = mapping.noc.x_bits
+    by_node = {p.node: p for p in mapping.placements}
+    times = [np.full(w.shape[1], net.no_spike, dtype=np.int64) for w in mapping.weights]
+    for index, time, node in res.spikes:
+        xy = (node & ((1 << xb) - 1), node >> xb)
+        p = by_node.get(xy)
+        if p is None or not p.lo <= index < p.hi:
+            raise LinkError(f"RUN: spike of neuron {index} from node {xy}, which does not hold it")
+        if times[p.layer][index] != net.no_spike:
+            raise LinkError(f"RUN: layer {p.layer} neuron {index} spiked twice")
+        times[p.layer][index] = time
+    return Inference(times=tuple(times), prediction=-1 if res.prediction is None else res.prediction,
+                     cycles=(res.cycles,))

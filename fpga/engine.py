@@ -14,6 +14,7 @@ from amaranth.lib.wiring import In, Out
 
 from rtl import layouts as L
 from rtl.config import PEConfig
+from rtl.noc_layouts import FlitKind, NocConfig, flit_layout
 from rtl.sram import SRAM
 
 from .protocol import MAX_PAYLOAD, NO_PREDICTION, SYNC_REQ, SYNC_RESP, Cmd, ProtocolLayout, Status
@@ -56,30 +57,45 @@ class ProtocolEngine(wiring.Component):
     busy : Out(1), a run is in progress (for a LED)
     """
 
-    def __init__(self, config: PEConfig, *, in_depth: int, out_depth: int, timeout: int = 1 << 20):
+    def __init__(self, config: PEConfig, *, in_depth: int, out_depth: int, timeout: int = 1 << 20,
+                 noc: NocConfig | None = None):
         if not isinstance(config, PEConfig):
             raise TypeError(f"config: expected a PEConfig, got {type(config).__name__}")
         for name, v, hi in (("in_depth", in_depth, 1 << 16), ("out_depth", out_depth, 1 << 16),
                             ("timeout", timeout, 1 << 30)):
             if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
                 raise ValueError(f"{name}: {v!r} is outside the allowed range 1..{hi}")
-        self._config, self._timeout = config, timeout
-        self._layout = ProtocolLayout(index_bits=config.index_bits, time_bits=config.time_bits,
-                                      cfg_bits=L.cfg_layout(config).size, weight_bits=config.weight_bits,
-                                      in_depth=in_depth, out_depth=out_depth)
-        super().__init__({
+        self._config, self._timeout, self._noc = config, timeout, noc
+        ports = {
             "rx": In(stream.Signature(unsigned(8))),
             "rx_error": In(1),
             "tx": Out(stream.Signature(unsigned(8))),
-            "cfg": Out(stream.Signature(L.cfg_layout(config))),
-            "i": Out(stream.Signature(L.event_layout(config))),
-            "o": In(stream.Signature(L.event_layout(config))),
             "busy": Out(1),
-        })
+        }
+        if noc is None:
+            self._layout = ProtocolLayout(index_bits=config.index_bits, time_bits=config.time_bits,
+                                          cfg_bits=L.cfg_layout(config).size, weight_bits=config.weight_bits,
+                                          in_depth=in_depth, out_depth=out_depth)
+            ports.update({"cfg": Out(stream.Signature(L.cfg_layout(config))),
+                          "i": Out(stream.Signature(L.event_layout(config))),
+                          "o": In(stream.Signature(L.event_layout(config)))})
+        else:
+            flit = flit_layout(noc)
+            self._layout = ProtocolLayout(index_bits=config.index_bits, time_bits=config.time_bits,
+                                          cfg_bits=flit.size, weight_bits=config.weight_bits,
+                                          in_depth=in_depth, out_depth=out_depth, node_bits=noc.x_bits + noc.y_bits,
+                                          in_bits=flit.size)
+            ports.update({"host_i": Out(stream.Signature(flit)), "host_o": In(stream.Signature(flit))})
+        super().__init__(ports)
 
     @property
     def config(self) -> PEConfig:
         return self._config
+
+    @property
+    def noc(self) -> NocConfig | None:
+        """The mesh behind the engine (None: one PE)."""
+        return self._noc
 
     @property
     def layout(self) -> ProtocolLayout:
@@ -91,10 +107,14 @@ class ProtocolEngine(wiring.Component):
         cfg, lay = self._config, self._layout
         ib, tb = cfg.index_bits, cfg.time_bits
         sbits = lay.spike_bits
-        acc_bytes = max(lay.cfg_bytes, lay.spike_bytes, lay.weight_bytes, 2)
+        mesh = self._noc is not None
+        acc_bytes = max(lay.cfg_bytes, lay.in_bytes, lay.spike_bytes, lay.weight_bytes, 2)
+        # Where configuration words and input words go: the PE's cfg / i streams, or the mesh's host port.
+        cfg_out = self.host_i if mesh else self.cfg
+        in_out = self.host_i if mesh else self.i
 
         m.submodules.frame = frame = SRAM(shape=8, depth=MAX_PAYLOAD)
-        m.submodules.inbuf = inbuf = SRAM(shape=sbits, depth=lay.in_depth)
+        m.submodules.inbuf = inbuf = SRAM(shape=lay.in_word_bits, depth=lay.in_depth)
         m.submodules.outbuf = outbuf = SRAM(shape=sbits, depth=lay.out_depth)
 
         # ---- request reception ----
@@ -118,7 +138,7 @@ class ProtocolEngine(wiring.Component):
             with m.Case(Cmd.WEIGHTS):
                 m.d.comb += word_bytes.eq(lay.weight_bytes)
             with m.Case(Cmd.SPIKES):
-                m.d.comb += word_bytes.eq(lay.spike_bytes)
+                m.d.comb += word_bytes.eq(lay.in_bytes)
             with m.Default():
                 m.d.comb += word_bytes.eq(1)
 
@@ -147,6 +167,9 @@ class ProtocolEngine(wiring.Component):
         best_time = Signal(tb)
         w_row = Signal(16)
         w_neuron = Signal(16)
+        completions = Signal(16)   # mesh: DONE / STEP_END(t_end) flits that end a run
+        seen = Signal(16)
+        pred_node = Signal(16)     # mesh: spikes from nodes y * width + x >= pred_node are output-layer spikes
         m.d.comb += self.busy.eq(running)
 
         # ---- response ----
@@ -161,29 +184,48 @@ class ProtocolEngine(wiring.Component):
         m.d.comb += [pred16.eq(Mux(have_best, best_index, NO_PREDICTION)), count16.eq(out_count)]
         result_hdr = Cat(cycles, pred16, count16)   # 8 bytes: the result_fields of fpga.protocol
 
-        m.d.comb += self.i.payload.as_value().eq(0)
+        if not mesh:
+            m.d.comb += self.i.payload.as_value().eq(0)
 
         def emit_event(kind, index=0, time=0):
             m.d.comb += [self.i.valid.eq(1), self.i.payload.kind.eq(kind), self.i.payload.index.eq(index),
                          self.i.payload.time.eq(time)]
 
         # ---- output capture (always on) ----
-        o = self.o.payload
-        m.d.comb += self.o.ready.eq(1)
         with m.If(running):
             m.d.sync += cycles.eq(cycles + 1)
-        with m.If(self.o.valid):
-            with m.If(o.kind == L.EventKind.SPIKE):
-                with m.If(out_count < lay.out_depth):
-                    m.d.comb += [outbuf.w_en.eq(1), outbuf.w_addr.eq(out_count),
-                                 outbuf.w_data.eq(Cat(o.index, o.time))]
-                    m.d.sync += out_count.eq(out_count + 1)
-                with m.Else():
-                    m.d.sync += out_full.eq(1)
-                with m.If(~have_best | (o.time < best_time) | ((o.time == best_time) & (o.index < best_index))):
-                    m.d.sync += [have_best.eq(1), best_index.eq(o.index), best_time.eq(o.time)]
-            with m.If((o.kind == L.EventKind.STEP_END) & (o.time == t_end) & running):
+        if mesh:
+            f = self.host_o.payload
+            o = L.event_layout(cfg)(f.payload[:L.event_layout(cfg).size])
+            m.d.comb += self.host_o.ready.eq(1)
+            o_valid = self.host_o.valid & (f.kind == FlitKind.EVENT)
+            node = Cat(f.src_x, f.src_y)
+            counts = (f.src_y * self._noc.width + f.src_x) >= pred_node
+            ends = self.host_o.valid & ((f.kind == FlitKind.DONE) |
+                                        ((f.kind == FlitKind.EVENT) & (o.kind == L.EventKind.STEP_END) &
+                                         (o.time == t_end)))
+            with m.If(ends & running):
+                m.d.sync += seen.eq(seen + 1)
+                with m.If(seen + 1 == completions):
+                    m.d.sync += [running.eq(0), done.eq(1)]
+        else:
+            o = self.o.payload
+            m.d.comb += self.o.ready.eq(1)
+            o_valid = self.o.valid
+            node = Const(0, 0)
+            counts = Const(1)
+            with m.If(o_valid & (o.kind == L.EventKind.STEP_END) & (o.time == t_end) & running):
                 m.d.sync += [running.eq(0), done.eq(1)]
+        with m.If(o_valid & (o.kind == L.EventKind.SPIKE)):
+            with m.If(out_count < lay.out_depth):
+                m.d.comb += [outbuf.w_en.eq(1), outbuf.w_addr.eq(out_count),
+                             outbuf.w_data.eq(Cat(o.index, o.time, node))]
+                m.d.sync += out_count.eq(out_count + 1)
+            with m.Else():
+                m.d.sync += out_full.eq(1)
+            with m.If(counts & (~have_best | (o.time < best_time) |
+                                ((o.time == best_time) & (o.index < best_index)))):
+                m.d.sync += [have_best.eq(1), best_index.eq(o.index), best_time.eq(o.time)]
 
         with m.If(self.rx_error):
             m.d.sync += lost.eq(1)
@@ -273,12 +315,14 @@ class ProtocolEngine(wiring.Component):
                             with m.Case(Cmd.CFG, Cmd.SPIKES):
                                 m.next = "FETCH"
                             with m.Case(Cmd.WEIGHTS):
-                                with m.If(length < 4):
+                                with m.If(Const(mesh)):
+                                    respond(Status.BAD_CMD)
+                                with m.Elif(length < 4):
                                     respond(Status.BAD_LENGTH)
                                 with m.Else():
                                     m.next = "FETCH"
                             with m.Case(Cmd.RUN):
-                                with m.If(length != 2):
+                                with m.If(length != (6 if mesh else 2)):
                                     respond(Status.BAD_LENGTH)
                                 with m.Else():
                                     m.next = "FETCH"
@@ -313,7 +357,7 @@ class ProtocolEngine(wiring.Component):
                 with m.Switch(cmd):
                     with m.Case(Cmd.CFG):
                         m.next = "CFG_PUSH"
-                    with m.Case(Cmd.WEIGHTS):
+                    with m.Case(Cmd.WEIGHTS):   # one PE only (a mesh answers BAD_CMD before this)
                         with m.If(count == 0):
                             m.d.sync += w_row.eq(word(2))
                             m.next = "FETCH"
@@ -321,9 +365,10 @@ class ProtocolEngine(wiring.Component):
                             m.d.sync += w_neuron.eq(word(2))
                             m.next = "FETCH"
                         with m.Else():
-                            m.next = "WEIGHT_PUSH"
+                            m.next = "FETCH" if mesh else "WEIGHT_PUSH"
                     with m.Case(Cmd.SPIKES):
-                        s_time = word(lay.spike_bytes)[ib:ib + tb]
+                        # Mesh words are flits replayed as they are (no time order to check).
+                        s_time = Const(0, tb) if mesh else word(lay.in_bytes)[ib:ib + tb]
                         with m.If((in_count != 0) & (s_time < last_time)):
                             m.d.sync += [in_count.eq(0), last_time.eq(0)]
                             respond(Status.ORDER)
@@ -332,60 +377,80 @@ class ProtocolEngine(wiring.Component):
                             respond(Status.INPUT_FULL)
                         with m.Else():
                             m.d.comb += [inbuf.w_en.eq(1), inbuf.w_addr.eq(in_count),
-                                         inbuf.w_data.eq(word(lay.spike_bytes)[:sbits])]
+                                         inbuf.w_data.eq(word(lay.in_bytes)[:lay.in_word_bits])]
                             m.d.sync += [in_count.eq(in_count + 1), last_time.eq(s_time)]
                             m.next = "FETCH"
                     with m.Case(Cmd.RUN):
-                        with m.If((word(2) < 1) | (word(2) > cfg.max_t_end) |
-                                  ((in_count != 0) & (last_time > word(2)))):
+                        # Words: t_end, then (mesh) completions and pred_node.
+                        with m.If(count == 1):
+                            m.d.sync += completions.eq(word(2))
+                            m.next = "FETCH"
+                        with m.Elif(count == 2):
+                            m.d.sync += pred_node.eq(word(2))
+                            m.next = "FETCH"
+                        with m.Elif((word(2) < 1) | (word(2) > cfg.max_t_end) |
+                                    ((in_count != 0) & (last_time > word(2)))):
                             respond(Status.RANGE)
                         with m.Else():
                             m.d.sync += t_end.eq(word(2))
                             m.next = "FETCH"
             with m.State("CFG_PUSH"):
-                m.d.comb += [self.cfg.valid.eq(1),
-                             self.cfg.payload.as_value().eq(word(lay.cfg_bytes)[:lay.cfg_bits])]
-                with m.If(self.cfg.ready):
+                m.d.comb += [cfg_out.valid.eq(1),
+                             cfg_out.payload.as_value().eq(word(lay.cfg_bytes)[:lay.cfg_bits])]
+                with m.If(cfg_out.ready):
                     m.next = "FETCH"
-            with m.State("WEIGHT_PUSH"):
-                m.d.comb += [self.cfg.valid.eq(1), self.cfg.payload.target.eq(L.CfgTarget.WEIGHT),
-                             self.cfg.payload.row.eq(w_row), self.cfg.payload.neuron.eq(w_neuron),
-                             self.cfg.payload.data.eq(word(lay.weight_bytes)[:cfg.weight_bits])]
-                with m.If(self.cfg.ready):
-                    m.d.sync += w_neuron.eq(w_neuron + 1)
-                    m.next = "FETCH"
+            if not mesh:
+                with m.State("WEIGHT_PUSH"):
+                    m.d.comb += [self.cfg.valid.eq(1), self.cfg.payload.target.eq(L.CfgTarget.WEIGHT),
+                                 self.cfg.payload.row.eq(w_row), self.cfg.payload.neuron.eq(w_neuron),
+                                 self.cfg.payload.data.eq(word(lay.weight_bytes)[:cfg.weight_bits])]
+                    with m.If(self.cfg.ready):
+                        m.d.sync += w_neuron.eq(w_neuron + 1)
+                        m.next = "FETCH"
 
             # ---------------- RUN: replay the input buffer with every step's STEP_END ----------------
             with m.State("RUN_START"):
-                emit_event(L.EventKind.START)
                 m.d.sync += [out_count.eq(0), out_full.eq(0), have_best.eq(0), cycles.eq(0), done.eq(0),
-                             k.eq(0), cur_t.eq(0)]
-                with m.If(self.i.ready):
+                             k.eq(0), cur_t.eq(0), seen.eq(0)]
+                if mesh:
+                    # The buffered flits carry START, spikes and markers for every node.
                     m.d.sync += [running.eq(1), cycles.eq(1)]
                     m.next = "RUN_READ"
+                else:
+                    emit_event(L.EventKind.START)
+                    with m.If(self.i.ready):
+                        m.d.sync += [running.eq(1), cycles.eq(1)]
+                        m.next = "RUN_READ"
             with m.State("RUN_READ"):
                 with m.If(k == in_count):
-                    m.next = "RUN_TAIL"
+                    m.next = "RUN_WAIT" if mesh else "RUN_TAIL"
                 with m.Else():
                     m.d.comb += [inbuf.r_en.eq(1), inbuf.r_addr.eq(k)]
                     m.next = "RUN_SPIKE"
             with m.State("RUN_SPIKE"):
-                s_index, s_time = inbuf.r_data[:ib], inbuf.r_data[ib:ib + tb]
-                with m.If(s_time != cur_t):
+                if mesh:
+                    m.d.comb += [in_out.valid.eq(1), in_out.payload.as_value().eq(inbuf.r_data)]
+                    with m.If(in_out.ready):
+                        m.d.sync += k.eq(k + 1)
+                        m.next = "RUN_READ"
+                else:
+                    s_index, s_time = inbuf.r_data[:ib], inbuf.r_data[ib:ib + tb]
+                    with m.If(s_time != cur_t):
+                        emit_event(L.EventKind.STEP_END, time=cur_t)
+                        with m.If(self.i.ready):
+                            m.d.sync += cur_t.eq(cur_t + 1)
+                    with m.Else():
+                        emit_event(L.EventKind.SPIKE, index=s_index, time=s_time)
+                        with m.If(self.i.ready):
+                            m.d.sync += k.eq(k + 1)
+                            m.next = "RUN_READ"
+            if not mesh:
+                with m.State("RUN_TAIL"):
                     emit_event(L.EventKind.STEP_END, time=cur_t)
                     with m.If(self.i.ready):
                         m.d.sync += cur_t.eq(cur_t + 1)
-                with m.Else():
-                    emit_event(L.EventKind.SPIKE, index=s_index, time=s_time)
-                    with m.If(self.i.ready):
-                        m.d.sync += k.eq(k + 1)
-                        m.next = "RUN_READ"
-            with m.State("RUN_TAIL"):
-                emit_event(L.EventKind.STEP_END, time=cur_t)
-                with m.If(self.i.ready):
-                    m.d.sync += cur_t.eq(cur_t + 1)
-                    with m.If(cur_t == t_end):
-                        m.next = "RUN_WAIT"
+                        with m.If(cur_t == t_end):
+                            m.next = "RUN_WAIT"
             with m.State("RUN_WAIT"):
                 with m.If(done):
                     m.d.sync += [in_count.eq(0), last_time.eq(0),

@@ -46,12 +46,14 @@ class Cmd(enum.IntEnum):
     #: Payload: ``row`` (2 bytes), ``neuron`` (2 bytes), then weights (``weight_bytes`` each, two's
     #: complement): weight ``k`` goes to input ``row``, neuron ``neuron + k`` (bulk weight loading).
     WEIGHTS = 0x03
-    #: Payload: input spikes (``spike_bytes`` each), appended to the board's input buffer. Times must not
-    #: decrease (across frames too) until the next RUN.
+    #: Payload: input words (``in_bytes`` each: a spike, or a whole flit for a mesh), appended to the
+    #: board's input buffer. Spike times must not decrease (across frames too) until the next RUN.
     SPIKES = 0x04
-    #: Payload: ``t_end`` (2 bytes), ``index_base`` (2 bytes). Runs one inference on the buffered spikes:
-    #: START, then every step 0..t_end (spike indices offset by ``index_base``), and waits for the
-    #: accelerator's last STEP_END(t_end). Empties the input buffer. Response: the result.
+    #: Payload: ``t_end`` (2 bytes); for a mesh also ``completions`` (2) and ``pred_node`` (2). One PE:
+    #: START, then every step 0..t_end with its buffered spikes and a STEP_END, then wait for the PE's
+    #: STEP_END(t_end). Mesh: replay the buffered flits, then wait for ``completions`` DONE / STEP_END(t_end)
+    #: flits; spikes from nodes ``y * width + x >= pred_node`` count for the prediction. Empties the input
+    #: buffer. Response: the result.
     RUN = 0x05
     #: Empty payload. Response: the result of the last RUN again (after a corrupted response).
     RESULT = 0x06
@@ -89,14 +91,25 @@ class ProtocolLayout:
     """
 
     def __init__(self, *, index_bits: int, time_bits: int, cfg_bits: int, weight_bits: int, in_depth: int,
-                 out_depth: int):
+                 out_depth: int, node_bits: int = 0, in_bits: int = 0):
         self.index_bits, self.time_bits, self.cfg_bits = index_bits, time_bits, cfg_bits
         self.weight_bits, self.in_depth, self.out_depth = weight_bits, in_depth, out_depth
+        self.node_bits, self.in_bits = node_bits, in_bits
 
     @property
     def spike_bits(self) -> int:
-        """A spike on the link: ``index`` in the low ``index_bits`` bits, ``time`` above it."""
-        return self.index_bits + self.time_bits
+        """An output spike on the link: ``index`` in the low ``index_bits`` bits, ``time`` above it, then
+        (mesh only) the sending node ``src_x | src_y << x_bits`` in ``node_bits`` bits."""
+        return self.index_bits + self.time_bits + self.node_bits
+
+    @property
+    def in_word_bits(self) -> int:
+        """A SPIKES word: a spike (index, time) for one PE; a whole flit (``in_bits``) for a mesh."""
+        return self.in_bits or self.index_bits + self.time_bits
+
+    @property
+    def in_bytes(self) -> int:
+        return math.ceil(self.in_word_bits / 8)
 
     @property
     def spike_bytes(self) -> int:
@@ -112,7 +125,7 @@ class ProtocolLayout:
 
     #: INFO response payload: (name, bytes) in order.
     info_fields = (("version", 1), ("index_bits", 1), ("time_bits", 1), ("cfg_bits", 1), ("weight_bits", 1),
-                   ("in_depth", 2), ("out_depth", 2))
+                   ("in_depth", 2), ("out_depth", 2), ("node_bits", 1), ("in_bits", 1))
 
     def info_payload(self) -> bytes:
         values = {"version": VERSION, **vars(self)}
@@ -134,11 +147,16 @@ class ProtocolLayout:
     result_fields = (("cycles", 4), ("prediction", 2), ("count", 2))
 
     def pack_spike(self, index: int, time: int) -> bytes:
-        return (index | time << self.index_bits).to_bytes(self.spike_bytes, "little")
+        """An input spike of the one-PE protocol."""
+        return (index | time << self.index_bits).to_bytes(self.in_bytes, "little")
 
-    def unpack_spike(self, raw: bytes) -> tuple[int, int]:
+    def unpack_spike(self, raw: bytes) -> tuple[int, int] | tuple[int, int, int]:
+        """An output spike: (index, time), or (index, time, node) for a mesh."""
         word = int.from_bytes(raw, "little")
-        return word & ((1 << self.index_bits) - 1), word >> self.index_bits & ((1 << self.time_bits) - 1)
+        index, time = word & ((1 << self.index_bits) - 1), word >> self.index_bits & ((1 << self.time_bits) - 1)
+        if not self.node_bits:
+            return index, time
+        return index, time, word >> (self.index_bits + self.time_bits) & ((1 << self.node_bits) - 1)
 
 
 def crc8(data: bytes, crc: int = 0) -> int:

@@ -1,10 +1,11 @@
 """Board-independent tops: the accelerator behind the protocol engine, with or without the UART.
 
-The accelerator is **one PE that runs the network layer by layer** (the mesh of rtl/mesh.py is not wired in
-yet). All layers' weights stay resident: layer ``l`` uses weight rows ``row_base[l] ..`` (its inputs are
-sent with that index offset) and neurons ``neuron_base[l] ..``; weights between blocks of different layers
-are zero, so in a run of layer ``l`` only layer ``l``'s neurons can fire (see :class:`fpga.driver.Placement`).
-The host driver runs one RUN per layer and feeds each layer's output spikes back as the next one's input.
+The accelerator is either the mesh of rtl/mesh.py (``noc`` given; the host port carries the mapper's
+flits, docs/noc.md) or **one PE that runs the network layer by layer**. With one PE all layers' weights stay
+resident: layer ``l`` uses weight rows ``row_base[l] ..`` (its inputs are sent with that index offset) and
+neurons ``neuron_base[l] ..``; weights between blocks of different layers are zero, so in a run of layer
+``l`` only layer ``l``'s neurons can fire (see :class:`fpga.driver.Placement`). The host driver runs one RUN
+per layer and feeds each layer's output spikes back as the next one's input.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from amaranth.lib.wiring import In, Out
 from rtl import layouts as L
 from rtl.config import PEConfig
 from rtl.fifo import StreamFIFO
+from rtl.mesh import Mesh
+from rtl.noc_layouts import NocConfig, flit_layout
 from rtl.pe import PE
 
 from .engine import ProtocolEngine
@@ -35,9 +38,10 @@ class LinkCore(wiring.Component):
     busy : Out(1), an inference is running
     """
 
-    def __init__(self, config: PEConfig, *, in_depth: int, out_depth: int, timeout: int = 1 << 20):
-        self._config = config
-        self.engine = ProtocolEngine(config, in_depth=in_depth, out_depth=out_depth, timeout=timeout)
+    def __init__(self, config: PEConfig, *, in_depth: int, out_depth: int, timeout: int = 1 << 20,
+                 noc: NocConfig | None = None):
+        self._config, self._noc = config, noc
+        self.engine = ProtocolEngine(config, in_depth=in_depth, out_depth=out_depth, timeout=timeout, noc=noc)
         super().__init__({"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8)),
                           "rx_error": In(1), "busy": Out(1)})
 
@@ -45,9 +49,24 @@ class LinkCore(wiring.Component):
     def config(self) -> PEConfig:
         return self._config
 
+    @property
+    def noc(self) -> NocConfig | None:
+        return self._noc
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.engine = engine = self.engine
+        if self._noc is not None:
+            m.submodules.mesh = mesh = Mesh(self._config, self._noc)
+            # A registered FIFO between the engine and the host port (as for one PE below).
+            m.submodules.host_fifo = host_fifo = StreamFIFO(flit_layout(self._noc), depth=2)
+            wiring.connect(m, engine.host_i, host_fifo.i)
+            wiring.connect(m, host_fifo.o, mesh.host_i)
+            wiring.connect(m, mesh.host_o, engine.host_o)
+            wiring.connect(m, wiring.flipped(self.rx), engine.rx)
+            wiring.connect(m, engine.tx, wiring.flipped(self.tx))
+            m.d.comb += [engine.rx_error.eq(self.rx_error), self.busy.eq(engine.busy)]
+            return m
         m.submodules.pe = pe = PE(self._config)
         # Registered FIFOs between the engine and the PE cut the combinational valid/ready and payload paths
         # from the engine's buffers into the PE's input logic (they set Fmax otherwise).
@@ -75,11 +94,11 @@ class UARTTop(wiring.Component):
     """
 
     def __init__(self, config: PEConfig, *, divisor: int, in_depth: int, out_depth: int,
-                 timeout: int | None = None):
+                 timeout: int | None = None, noc: NocConfig | None = None):
         self._config, self._divisor = config, divisor
         # Drop a partial frame after 64 byte times of silence.
         timeout = 64 * 10 * divisor if timeout is None else timeout
-        self.core = LinkCore(config, in_depth=in_depth, out_depth=out_depth, timeout=timeout)
+        self.core = LinkCore(config, in_depth=in_depth, out_depth=out_depth, timeout=timeout, noc=noc)
         self.uart_rx = UARTRx(divisor=divisor)
         self.uart_tx = UARTTx(divisor=divisor)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1)})

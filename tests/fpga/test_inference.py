@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 import model
-from fpga.driver import HostLink, LinkError, Placement, infer, load_network
+from fpga.driver import HostLink, LinkError, Placement, infer, infer_mesh, load_mesh, load_network
 from fpga.sim import SimTransport
 from fpga.top import LinkCore, UARTTop
+from rtl.mapping import map_network
 
 
 @pytest.mark.parametrize("seed", [11])
@@ -71,3 +72,25 @@ def test_timeout_is_a_link_error():
 
     with pytest.raises(LinkError, match="no response"):
         HostLink(Dead()).info()
+
+
+@pytest.mark.parametrize("seed", [21])
+def test_uart_inference_on_mesh_matches_golden_model(seed):
+    """The mesh behind the UART (2x1 nodes, one PE per layer): the mapper's flits go through the same driver;
+    every layer's spike times (every PE reports to the host) and the prediction match the golden model."""
+    print(f"seed={seed}")
+    net = model.random_network("8-4-3", seed=seed, time_bits=5)
+    mp = map_network(net, 2, 1, neurons=4, lanes=2)
+    x = model.encode(np.random.default_rng(seed).integers(0, 256, size=(1, net.n_inputs)), net.encoding,
+                     net.time_bits)
+    ref = model.run(net, x)
+    in_depth = len(mp.image_flits(x[0]))
+    top = UARTTop(mp.pe, divisor=4, in_depth=in_depth, out_depth=7, noc=mp.noc)
+    link = HostLink(SimTransport(top))
+    assert link.info().node_bits == mp.noc.x_bits + mp.noc.y_bits
+    load_mesh(link, mp)
+    got = infer_mesh(link, mp, x[0])
+    for n, want in enumerate(ref.times):
+        np.testing.assert_array_equal(got.times[n], want[0].reshape(-1), err_msg=f"layer {n}")
+    assert got.prediction == ref.prediction[0]
+    assert got.total_cycles > net.t_end
