@@ -16,6 +16,7 @@ from amaranth.lib import io
 
 from rtl import layouts as L
 from rtl.config import PEConfig
+from rtl.noc_layouts import NocConfig, flit_layout
 
 from .top import UARTTop
 from .uart import divisor_for
@@ -81,10 +82,11 @@ BOARDS = {
 class BoardTop(Elaboratable):
     """The UART top on a board: the board's UART pins, its clock, a LED lit while an inference runs."""
 
-    def __init__(self, config: PEConfig, *, board: Board, baud: int, in_depth: int, out_depth: int):
+    def __init__(self, config: PEConfig, *, board: Board, baud: int, in_depth: int, out_depth: int,
+                 noc: NocConfig | None = None):
         self.board, self.baud = board, baud
         self.divisor = divisor_for(board.clk_hz, baud)
-        self.top = UARTTop(config, divisor=self.divisor, in_depth=in_depth, out_depth=out_depth)
+        self.top = UARTTop(config, divisor=self.divisor, in_depth=in_depth, out_depth=out_depth, noc=noc)
 
     def elaborate(self, platform):
         m = Module()
@@ -107,30 +109,37 @@ def memory_blocks(board: Board, width: int, depth: int) -> int:
     return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in board.bram_shapes)
 
 
-def estimate(config: PEConfig, board: Board, *, in_depth: int, out_depth: int) -> dict:
-    """Block RAM estimate of the top (the PE's three SRAMs and the engine's three buffers).
+def estimate(config: PEConfig, board: Board, *, in_depth: int, out_depth: int,
+             noc: NocConfig | None = None) -> dict:
+    """Block RAM estimate of the top (every PE's three SRAMs and the engine's three buffers).
 
     Raises FitError with the numbers when the estimate exceeds the device."""
     from .protocol import MAX_PAYLOAD
 
+    nodes = 1 if noc is None else noc.n_nodes
+    node_bits = 0 if noc is None else noc.x_bits + noc.y_bits
     spike_bits = config.index_bits + config.time_bits
-    mems = {
+    in_bits = spike_bits if noc is None else flit_layout(noc).size
+    pe_mems = {
         "weights": (L.weight_word_layout(config).size, config.weight_words),
         "thresholds": (L.threshold_word_layout(config).size, config.words),
         "neuron state": (L.state_word_layout(config).size, config.words),
-        "frame buffer": (8, MAX_PAYLOAD),
-        "input buffer": (spike_bits, in_depth),
-        "output buffer": (spike_bits, out_depth),
     }
-    blocks = {name: memory_blocks(board, w, d) for name, (w, d) in mems.items()}
+    blocks = {name: nodes * memory_blocks(board, w, d) for name, (w, d) in pe_mems.items()}
+    blocks.update({name: memory_blocks(board, w, d) for name, (w, d) in {
+        "frame buffer": (8, MAX_PAYLOAD),
+        "input buffer": (in_bits, in_depth),
+        "output buffer": (spike_bits + node_bits, out_depth)}.items()})
     total = sum(blocks.values())
+    weight_bits = nodes * config.weight_words * L.weight_word_layout(config).size
     out = {"blocks": blocks, "total_blocks": total, "available_blocks": board.bram_blocks,
-           "weight_bits": mems["weights"][0] * mems["weights"][1]}
+           "weight_bits": weight_bits, "pes": nodes}
     if total > board.bram_blocks:
+        where = f"{nodes} PEs x " if nodes > 1 else ""
         raise FitError(
             f"network: does not fit {board.device}: needs about {total} block RAMs "
-            f"(weights {blocks['weights']}: {config.fan_in} rows x {config.neurons} neurons x "
-            f"{config.weight_bits} bits = {out['weight_bits']} bits), the device has {board.bram_blocks}")
+            f"(weights {blocks['weights']}: {where}{config.fan_in} rows x {config.neurons} neurons x "
+            f"{config.weight_bits} bits = {weight_bits} bits), the device has {board.bram_blocks}")
     return out
 
 
@@ -139,13 +148,14 @@ _REGION_RE = re.compile(r"(\w+):\s+(\d+)/\s*(\d+)\s+\d+%")
 
 
 def place_and_route(config: PEConfig, board: Board, build_dir: Path, *, baud: int, in_depth: int,
-                    out_depth: int, verilog_only: Path | None = None) -> dict:
+                    out_depth: int, verilog_only: Path | None = None, noc: NocConfig | None = None) -> dict:
     """Synthesise, place and route the board top; returns the report (resources, Fmax)."""
     if verilog_only is not None:
         from amaranth.back import verilog
-        top = UARTTop(config, divisor=divisor_for(board.clk_hz, baud), in_depth=in_depth, out_depth=out_depth)
+        top = UARTTop(config, divisor=divisor_for(board.clk_hz, baud), in_depth=in_depth, out_depth=out_depth,
+                      noc=noc)
         return {"verilog": verilog.convert(top, name="yoso_top")}
-    top = BoardTop(config, board=board, baud=baud, in_depth=in_depth, out_depth=out_depth)
+    top = BoardTop(config, board=board, baud=baud, in_depth=in_depth, out_depth=out_depth, noc=noc)
     platform = board.platform()
     build_dir.mkdir(parents=True, exist_ok=True)
     plan = platform.prepare(top, name="yoso", nextpnr_opts="--report report.json",

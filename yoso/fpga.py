@@ -26,7 +26,9 @@ def register(sub) -> None:
                                    "simulated run x period).")
     p.add_argument("--board", required=True, choices=BOARD_NAMES)
     p.add_argument("--net", required=True, help="network file (.npz, docs/spec.md section 7)")
-    p.add_argument("--mesh", default="1x1", help="mesh size WxH (only 1x1, one PE, is built so far)")
+    p.add_argument("--mesh", help="mesh of WxH nodes (router + PE each, rtl/mesh.py) mapped by rtl/mapping.py; "
+                   "without it one PE runs the layers in turn")
+    p.add_argument("--neurons", type=int, default=64, help="neurons per PE with --mesh (default 64)")
     p.add_argument("--lanes", type=int, default=4, help="neurons updated per cycle in the PE (default 4)")
     p.add_argument("--baud", type=int, default=1_000_000, help="UART baud rate (default 1000000)")
     p.add_argument("--build-dir", help="keep the build files here (default: a temporary folder)")
@@ -40,16 +42,20 @@ def register(sub) -> None:
     p.set_defaults(func=main)
 
 
-def _latency_cycles(net, pe, placement, image) -> tuple[int, tuple[int, ...], np.ndarray]:
-    from fpga.driver import HostLink, infer, load_network
+def _latency_cycles(net, pe, placement, image, depths, mapping=None) -> tuple[int, tuple[int, ...], np.ndarray]:
+    from fpga.driver import HostLink, infer, infer_mesh, load_mesh, load_network
     from fpga.sim import SimTransport
     from fpga.top import LinkCore
 
-    link = HostLink(SimTransport(LinkCore(pe, in_depth=placement.max_spikes_in,
-                                          out_depth=placement.max_spikes_out)))
-    load_network(link, net, placement, pe=pe, skip_zero_rows=True)
     times = model.encode(image[None], net.encoding, net.time_bits)[0]
-    res = infer(link, net, times, placement)
+    if mapping is not None:
+        link = HostLink(SimTransport(LinkCore(pe, noc=mapping.noc, **depths)))
+        load_mesh(link, mapping)
+        res = infer_mesh(link, mapping, times)
+    else:
+        link = HostLink(SimTransport(LinkCore(pe, **depths)))
+        load_network(link, net, placement, pe=pe, skip_zero_rows=True)
+        res = infer(link, net, times, placement)
     ref = model.run(net, times[None])
     for n, (got, want) in enumerate(zip(res.times, ref.times, strict=True)):
         if not np.array_equal(got, want.reshape(-1)):
@@ -61,31 +67,41 @@ def main(args) -> int:
     from fpga.boards import BOARDS, FitError, estimate, place_and_route, program
     from fpga.driver import Placement
 
-    m = re.fullmatch(r"(\d+)x(\d+)", args.mesh)
-    if not m:
-        raise CliError(f"--mesh: expected WxH such as 2x2, got {args.mesh!r}")
-    if (int(m[1]), int(m[2])) != (1, 1):
-        raise CliError(f"--mesh: {args.mesh} is not available; the board top holds one PE (1x1) until the mesh "
-                       "is integrated")
     if args.lanes < 1 or args.lanes & (args.lanes - 1) or args.lanes > 64:
         raise CliError(f"--lanes: must be a power of two in 1..64, got {args.lanes}")
     net = model.load(args.net)
     board = BOARDS[args.board]
+    mapping, noc, placement = None, None, None
+    if args.mesh is not None:
+        m = re.fullmatch(r"(\d+)x(\d+)", args.mesh)
+        if not m:
+            raise CliError(f"--mesh: expected WxH such as 2x2, got {args.mesh!r}")
+        if args.neurons < args.lanes:
+            raise CliError(f"--neurons: {args.neurons} is below --lanes {args.lanes}")
+        from rtl.mapping import map_network
+
+        mapping = map_network(net, int(m[1]), int(m[2]), neurons=args.neurons, lanes=args.lanes)
+        pe, noc = mapping.pe, mapping.noc
+        # Image flits: START to every node, then per step each first-layer PE gets its spikes and a marker.
+        n_first = len(mapping.layer_pes(0))
+        depths = dict(in_depth=noc.n_nodes + n_first * (net.t_end + 1 + net.n_inputs),
+                      out_depth=sum(w.shape[1] for w in mapping.weights))
+    else:
+        try:
+            placement = Placement.of(net)
+            pe = placement.pe_config(net, lanes=args.lanes)
+        except ValueError as e:
+            raise CliError(str(e)) from None
+        depths = dict(in_depth=placement.max_spikes_in, out_depth=placement.max_spikes_out)
     try:
-        placement = Placement.of(net)
-        pe = placement.pe_config(net, lanes=args.lanes)
-    except ValueError as e:
-        raise CliError(str(e)) from None
-    depths = dict(in_depth=placement.max_spikes_in, out_depth=placement.max_spikes_out)
-    try:
-        est = estimate(pe, board, **depths)
+        est = estimate(pe, board, noc=noc, **depths)
     except FitError as e:
         raise CliError(str(e)) from None
 
     if args.verilog_only:
         try:
             out = place_and_route(pe, board, Path("."), baud=args.baud, verilog_only=Path(args.verilog_only),
-                                  **depths)
+                                  noc=noc, **depths)
         except ValueError as e:
             raise CliError(str(e)) from None
         with atomic_path(args.verilog_only) as tmp:
@@ -94,6 +110,7 @@ def main(args) -> int:
         return 0
 
     report = {"board": board.name, "net": str(args.net), "architecture": net.describe(),
+              "accelerator": mapping.describe() if mapping else "one PE, layers in turn",
               "pe": {"neurons": pe.neurons, "fan_in": pe.fan_in, "lanes": pe.lanes}, "bram_estimate": est}
     if not args.no_latency:
         if args.dataset:
@@ -105,7 +122,7 @@ def main(args) -> int:
             report["latency_image"] = "random pixels, seed 0"
         t0 = time.time()
         print("simulating one inference ...", file=sys.stderr)
-        total, per_layer, _ = _latency_cycles(net, pe, placement, image)
+        total, per_layer, _ = _latency_cycles(net, pe, placement, image, depths, mapping)
         report["cycles_per_image"] = total
         report["cycles_per_layer"] = list(per_layer)
         report["simulation_s"] = round(time.time() - t0, 1)
@@ -114,10 +131,10 @@ def main(args) -> int:
     t0 = time.time()
     try:
         if args.build_dir:
-            pnr = place_and_route(pe, board, Path(args.build_dir), baud=args.baud, **depths)
+            pnr = place_and_route(pe, board, Path(args.build_dir), baud=args.baud, noc=noc, **depths)
         else:
             with tempfile.TemporaryDirectory(prefix="yoso-fpga-") as d:
-                pnr = place_and_route(pe, board, Path(d), baud=args.baud, **depths)
+                pnr = place_and_route(pe, board, Path(d), baud=args.baud, noc=noc, **depths)
                 pnr["bitstream"] = None
     except FitError as e:
         raise CliError(str(e)) from None
@@ -140,6 +157,7 @@ def main(args) -> int:
         print(json.dumps(report, indent=1))
         return 0
     print(f"board {board.name} ({board.device}), network {report['architecture']}")
+    print(f"accelerator: {report['accelerator']}")
     print(f"PE: {pe.neurons} neurons x {pe.fan_in} weight rows, {pe.lanes} lanes")
     print(f"{'resource':<24}{'used':>8}{'available':>11}")
     for name, v in report["resources"].items():

@@ -56,16 +56,24 @@ def test_cli_errors(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "does not fit iCE40UP5K" in err and "the device has 30" in err
     path, _ = small(tmp_path)
-    assert yoso(["fpga", "--board", "icebreaker", "--net", str(path), "--mesh", "2x2"]) == 2
-    assert "--mesh: 2x2 is not available" in capsys.readouterr().err
+    assert yoso(["fpga", "--board", "icebreaker", "--net", str(path), "--mesh", "2by2"]) == 2
+    assert "--mesh: expected WxH" in capsys.readouterr().err
+    # 20-8-4 with 4 neurons per PE needs 2 + 1 PEs.
+    assert yoso(["fpga", "--board", "icebreaker", "--net", str(path), "--mesh", "2x1", "--neurons", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "--mesh 2x1: the network needs 3 PEs" in err and "the mesh has 2" in err
+    assert yoso(["fpga", "--board", "ulx3s-85f", "--net", str(big), "--mesh", "8x8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "does not fit LFE5U-85F" in err and "64 PEs x" in err
     assert yoso(["fpga", "--board", "icebreaker", "--net", str(path), "--lanes", "3"]) == 2
     assert "--lanes" in capsys.readouterr().err
 
 
-def test_cli_verilog_only(tmp_path):
+@pytest.mark.parametrize("mesh", [[], ["--mesh", "2x2", "--neurons", "4"]])
+def test_cli_verilog_only(tmp_path, mesh):
     path, _ = small(tmp_path)
     out = tmp_path / "top.v"
-    assert yoso(["fpga", "--board", "ulx3s-85f", "--net", str(path), "--verilog-only", str(out)]) == 0
+    assert yoso(["fpga", "--board", "ulx3s-85f", "--net", str(path), "--verilog-only", str(out), *mesh]) == 0
     text = out.read_text()
     assert "module yoso_top" in text and "input rx" in text.replace("wire ", "") and "output tx" in \
         text.replace("wire ", "").replace("reg ", "")
