@@ -59,7 +59,7 @@ class Store(wiring.Component):
         m.d.comb += pending.eq(x.newly & ~emitted)
         lowest = Signal(c.lanes)  # one-hot lowest pending lane
         m.d.comb += lowest.eq(pending & -pending)
-        lane = Signal(range(c.lanes))
+        lane = Signal(max(1, c.lane_bits))  # never zero-width (lanes == 1)
         for j in reversed(range(c.lanes)):
             with m.If(pending[j]):
                 m.d.comb += lane.eq(j)

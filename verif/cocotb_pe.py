@@ -88,7 +88,7 @@ class TB:
                     words = []
         d.o__ready.value = 0
 
-    async def run_case(self, case, *, max_cycles: int = 2_000_000):
+    async def run_case(self, case, *, max_cycles: int = int(os.environ.get("PE_MAX_CYCLES", "200000"))):
         """Configure the case's layer, run its inferences; returns (outputs as spike-time arrays, cycles)."""
         rng = random.Random(case.seed)
         start = cocotb.utils.get_sim_time("ns")
@@ -101,6 +101,7 @@ class TB:
             await RisingEdge(self.dut.clk)
             cycles += 1
             if cycles > max_cycles:
+                self.dut._log.error("stuck: %d inferences received, input sender done: %s", len(out), tx.done())
                 raise TimeoutError(f"scenario {case.scenario} seed {case.seed}: no end after {max_cycles} cycles")
         n_out = case.weight.shape[1]
         results = [driver.decode_output(self.cfg, w, n_out, case.t_end, neuron_base=case.neuron_base) for w in out]

@@ -7,9 +7,11 @@ wheel; Debian's 5.006 does not work with cocotb 2). ``WAVES=1`` dumps waveforms.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -42,6 +44,21 @@ def _verilator_env() -> None:
     os.environ["MAKEFLAGS"] = " ".join([os.environ.get("MAKEFLAGS", ""), "CFG_CXXFLAGS_PCH_I=-include"]).strip()
 
 
+_TRIGGER = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) += 0;$", re.M)
+
+
+def icarus_time_zero_fix(text: str) -> str:
+    """Make every combinational ``always @*`` block of Yosys' Verilog run once before the first clock edge.
+
+    Yosys gives each such block a dummy trigger register initialised to 0; Icarus applies declaration
+    initialisers without an event, so a block whose inputs keep their initial values never runs and its
+    outputs stay X until an input changes (seen as X in LOAD's ``req.valid`` right after reset). Changing
+    each trigger once at 1 ns fixes that. Simulation only: synthesis and Verilator ignore the blocks'
+    time-zero behaviour, and ``yoso verilog`` writes the untouched text.
+    """
+    return _TRIGGER.sub(lambda m: f"{m.group(0)}\n{m.group(1)}initial #1 {m.group(2)} = 1'h1;", text)
+
+
 def build(cfg: PEConfig, sim: str | None = None) -> Path:
     """Generate the Verilog and compile it (skipped when this exact Verilog was built before). Returns the
     build folder."""
@@ -49,6 +66,8 @@ def build(cfg: PEConfig, sim: str | None = None) -> Path:
 
     sim = sim or simulator()
     text = verilog(cfg)
+    if sim == "icarus":
+        text = icarus_time_zero_fix(text)
     key = hashlib.sha256(text.encode()).hexdigest()[:12]
     bdir = BUILD_ROOT / f"{sim}-{key}"
     bdir.mkdir(parents=True, exist_ok=True)
@@ -56,14 +75,17 @@ def build(cfg: PEConfig, sim: str | None = None) -> Path:
     stamp = bdir / "built.ok"
     if sim == "verilator":
         _verilator_env()
-    if not stamp.exists() or src.read_text() != text:
-        src.write_text(text)
-        (bdir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg)))
-        runner = get_runner(sim)
-        runner.build(sources=[src], hdl_toplevel=TOP, build_dir=bdir, always=True,
-                     build_args=["-Wno-fatal"] if sim == "verilator" else [],
-                     waves=bool(os.environ.get("WAVES")), log_file=bdir / "build.log", timescale=TIMESCALE)
-        stamp.write_text("ok\n")
+    with open(bdir / ".lock", "w") as lock:  # pytest-xdist workers may build the same config at once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not stamp.exists() or src.read_text() != text:
+            stamp.unlink(missing_ok=True)
+            src.write_text(text)
+            (bdir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg)))
+            runner = get_runner(sim)
+            runner.build(sources=[src], hdl_toplevel=TOP, build_dir=bdir, always=True,
+                         build_args=["-Wno-fatal"] if sim == "verilator" else [],
+                         waves=bool(os.environ.get("WAVES")), log_file=bdir / "build.log", timescale=TIMESCALE)
+            stamp.write_text("ok\n")
     return bdir
 
 
