@@ -428,11 +428,18 @@ class ProtocolEngine(wiring.Component):
                     m.d.comb += [inbuf.r_en.eq(1), inbuf.r_addr.eq(k)]
                     m.next = "RUN_SPIKE"
             with m.State("RUN_SPIKE"):
+                # On acceptance the next word is read at once (one word per cycle while the receiver keeps up).
+                def consume():
+                    m.d.sync += k.eq(k + 1)
+                    with m.If(k + 1 != in_count):
+                        m.d.comb += [inbuf.r_en.eq(1), inbuf.r_addr.eq(k + 1)]
+                    with m.Else():
+                        m.next = "RUN_READ"
+
                 if mesh:
                     m.d.comb += [in_out.valid.eq(1), in_out.payload.as_value().eq(inbuf.r_data)]
                     with m.If(in_out.ready):
-                        m.d.sync += k.eq(k + 1)
-                        m.next = "RUN_READ"
+                        consume()
                 else:
                     s_index, s_time = inbuf.r_data[:ib], inbuf.r_data[ib:ib + tb]
                     with m.If(s_time != cur_t):
@@ -442,8 +449,7 @@ class ProtocolEngine(wiring.Component):
                     with m.Else():
                         emit_event(L.EventKind.SPIKE, index=s_index, time=s_time)
                         with m.If(self.i.ready):
-                            m.d.sync += k.eq(k + 1)
-                            m.next = "RUN_READ"
+                            consume()
             if not mesh:
                 with m.State("RUN_TAIL"):
                     emit_event(L.EventKind.STEP_END, time=cur_t)
