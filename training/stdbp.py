@@ -42,6 +42,9 @@ __all__ = ["spike_times", "GRID_MAX_TIMES"]
 
 #: Use the grid path when the batch has at most this many distinct input times (and "auto" is asked).
 GRID_MAX_TIMES = 64
+#: Grid path: layers with at most this many neurons gather weight rows per input (R*N*M work) instead of
+#: one-hot matrix products (R*K*N*M flops), which are skinny and slow for conv kernels (N = C*K*K small).
+GATHER_MAX_OUT = 64
 
 
 def _first_crossing(slope, offset, right, theta, valid=None):
@@ -63,8 +66,16 @@ def _forward_grid(t, w, theta, t_end):
     if taus.numel() == 0:
         z = torch.zeros(rows, m, dtype=w.dtype)
         return torch.zeros(rows, m, dtype=torch.bool), z, z, None, None
-    onehot = (t[:, None, :] == taus[None, :, None]).to(w.dtype)  # (R, K, N): input n arrives at tau_k
-    bucket = onehot @ w  # (R, K, M): weight arriving at tau_k
+    if m <= GATHER_MAX_OUT:
+        # kappa[r, n]: index of input n's time in taus; silent inputs go to an extra bucket K (dropped).
+        kappa = torch.searchsorted(taus, t.contiguous())
+        bucket = torch.zeros(rows, len(taus) + 1, m, dtype=w.dtype)
+        bucket.scatter_add_(1, kappa[:, :, None].expand(-1, -1, m), w[None].expand(rows, -1, -1))
+        bucket = bucket[:, :-1]
+        onehot = kappa
+    else:
+        onehot = (t[:, None, :] == taus[None, :, None]).to(w.dtype)  # (R, K, N): input n arrives at tau_k
+        bucket = onehot @ w  # (R, K, M): weight arriving at tau_k
     slope = bucket.cumsum(dim=1)
     offset = (bucket * taus[None, :, None]).cumsum(dim=1)
     right = torch.cat([taus[1:], taus.new_tensor([float(t_end)])])[None, :, None]
@@ -125,11 +136,19 @@ class _SpikeTimes(torch.autograd.Function):
             kk = torch.arange(len(taus))[None, :, None]
             # r[row, k, j]: gbar where input time tau_k is causal for neuron j (tau_k <= its segment start).
             r = gbar[:, None, :] * (kk <= k[:, None, :]).to(gbar.dtype)
-            if ctx.needs_input_grad[0]:
-                grad_t = (onehot * (r @ w.T)).sum(dim=1)
-            if ctx.needs_input_grad[1]:
-                z = r * (taus[None, :, None] - t_star[:, None, :])
-                grad_w = onehot.flatten(0, 1).T @ z.flatten(0, 1)
+            z = r * (taus[None, :, None] - t_star[:, None, :]) if ctx.needs_input_grad[1] else None
+            if onehot.dtype == torch.int64:  # gather variant: onehot holds kappa (R, N)
+                idx = onehot[:, :, None].expand(-1, -1, w.shape[1])
+                pad = torch.zeros(r.shape[0], 1, r.shape[2], dtype=r.dtype)
+                if ctx.needs_input_grad[0]:
+                    grad_t = (torch.cat([r, pad], 1).gather(1, idx) * w[None]).sum(dim=2)
+                if ctx.needs_input_grad[1]:
+                    grad_w = torch.cat([z, pad], 1).gather(1, idx).sum(dim=0)
+            else:
+                if ctx.needs_input_grad[0]:
+                    grad_t = (onehot * (r @ w.T)).sum(dim=1)
+                if ctx.needs_input_grad[1]:
+                    grad_w = onehot.flatten(0, 1).T @ z.flatten(0, 1)
         elif ctx.use_grid:  # no input spiked in the whole batch: nothing is causal
             grad_t, grad_w = torch.zeros_like(t), torch.zeros_like(w)
         else:

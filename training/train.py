@@ -54,6 +54,8 @@ class TrainConfig:
     lr_decay: float = 0.85  # learning rate multiplied by this after each float epoch
     train_limit: int | None = None
     test_limit: int | None = None
+    qat_limit: int | None = None  # QAT epochs use only the first N training samples (slow layers: conv)
+    curve_test_limit: int | None = None  # per-epoch curves on the first N test samples (final: all of them)
     threads: int = 1
     t_in_max: int = 31
     time_bits: int = 8
@@ -197,7 +199,8 @@ def train(cfg: TrainConfig) -> dict:
         for g in opt.param_groups:
             g["lr"] = lr
         t0 = time.perf_counter()
-        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(x_tr))
+        n_train = min(len(x_tr), cfg.qat_limit) if quantised and cfg.qat_limit else len(x_tr)
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(n_train)
         n_batches = len(order) // cfg.batch if len(order) >= cfg.batch else 1
         loss_sum, correct, seen = 0.0, 0, 0
         bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{total}{' qat' if quantised else ''}",
@@ -217,11 +220,13 @@ def train(cfg: TrainConfig) -> dict:
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         epoch_time = time.perf_counter() - t0
         if rank == 0:
-            ev = evaluate_float(net, x_te, y_te, quantised=quantised)
+            n_curve = min(len(x_te), cfg.curve_test_limit or len(x_te))
+            ev = evaluate_float(net, x_te[:n_curve], y_te[:n_curve], quantised=quantised)
             rec = {"epoch": epoch + 1, "phase": "qat" if quantised else "float", "lr": lr,
                    "loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1),
                    "test_accuracy": ev["accuracy"], "dead_ratio": ev["dead_ratio"],
-                   "mean_spike_time": ev["mean_spike_time"], "epoch_time_s": epoch_time}
+                   "mean_spike_time": ev["mean_spike_time"], "epoch_time_s": epoch_time,
+                   "train_samples": n_train, "curve_test_samples": n_curve}
             history.append(rec)
             if cfg.progress:
                 print(f"epoch {epoch + 1}/{total} {rec['phase']}: loss {rec['loss']:.4f} train "

@@ -28,6 +28,9 @@ def register(sub) -> None:
     p.add_argument("--tau", type=float, default=3.0, help="softmax temperature in time steps (default 3)")
     p.add_argument("--train-limit", type=int, help="first N training samples only")
     p.add_argument("--test-limit", type=int, help="first N test samples only (default: the full test set)")
+    p.add_argument("--qat-limit", type=int, help="QAT epochs on the first N training samples only")
+    p.add_argument("--curve-test-limit", type=int,
+                   help="per-epoch test curves on the first N test samples (final accuracies use all)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads per process (default 1: faster than 2 on a busy 2-core machine)")
     p.add_argument("--t-in-max", type=int, default=31, help="latest input spike time of the encoding (default 31)")
@@ -40,7 +43,7 @@ def register(sub) -> None:
 
 def main(args) -> int:
     for name, lo in (("epochs", 0), ("qat_epochs", 0), ("batch", 1), ("threads", 1), ("train_limit", 1),
-                     ("test_limit", 1)):
+                     ("test_limit", 1), ("qat_limit", 1), ("curve_test_limit", 1)):
         v = getattr(args, name)
         if v is not None and v < lo:
             raise CliError(f"--{name.replace('_', '-')}: must be >= {lo}, got {v}")
@@ -63,7 +66,8 @@ def main(args) -> int:
     cfg = TrainConfig(dataset=args.dataset, arch=args.arch, out=args.out, epochs=args.epochs,
                       qat_epochs=args.qat_epochs, seed=args.seed, batch=args.batch, lr=args.lr,
                       qat_lr=args.qat_lr, tau=args.tau, lr_decay=args.lr_decay, train_limit=args.train_limit,
-                      test_limit=args.test_limit, threads=args.threads, t_in_max=args.t_in_max,
+                      test_limit=args.test_limit, qat_limit=args.qat_limit,
+                      curve_test_limit=args.curve_test_limit, threads=args.threads, t_in_max=args.t_in_max,
                       weight_bits=args.weight_bits, resume=args.resume, progress=not args.quiet,
                       plots=not args.no_plots, command=["yoso", *sys.argv[1:]] if sys.argv[0].endswith("yoso")
                       else list(sys.argv))

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from training import stdbp
 from training.stdbp import spike_times
 
 T_END = 254
@@ -51,8 +52,10 @@ def test_closed_form_matches_time_stepping(seed):
 
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("integer", [False, True])
-def test_grid_and_sort_paths_agree(seed, integer):
+@pytest.mark.parametrize("gather", [False, True])
+def test_grid_and_sort_paths_agree(seed, integer, gather, monkeypatch):
     print(f"seed {seed}")
+    monkeypatch.setattr(stdbp, "GATHER_MAX_OUT", 64 if gather else 0)
     rng = np.random.default_rng(seed)
     t = torch.tensor(rng.integers(0, 32, (40, 30)), dtype=torch.float64)
     t[t > 27] = T_END + 1
@@ -77,10 +80,13 @@ def test_grid_and_sort_paths_agree(seed, integer):
         assert torch.equal(o1, o1.round())
 
 
-@pytest.mark.parametrize("path", ["grid", "sort"])
+@pytest.mark.parametrize("path", ["grid", "grid-matmul", "sort"])
 @pytest.mark.parametrize("seed", [3, 4])
-def test_gradcheck(path, seed):
+def test_gradcheck(path, seed, monkeypatch):
     print(f"seed {seed}")
+    if path == "grid-matmul":
+        monkeypatch.setattr(stdbp, "GATHER_MAX_OUT", 0)
+        path = "grid"
     t, w, theta, _ = _case(seed)
     inputs = tuple(a.clone().requires_grad_() for a in (t, w, theta))
     assert torch.autograd.gradcheck(lambda a, b, c: spike_times(a, b, c, T_END, path=path), inputs,
