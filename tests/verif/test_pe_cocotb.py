@@ -1,8 +1,9 @@
 """cocotb testbenches of the generated PE Verilog (verif/cocotb_pe.py): every scenario over several seeds,
 bit-exact against model.run, random idle cycles on ``cfg``/``i`` and backpressure on ``o``.
 
-Default: Icarus, a few seeds per scenario. ``-m slow``: the Verilator sweep, 100 seeds per scenario and
-config. Replay one case: ``PE_SEEDS=<seed>`` via ``verif.runner.run(cfg, scenarios=[name], seeds="<seed>")``.
+Default: the simulator named by SIM (icarus unless set), 5 seeds per scenario. ``-m slow``: the
+Verilator sweep, 100 seeds per scenario and config. Replay one case:
+``verif.runner.run(CONFIGS[config], scenarios=[name], seeds="<seed>", name="replay")``.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ CONFIGS = {
     "wide": PEConfig(neurons=32, fan_in=64, lanes=8, time_bits=8, threshold_bits=16, max_sources=8),
 }
 
-needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog (iverilog) not installed")
-
 
 def check(summary: dict):
     print(json.dumps(summary))
@@ -33,11 +32,14 @@ def check(summary: dict):
     assert all(summary[s]["seeds"] > 0 for s in SCENARIOS)
 
 
-@needs_icarus
 @pytest.mark.parametrize("config", ["lanes4", "lanes1"])
-def test_icarus_scenarios(config):
-    print(f"replay: SIM=icarus config={config} seeds 0-4")
-    check(runner.run(CONFIGS[config], scenarios=list(SCENARIOS), seeds="0-4", name=f"ci-{config}", sim="icarus"))
+def test_cocotb_scenarios(config):
+    """5 seeds per scenario on the simulator named by SIM (default icarus)."""
+    sim = runner.simulator()
+    if sim == "icarus" and shutil.which("iverilog") is None:
+        pytest.skip("Icarus Verilog (iverilog) not installed")
+    print(f"replay: SIM={sim} config={config} seeds 0-4")
+    check(runner.run(CONFIGS[config], scenarios=list(SCENARIOS), seeds="0-4", name=f"ci-{config}", sim=sim))
 
 
 @pytest.mark.slow

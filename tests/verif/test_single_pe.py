@@ -54,13 +54,15 @@ def test_digits_random_network_icarus(tmp_path):
 
 @pytest.mark.slow
 def test_fashion_mnist_100_images_verilator(tmp_path):
-    net = model.random_network("784-32-10", seed=0)
+    net = model.random_network("784-32-10", seed=0, bias=0.0)  # about half the hidden neurons stay silent
     path = tmp_path / "net.npz"
     model.save(net, path)
     want = golden_dump(tmp_path, path, "fashion-mnist", 100)
     got = run_network(path, want["input"], lanes=8, sim="verilator", name="slow-fmnist")
     n = compare(net, got, want)
     assert n == 100 * (32 + 10)
+    for k in range(2):
+        assert 0.1 < (want[f"layer{k}"] != net.no_spike).mean() < 0.95  # spikes and silence both compared
     pred = model.decide(got["layer1"], net.no_spike)
     assert np.array_equal(pred, want["prediction"])
     print(f"images=100 compared spike times={n} cycles={got['cycles']} config={got['config']} "
