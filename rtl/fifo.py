@@ -1,10 +1,10 @@
-"""The one stream FIFO wrapper of the PE (around ``lib.fifo.SyncFIFOBuffered``)."""
+"""The one stream FIFO wrapper of the PE (around ``lib.fifo.SyncFIFO``, first-word fall-through)."""
 
 from __future__ import annotations
 
 from amaranth.hdl import Module, Shape
 from amaranth.lib import stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["StreamFIFO"]
@@ -18,8 +18,9 @@ class StreamFIFO(wiring.Component):
     shape : shape-castable
         Payload shape (a ``data`` layout is kept as a view on both sides).
     depth : int
-        Entries (>= 1). The output is registered: a payload written into an empty FIFO in cycle c is
-        offered on ``o`` from cycle c + 2 (docs/pe.md has the measured pipeline latency).
+        Entries (>= 1). A payload written into an empty FIFO in cycle c is offered on ``o`` from cycle
+        c + 1 (one cycle of latency; the storage is read combinationally, so ``o.payload`` comes straight
+        from the FIFO memory).
 
     Ports
     -----
@@ -45,7 +46,7 @@ class StreamFIFO(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=Shape.cast(self._shape).width, depth=self._depth)
+        m.submodules.fifo = fifo = SyncFIFO(width=Shape.cast(self._shape).width, depth=self._depth)
         m.d.comb += [
             fifo.w_data.eq(self.i.payload), fifo.w_en.eq(self.i.valid), self.i.ready.eq(fifo.w_rdy),
             self.o.payload.eq(fifo.r_data), self.o.valid.eq(fifo.r_rdy), fifo.r_en.eq(self.o.ready),

@@ -95,39 +95,44 @@ class Load(wiring.Component):
             defer.i.payload.eq(ev),
         ]
 
+        def fetch():
+            """Take the next event (if any) and decide what it does; used in FETCH and, so that events
+            follow each other without a gap, in the cycle that issues the last word of an event."""
+            early = (ev.kind != L.EventKind.START) & (ev.time > cur)
+            with m.If(src_valid):
+                with m.If(early):
+                    # Park it; from the input only while a spare entry stays free for replays.
+                    room = Mux(from_defer, defer.i.ready, defer.level < c.defer_depth)
+                    m.d.comb += [defer.i.valid.eq(room), take.eq(room)]
+                with m.Else():
+                    m.d.comb += take.eq(1)
+                with m.If(take & from_defer):
+                    m.d.sync += replay.eq(replay - 1)
+                with m.If(~early):
+                    with m.Switch(ev.kind):
+                        with m.Case(L.EventKind.START):
+                            m.d.sync += [cur.eq(0), count.eq(0), op.eq(L.Op.CLEAR), time.eq(0), k.eq(0),
+                                         n_words.eq(((self.active - 1) >> c.lane_bits) + 1),
+                                         self.active_latched.eq(self.active),
+                                         sources.eq(self.sources), t_end.eq(self.t_end)]
+                            m.next = "DRAIN"
+                        with m.Case(L.EventKind.SPIKE):
+                            m.d.sync += [op.eq(L.Op.SPIKE), base.eq(ev.index * c.words), k.eq(0)]
+                            m.next = "ISSUE"
+                        with m.Case(L.EventKind.STEP_END):
+                            with m.If(count + 1 >= sources):
+                                # Step complete: replay everything parked so far (minus this event).
+                                m.d.sync += [cur.eq(cur + 1), count.eq(0),
+                                             replay.eq(defer.level - from_defer)]
+                                with m.If(cur < t_end):
+                                    m.d.sync += [op.eq(L.Op.SWEEP), time.eq(cur), k.eq(0)]
+                                    m.next = "ISSUE"
+                            with m.Else():
+                                m.d.sync += count.eq(count + 1)
+
         with m.FSM():
             with m.State("FETCH"):
-                early = (ev.kind != L.EventKind.START) & (ev.time > cur)
-                with m.If(src_valid):
-                    with m.If(early):
-                        # Park it; from the input only while a spare entry stays free for replays.
-                        room = Mux(from_defer, defer.i.ready, defer.level < c.defer_depth)
-                        m.d.comb += [defer.i.valid.eq(room), take.eq(room)]
-                    with m.Else():
-                        m.d.comb += take.eq(1)
-                    with m.If(take & from_defer):
-                        m.d.sync += replay.eq(replay - 1)
-                    with m.If(~early):
-                        with m.Switch(ev.kind):
-                            with m.Case(L.EventKind.START):
-                                m.d.sync += [cur.eq(0), count.eq(0), op.eq(L.Op.CLEAR), time.eq(0), k.eq(0),
-                                             n_words.eq(((self.active - 1) >> c.lane_bits) + 1),
-                                             self.active_latched.eq(self.active),
-                                             sources.eq(self.sources), t_end.eq(self.t_end)]
-                                m.next = "DRAIN"
-                            with m.Case(L.EventKind.SPIKE):
-                                m.d.sync += [op.eq(L.Op.SPIKE), base.eq(ev.index * c.words), k.eq(0)]
-                                m.next = "ISSUE"
-                            with m.Case(L.EventKind.STEP_END):
-                                with m.If(count + 1 >= sources):
-                                    # Step complete: replay everything parked so far (minus this event).
-                                    m.d.sync += [cur.eq(cur + 1), count.eq(0),
-                                                 replay.eq(defer.level - from_defer)]
-                                    with m.If(cur < t_end):
-                                        m.d.sync += [op.eq(L.Op.SWEEP), time.eq(cur), k.eq(0)]
-                                        m.next = "ISSUE"
-                                with m.Else():
-                                    m.d.sync += count.eq(count + 1)
+                fetch()
             with m.State("DRAIN"):
                 # The previous inference's words may use another word count: let them all retire first.
                 with m.If(inflight == 0):
@@ -146,4 +151,5 @@ class Load(wiring.Component):
                     m.d.sync += k.eq(k + 1)
                     with m.If(last):
                         m.next = "FETCH"
+                        fetch()  # may go straight on with the next event's words
         return m

@@ -64,9 +64,9 @@ def cycles_between_events(cfg: PEConfig, events: list[int], n_cfg_neurons: int) 
     return np.diff(np.array(accepted))
 
 
-@pytest.mark.parametrize("neurons, lanes", [(4, 4), (16, 4), (32, 4), (16, 1)])
+@pytest.mark.parametrize("neurons, lanes", [(4, 4), (16, 4), (32, 4), (16, 1), (64, 8)])
 def test_cycle_model(neurons, lanes):
-    """docs/pe.md: a SPIKE event and a step (SWEEP without output spikes) each take max(W + 1, 7) cycles."""
+    """docs/pe.md: a SPIKE event and a step (SWEEP without output spikes) each take max(W, 5) cycles."""
     cfg = PEConfig(neurons=neurons, fan_in=16, lanes=lanes, time_bits=4)
     lay = L.event_layout(cfg)
     events = [driver.pack(lay, kind=L.EventKind.START)]
@@ -74,6 +74,6 @@ def test_cycle_model(neurons, lanes):
     events += [driver.pack(lay, kind=L.EventKind.STEP_END, time=t) for t in range(6)]
     gaps = cycles_between_events(cfg, events, neurons)
     W = neurons // lanes
-    per_event = max(W + 1, 7)
+    per_event = max(W, 5)
     assert list(gaps[1:12]) == [per_event] * 11  # SPIKE after SPIKE
     assert list(gaps[13:]) == [per_event] * 5    # STEP_END (sweep) after STEP_END
