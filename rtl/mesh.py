@@ -130,14 +130,17 @@ class NetworkInterface(wiring.Component):
         # ---- outbound: DONE first (rare), else the PE's events, one flit per destination ----
         out = self.noc_o.payload
         idx = Signal(range(noc.max_dests))
-        m.d.comb += [out.src_x.eq(self._x), out.src_y.eq(self._y)]
+        # src is set inside both branches: a lone constant assignment becomes a bare ``always @*`` in the
+        # Verilog, which Icarus never evaluates (the bits would stay X).
         with m.If(done):
-            m.d.comb += [out.x.eq(0), out.y.eq(0), out.host.eq(1), out.kind.eq(FlitKind.DONE),
+            m.d.comb += [out.src_x.eq(self._x), out.src_y.eq(self._y),
+                         out.x.eq(0), out.y.eq(0), out.host.eq(1), out.kind.eq(FlitKind.DONE),
                          out.payload.eq(self._x | (self._y << noc.x_bits)), self.noc_o.valid.eq(1)]
             with m.If(self.noc_o.ready):
                 m.d.sync += done.eq(0)
         with m.Else():
-            m.d.comb += [out.x.eq(dx[idx]), out.y.eq(dy[idx]), out.host.eq(dh[idx]),
+            m.d.comb += [out.src_x.eq(self._x), out.src_y.eq(self._y),
+                         out.x.eq(dx[idx]), out.y.eq(dy[idx]), out.host.eq(dh[idx]),
                          out.kind.eq(FlitKind.EVENT), out.payload.eq(self.pe_o.payload),
                          self.noc_o.valid.eq(self.pe_o.valid & (n_dests != 0))]
             with m.If(self.noc_o.valid & self.noc_o.ready):

@@ -41,7 +41,8 @@ class Host:
             await RisingEdge(d.clk)
         d.rst.value = 0
 
-    async def transfer(self, words, *, finish=None, target: int = 0, abort_after: int | None = None):
+    async def transfer(self, words, *, finish=None, target: int = 0, abort_after: int | None = None,
+                       max_cycles: int = int(os.environ.get("MESH_MAX_CYCLES", 20_000_000))):
         """Send ``words`` on host_i while collecting host_o; returns (received words, cycles). Ends when
         everything is sent and ``target`` received words satisfied ``finish``, or after ``abort_after``
         cycles."""
@@ -78,6 +79,10 @@ class Host:
                     done += 1
             if abort_after is not None and cycles >= abort_after:
                 break
+            if cycles >= max_cycles:
+                raise AssertionError(f"no end after {max_cycles} cycles: {k} of {n} flits sent, {done} of "
+                                     f"{target} final flits received (deadlock?); last received "
+                                     f"{[hex(g) for g in got[-12:]]}")
         d.host_i__valid.value = 0
         return got, cycles
 

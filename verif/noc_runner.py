@@ -27,6 +27,10 @@ def build(component, top: str, sim: str) -> Path:
     if sim not in SIMULATORS:
         raise ValueError(f"sim: {sim!r} is not one of {', '.join(SIMULATORS)}")
     text = back.convert(component, name=top, emit_src=False)
+    if sim == "icarus":
+        # Icarus evaluates ``always @*`` only when an input changes, so combinational logic whose inputs keep
+        # their initial values stays X (time-0 race, amaranth issue #1629); ``always_comb`` runs at time 0.
+        text = text.replace("always @*", "always_comb")
     key = hashlib.sha256(text.encode()).hexdigest()[:12]
     bdir = BUILD_ROOT / f"{top}-{sim}-{key}"
     bdir.mkdir(parents=True, exist_ok=True)
@@ -38,7 +42,7 @@ def build(component, top: str, sim: str) -> Path:
         src.write_text(text)
         runner = get_runner(sim)
         runner.build(sources=[src], hdl_toplevel=top, build_dir=bdir, always=True,
-                     build_args=["-Wno-fatal", "-O3"] if sim == "verilator" else [],
+                     build_args=["-Wno-fatal", "-O3"] if sim == "verilator" else ["-g2012"],
                      waves=bool(os.environ.get("WAVES")), log_file=bdir / "build.log", timescale=TIMESCALE)
         stamp.write_text("ok\n")
     return bdir
