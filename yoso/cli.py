@@ -9,11 +9,11 @@ import sys
 from model.datasets import DatasetError
 from model.network import NetworkError
 
-from . import fpga, infer, netgen, train, verilog
+from . import fpga, infer, netgen, train, verify, verilog
 from .util import CliError
 
 # Subcommand modules, in --help order.
-COMMANDS = [infer, netgen, verilog, fpga, train]
+COMMANDS = [infer, netgen, verilog, fpga, train, verify]
 
 
 def build_parser() -> argparse.ArgumentParser:

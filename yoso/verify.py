@@ -1,0 +1,114 @@
+"""``yoso verify``: map a network onto the mesh, run the RTL under cocotb, compare every neuron's spike time in
+every layer with the golden model."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+
+from .util import CliError
+
+
+def register(sub) -> None:
+    from model.datasets import DATASET_HELP
+
+    p = sub.add_parser("verify", help="run a network on the mesh RTL (cocotb) and compare it bit for bit with "
+                                      "the golden model",
+                       description="Maps the network onto a W x H mesh (rtl/mapping.py), generates the mesh "
+                                   "Verilog, runs the images under cocotb and compares every neuron's spike time "
+                                   "in every layer with model.run. Exits 1 on any mismatch (docs/noc.md).")
+    p.add_argument("--net", required=True, help="network file (.npz, docs/spec.md section 7)")
+    p.add_argument("--mesh", required=True, metavar="WxH", help="mesh size, e.g. 2x2")
+    p.add_argument("--sim", choices=("icarus", "verilator"), default="icarus", help="simulator (default icarus)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dataset", help=f"test split of a dataset: {DATASET_HELP}")
+    src.add_argument("--input-times", metavar="FILE.npy", help="integer input spike times (images x inputs)")
+    p.add_argument("--images", type=int, help="first N images (default all)")
+    p.add_argument("--neurons", type=int, default=64, help="neurons per PE (default 64)")
+    p.add_argument("--lanes", type=int, default=4, help="neurons updated per cycle in a PE (default 4)")
+    p.add_argument("--chunk", type=int, default=100, help="images per simulator run (default 100)")
+    p.add_argument("--early-exit", action="store_true", help="not implemented yet; rejected")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.set_defaults(func=main)
+
+
+def parse_mesh(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"(\d+)x(\d+)", text or "")
+    if not m:
+        raise CliError(f"--mesh: expected WxH such as 2x2, got {text!r}")
+    w, h = int(m.group(1)), int(m.group(2))
+    if not (1 <= w <= 64 and 1 <= h <= 64):
+        raise CliError(f"--mesh: width and height must be in 1..64, got {w}x{h}")
+    return w, h
+
+
+def main(args) -> int:
+    import model
+    from model.datasets import load_dataset
+
+    width, height = parse_mesh(args.mesh)
+    for name, lo in (("images", 1), ("neurons", 1), ("lanes", 1), ("chunk", 1)):
+        v = getattr(args, name)
+        if v is not None and v < lo:
+            raise CliError(f"--{name}: must be >= {lo}, got {v}")
+    if args.early_exit:
+        raise CliError("--early-exit: not implemented in this version of the mesh")
+    net = model.load(args.net)
+    labels = None
+    if args.dataset:
+        split = load_dataset(args.dataset, "test")
+        if int(np.prod(split.shape)) != net.n_inputs:
+            raise CliError(f"--dataset: images of shape {split.shape} do not fit the network input "
+                           f"{net.input_shape}")
+        pixels, labels = split.images, split.labels
+        if args.images:
+            pixels, labels = pixels[: args.images], labels[: args.images]
+        inputs = model.encode(pixels.reshape(len(pixels), -1), net.encoding, net.time_bits)
+    else:
+        try:
+            inputs = np.load(args.input_times, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise CliError(f"--input-times: cannot read {args.input_times} ({e})") from None
+        if args.images:
+            inputs = inputs[: args.images]
+        try:
+            inputs = model.golden.check_input_times(net, inputs)
+        except ValueError as e:
+            raise CliError(f"--input-times: {e}") from None
+    from rtl.mapping import map_network
+
+    mapping = map_network(net, width, height, neurons=args.neurons, lanes=args.lanes)  # fit errors first
+    from tqdm import tqdm
+
+    from verif.mesh_verify import verify
+
+    with tqdm(total=len(inputs), desc="verify", unit="img", disable=args.json) as bar:
+        summary = verify(args.net, width, height, inputs, labels=labels, sim=args.sim, neurons=args.neurons,
+                         lanes=args.lanes, chunk=args.chunk, progress=bar.update)
+    summary["mapping"] = mapping.describe()
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        lines = [
+            f"mapping            {summary['mapping']}",
+            f"images run         {summary['images']} ({summary['simulator']}, {summary['wall_s']} s)",
+            f"spikes compared    {summary['spikes_compared']} (every neuron of every layer)",
+            f"mismatches         {summary['mismatches']}" + (f"  first: {summary['first_mismatch']}"
+                                                             if summary['first_mismatch'] else ""),
+            f"protocol errors    {summary['protocol_errors']}",
+        ]
+        if "accuracy" in summary:
+            lines.append(f"accuracy           {summary['accuracy']:.4f} (golden model "
+                         f"{summary['golden_accuracy']:.4f})")
+        lines += [
+            f"cycles per image   {summary['cycles_per_image']:.1f} (max {summary['cycles_max']})",
+            f"SOPs per image     {summary['sops_per_image']:.1f}",
+            f"lower bound        {summary['lower_bound_per_image']:.1f} cycles = SOPs / ({summary['pes_used']} "
+            f"PEs x {summary['pe']['lanes']} lanes)",
+            f"cycles / bound     {summary['cycles_over_lower_bound']:.2f}",
+        ]
+        print("\n".join(lines))
+    ok = summary["mismatches"] == 0 and summary["protocol_errors"] == 0 and summary["predictions_equal_golden"]
+    return 0 if ok else 1
