@@ -64,6 +64,9 @@ class PE(wiring.Component):
         m.submodules.fifo_store = fifo_store = StreamFIFO(L.compute_layout(c), depth=c.fifo_depth)
         m.submodules.fifo_out = fifo_out = StreamFIFO(L.event_layout(c), depth=c.fifo_depth)
 
+        # For tests and debugging: the FIFOs of the last elaboration (their levels show backpressure).
+        self.fifos = {"compute": fifo_compute, "store": fifo_store, "out": fifo_out}
+
         wiring.connect(m, wiring.flipped(self.cfg), mem.cfg)
         wiring.connect(m, wiring.flipped(self.i), load.i)
         wiring.connect(m, load.req, mem.read_req)

@@ -11,8 +11,8 @@ from rtl import layouts as L
 from rtl.config import PEConfig
 from rtl.pe import PE
 from verif import driver
-from verif.pysim_pe import run_case, stream_put
-from verif.scenarios import SCENARIOS, make_case
+from verif.pysim_pe import run_case, stream_get, stream_put
+from verif.scenarios import SCENARIOS, golden_times, make_case
 
 CONFIGS = {
     "lanes2": PEConfig(neurons=8, fan_in=12, lanes=2, time_bits=4, max_sources=3, defer_depth=4, fifo_depth=2),
@@ -77,3 +77,51 @@ def test_cycle_model(neurons, lanes):
     per_event = max(W, 5)
     assert list(gaps[1:12]) == [per_event] * 11  # SPIKE after SPIKE
     assert list(gaps[13:]) == [per_event] * 5    # STEP_END (sweep) after STEP_END
+
+
+def test_backpressure_fills_every_fifo():
+    """With ``o`` refused for a while every FIFO of the pipeline becomes full, and the result stays exact."""
+    cfg = PEConfig(neurons=16, fan_in=6, lanes=2, time_bits=4, fifo_depth=2)
+    rng = np.random.default_rng(0)
+    weight = rng.integers(20, 100, size=(6, 16))
+    threshold = rng.integers(1, 200, size=16)
+    t_end = cfg.max_t_end
+    times = np.array([0, 0, 1, 2, cfg.no_spike, 3])
+    want = golden_times(cfg, weight, threshold, t_end, [times])[0]
+    dut = PE(cfg)
+    sim = Simulator(dut)
+    levels = {name: 0 for name in dut.fifos}
+    out = []
+    lay = L.event_layout(cfg)
+
+    async def feed(ctx):
+        for w in driver.layer_cfg_words(cfg, weight, threshold, t_end=t_end):
+            await stream_put(ctx, dut.cfg, w)
+        for e in driver.input_events(cfg, times, t_end):
+            await stream_put(ctx, dut.i, e)
+
+    async def drain(ctx):
+        for _ in range(400):  # refuse everything at first
+            await ctx.tick()
+        words = []
+        while True:
+            words.append(await stream_get(ctx, dut.o))
+            e = driver.unpack(lay, words[-1])
+            if e["kind"] == L.EventKind.STEP_END.value and e["time"] == t_end:
+                break
+        out.append(driver.decode_output(cfg, words, 16, t_end))
+
+    names = list(dut.fifos)
+
+    async def watch(ctx):
+        async for _, _, *lv in ctx.tick().sample(*(dut.fifos[n].level for n in names)):
+            for name, level in zip(names, lv, strict=True):
+                levels[name] = max(levels[name], level)
+
+    sim.add_clock(1e-8)
+    sim.add_testbench(feed)
+    sim.add_testbench(drain)
+    sim.add_process(watch)
+    sim.run()
+    assert levels == {name: 2 for name in dut.fifos}
+    assert driver.first_mismatch(out[0], want, cfg.no_spike) is None
