@@ -85,3 +85,53 @@ def layer_jobs(cfg: PEConfig, weight: np.ndarray, threshold: np.ndarray):
 
 def describe(cfg: PEConfig) -> str:
     return json.dumps(dataclasses.asdict(cfg))
+
+
+def main(argv=None) -> int:
+    """``python -m verif.single_pe --net FILE --dataset fashion-mnist --limit 100``: run the network on one
+    simulated PE and compare every layer with ``yoso infer --dump-spikes``; exit 1 on any mismatch."""
+    import argparse
+    import time
+
+    from yoso.cli import main as yoso_main
+
+    from .driver import first_mismatch
+
+    p = argparse.ArgumentParser(prog="python -m verif.single_pe", description=main.__doc__)
+    p.add_argument("--net", required=True)
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--lanes", type=int, default=8)
+    p.add_argument("--neurons", type=int, help="PE neurons (default: the widest layer); layers are sliced")
+    p.add_argument("--sim", choices=("icarus", "verilator"), default="verilator")
+    args = p.parse_args(argv)
+    net = model.load(args.net)
+    with tempfile.TemporaryDirectory() as tmp:
+        dump = Path(tmp) / "golden.npz"
+        if yoso_main(["infer", "--net", args.net, "--dataset", args.dataset, "--limit", str(args.limit), "--json",
+                      "--dump-spikes", str(dump)]):
+            return 2
+        with np.load(dump) as z:
+            want = {k: z[k] for k in z.files}
+    start = time.perf_counter()
+    got = run_network(args.net, want["input"], lanes=args.lanes, neurons=args.neurons, sim=args.sim,
+                      name="cli")
+    bad, compared = 0, 0
+    for k in range(len(net.layers)):
+        g, w = got[f"layer{k}"], want[f"layer{k}"].reshape(len(got[f"layer{k}"]), -1)
+        compared += w.size
+        for b in range(len(g)):
+            msg = first_mismatch(g[b], w[b], net.no_spike)
+            if msg:
+                bad += 1
+                print(f"MISMATCH layer {k} image {b}: {msg}")
+    fired = [float((want[f"layer{k}"] != net.no_spike).mean()) for k in range(len(net.layers))]
+    print(json.dumps({"net": args.net, "images": len(want["input"]), "layers": len(net.layers),
+                      "spike_times_compared": compared, "mismatching_rows": bad, "fired_fraction": fired,
+                      "cycles": got["cycles"], "config": dataclasses.asdict(got["config"]),
+                      "wall_s": round(time.perf_counter() - start, 1)}))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
