@@ -17,7 +17,7 @@ from rtl.config import PEConfig
 
 from . import driver
 
-__all__ = ["SCENARIOS", "Case", "make_case", "golden_times", "merge_sources"]
+__all__ = ["SCENARIOS", "Case", "make_case", "golden_times", "merge_sources", "skewed_merge"]
 
 #: Scenario name -> what it stresses.
 SCENARIOS = {
@@ -104,6 +104,33 @@ def merge_sources(cfg: PEConfig, times, t_end: int, sources: int, rng, defer_dep
                 early = 0
                 if ends == sources:
                     raise AssertionError("merge: a whole step parked (cannot happen with one step of skew)")
+    return out
+
+
+def skewed_merge(cfg, times, t_end, sources, rng, skew):
+    """Per-sender step-ordered streams merged at random, senders up to ``skew`` steps ahead of the slowest."""
+    lay = L.event_layout(cfg)
+    owner = rng.integers(0, sources, size=len(times))
+    per = []
+    for s in range(sources):
+        ev = []
+        for t in range(t_end + 1):
+            ev += [(t, driver.pack(lay, kind=L.EventKind.SPIKE, index=int(i), time=t))
+                   for i in rng.permutation(np.flatnonzero((times == t) & (owner == s)))]
+            ev.append((t, driver.pack(lay, kind=L.EventKind.STEP_END, time=t)))
+        per.append(ev)
+    pos = [0] * sources
+    done = [-1] * sources  # last step whose STEP_END each sender has sent
+    out = [driver.pack(lay, kind=L.EventKind.START)]
+    while any(p < len(e) for p, e in zip(pos, per, strict=True)):
+        slowest = min(done)
+        options = [s for s in range(sources) if pos[s] < len(per[s]) and per[s][pos[s]][0] <= slowest + 1 + skew]
+        s = int(rng.choice(options))
+        t, word = per[s][pos[s]]
+        pos[s] += 1
+        out.append(word)
+        if driver.unpack(lay, word)["kind"] == L.EventKind.STEP_END.value:
+            done[s] = t
     return out
 
 

@@ -11,8 +11,8 @@ from rtl import layouts as L
 from rtl.config import PEConfig
 from rtl.pe import PE
 from verif import driver
-from verif.pysim_pe import run_case, stream_get, stream_put
-from verif.scenarios import SCENARIOS, golden_times, make_case
+from verif.pysim_pe import run_case, run_streams, stream_get, stream_put
+from verif.scenarios import SCENARIOS, golden_times, make_case, skewed_merge
 
 CONFIGS = {
     "lanes2": PEConfig(neurons=8, fan_in=12, lanes=2, time_bits=4, max_sources=3, defer_depth=4, fifo_depth=2),
@@ -125,3 +125,22 @@ def test_backpressure_fills_every_fifo():
     sim.run()
     assert levels == {name: 2 for name in dut.fifos}
     assert driver.first_mismatch(out[0], want, cfg.no_spike) is None
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_senders_two_steps_ahead(seed):
+    """Several senders, some two steps ahead of the slowest (defer FIFO parks events again on replay):
+    still bit-exact. Merges that would overflow the defer FIFO are redrawn."""
+    print(f"seed={seed}")
+    cfg = PEConfig(neurons=8, fan_in=10, lanes=2, time_bits=4, defer_depth=16, max_sources=3)
+    rng = np.random.default_rng(seed)
+    t_end = cfg.max_t_end
+    weight = rng.integers(-40, 100, size=(cfg.fan_in, cfg.neurons))
+    threshold = rng.integers(1, 400, size=cfg.neurons)
+    times = rng.integers(0, 8, size=cfg.fan_in)
+    sources = 3
+    streams = [skewed_merge(cfg, times, t_end, sources, rng, skew=2)]
+    want = golden_times(cfg, weight, threshold, t_end, [times])[0]
+    words = driver.layer_cfg_words(cfg, weight, threshold, sources=sources, t_end=t_end)
+    got, _ = run_streams(cfg, words, streams, n_out=cfg.neurons, t_end=t_end, seed=seed, idle=0.2, stall=0.3)
+    assert driver.first_mismatch(got[0], want, cfg.no_spike) is None
