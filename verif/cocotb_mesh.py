@@ -42,7 +42,7 @@ class Host:
         d.rst.value = 0
 
     async def transfer(self, words, *, finish=None, target: int = 0, abort_after: int | None = None,
-                       max_cycles: int = int(os.environ.get("MESH_MAX_CYCLES", 20_000_000))):
+                       max_cycles: int = int(os.environ.get("MESH_MAX_CYCLES", 5_000_000))):
         """Send ``words`` on host_i while collecting host_o; returns (received words, cycles). Ends when
         everything is sent and ``target`` received words satisfied ``finish``, or after ``abort_after``
         cycles."""
