@@ -86,6 +86,9 @@ class ProtocolEngine(wiring.Component):
                                           in_depth=in_depth, out_depth=out_depth, node_bits=noc.x_bits + noc.y_bits,
                                           in_bits=flit.size)
             ports.update({"host_i": Out(stream.Signature(flit)), "host_o": In(stream.Signature(flit))})
+        if 8 + out_depth * self._layout.spike_bytes > 0xFFFF:
+            raise ValueError(f"out_depth: {out_depth} spikes of {self._layout.spike_bytes} bytes exceed the 65535-byte "
+                             "response")
         super().__init__(ports)
 
     @property

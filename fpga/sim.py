@@ -40,7 +40,7 @@ class SimTransport:
         if not isinstance(top, UARTTop | LinkCore):
             raise TypeError(f"top: expected a UARTTop or LinkCore, got {type(top).__name__}")
         self.top, self.timeout = top, timeout
-        self._to_dut: deque[int] = deque()
+        self._to_dut: deque[int | tuple[int, ...]] = deque()
         self._from_dut: deque[int] = deque()
         self.cycles = 0
         self.sim = Simulator(top)
@@ -65,11 +65,21 @@ class SimTransport:
         k = min(n, len(self._from_dut))
         return bytes(self._from_dut.popleft() for _ in range(k))
 
+    def write_bits(self, bits) -> None:
+        """Queue raw line levels, one bit time each (UART tops only; for malformed frames in tests)."""
+        if not isinstance(self.top, UARTTop):
+            raise TypeError("write_bits: needs a UARTTop")
+        self._to_dut.append(tuple(int(b) for b in bits))
+
     def reset_input_buffer(self):
         self._from_dut.clear()
 
     def close(self):
         pass
+
+    def advance(self, cycles: int):
+        """Run the simulation for ``cycles`` clock cycles."""
+        self._advance(cycles)
 
     def _advance(self, cycles: int):
         self.cycles += cycles
@@ -83,8 +93,9 @@ class SimTransport:
             if not self._to_dut:
                 await _ticks(ctx, div)
                 continue
-            byte = self._to_dut.popleft()
-            for bit in [0, *((byte >> k) & 1 for k in range(8)), 1]:
+            item = self._to_dut.popleft()
+            bits = item if isinstance(item, tuple) else [0, *((item >> k) & 1 for k in range(8)), 1]
+            for bit in bits:
                 ctx.set(rx, bit)
                 await _ticks(ctx, div)
 

@@ -119,5 +119,7 @@ class UARTTop(wiring.Component):
         wiring.connect(m, urx.o, core.rx)
         wiring.connect(m, core.tx, utx.i)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), self.busy.eq(core.busy),
-                     core.rx_error.eq(urx.overrun | urx.frame_error), urx.clear.eq(0)]
+                     core.rx_error.eq(urx.overrun | urx.frame_error),
+                     # The engine latches an error into its own flag: keep the receiver's flags one-cycle pulses.
+                     urx.clear.eq(1)]
         return m

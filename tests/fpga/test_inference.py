@@ -24,7 +24,8 @@ def test_uart_inference_matches_golden_model(seed):
     ref = model.run(net, x)
     assert (ref.prediction >= 0).any(), "test network should decide for at least one image"
 
-    link = HostLink(SimTransport(UARTTop(pe, divisor=4, in_depth=pl.max_spikes_in, out_depth=pl.max_spikes_out)))
+    link = HostLink(SimTransport(UARTTop(pe, divisor=4, in_depth=pl.max_spikes_in, out_depth=pl.max_spikes_out),
+                                 timeout=200_000))
     load_network(link, net, pl, pe=pe)          # every weight, zeros between layer blocks included
     for b in range(len(x)):
         got = infer(link, net, x[b], pl)
@@ -43,7 +44,8 @@ def test_stream_link_two_layers_back_to_back():
     pe = pl.pe_config(net, lanes=4)
     x = model.encode(np.random.default_rng(seed).integers(0, 256, size=(3, 12)), net.encoding, net.time_bits)
     ref = model.run(net, x)
-    link = HostLink(SimTransport(LinkCore(pe, in_depth=pl.max_spikes_in, out_depth=pl.max_spikes_out)))
+    link = HostLink(SimTransport(LinkCore(pe, in_depth=pl.max_spikes_in, out_depth=pl.max_spikes_out),
+                                 timeout=200_000))
     load_network(link, net, pl, pe=pe, skip_zero_rows=True)
     for b in range(len(x)):
         got = infer(link, net, x[b], pl)
@@ -86,7 +88,7 @@ def test_uart_inference_on_mesh_matches_golden_model(seed):
     ref = model.run(net, x)
     in_depth = len(mp.image_flits(x[0]))
     top = UARTTop(mp.pe, divisor=4, in_depth=in_depth, out_depth=7, noc=mp.noc)
-    link = HostLink(SimTransport(top))
+    link = HostLink(SimTransport(top, timeout=200_000))
     assert link.info().node_bits == mp.noc.x_bits + mp.noc.y_bits
     load_mesh(link, mp)
     got = infer_mesh(link, mp, x[0])

@@ -30,7 +30,7 @@ def link():
     net = model.random_network("6-4-3", seed=5, time_bits=5)
     pl = Placement.of(net)
     pe = pl.pe_config(net, lanes=1)
-    return HostLink(SimTransport(LinkCore(pe, in_depth=6, out_depth=4))), pe
+    return HostLink(SimTransport(LinkCore(pe, in_depth=6, out_depth=4), timeout=100_000)), pe
 
 
 def raw(link, frame: bytes) -> tuple[int, int, bytes]:

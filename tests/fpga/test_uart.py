@@ -55,3 +55,25 @@ def test_divisor_checks():
         divisor_for(12e6, 2_500_000)   # 4.8 clocks per bit -> divisor 5 is 4 % off
     with pytest.raises(ValueError, match="below the minimum"):
         _check_divisor(MIN_DIVISOR - 1)
+
+
+def test_frame_error_is_reported_once():
+    """A low stop bit is a framing error; in the UART top it becomes a one-cycle pulse that the engine
+    latches, so the next request is answered LINK and the one after it works again."""
+    from fpga.driver import BoardError, HostLink
+    from fpga.protocol import Cmd, request
+    from fpga.sim import SimTransport
+    from fpga.top import UARTTop
+    from rtl.config import PEConfig
+
+    top = UARTTop(PEConfig(neurons=2, fan_in=4, lanes=1, time_bits=4), divisor=4, in_depth=4, out_depth=2)
+    port = SimTransport(top, timeout=100_000)
+    link = HostLink(port)
+    assert link.info().in_depth == 4
+
+    port.write_bits([0] * 10 + [1, 1])   # a 0x00 byte whose stop bit is low, then idle
+    port.advance(100)           # let it pass (nothing comes back)
+    with pytest.raises(BoardError, match="LINK"):
+        link.transact(Cmd.INFO)
+    assert link.info().in_depth == 4
+    assert request(Cmd.INFO)[0] == 0xA5
