@@ -107,9 +107,13 @@ async def test_images(dut):
     _, cfg_cycles = await host.transfer(cfg)
     times = [np.full((len(inputs), w.shape[1]), net.no_spike, dtype=np.int64) for w in mp.weights]
     cycles = np.zeros(len(inputs), dtype=np.int64)
+    flits_in = np.zeros(len(inputs), dtype=np.int64)
+    flits_out = np.zeros(len(inputs), dtype=np.int64)
     errors = []
     for b, t in enumerate(inputs):
-        got, cycles[b] = await host.transfer(mp.image_flits(t), finish=mp.is_last_host_flit, target=target)
+        words = mp.image_flits(t)
+        got, cycles[b] = await host.transfer(words, finish=mp.is_last_host_flit, target=target)
+        flits_in[b], flits_out[b] = len(words), len(got)
         try:
             for n, layer in enumerate(mp.decode(got)):
                 if layer is not None:
@@ -117,5 +121,5 @@ async def test_images(dut):
         except ProtocolError as e:
             errors.append(f"image {b}: {e}")
     out = {f"layer{n}": t for n, t in enumerate(times)}
-    np.savez(job["result"], cycles=cycles, cfg_cycles=np.int64(cfg_cycles),
+    np.savez(job["result"], cycles=cycles, cfg_cycles=np.int64(cfg_cycles), flits_in=flits_in, flits_out=flits_out,
              errors=np.array(errors if errors else [""]), **out)

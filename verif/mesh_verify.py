@@ -38,6 +38,8 @@ def verify(net_path: str, width: int, height: int, inputs: np.ndarray, *, labels
     build_s = time.perf_counter() - start
     layers = [np.zeros((0, w.shape[1]), dtype=np.int64) for w in mp.weights]
     cycles = np.zeros(0, dtype=np.int64)
+    flits = np.zeros((0, 2), dtype=np.int64)
+    cfg_cycles = 0
     errors: list[str] = []
     with tempfile.TemporaryDirectory(prefix="yoso-verify-") as tmp:
         for c, s in enumerate(range(0, len(inputs), chunk)):
@@ -53,6 +55,8 @@ def verify(net_path: str, width: int, height: int, inputs: np.ndarray, *, labels
             with np.load(result, allow_pickle=False) as r:
                 layers = [np.concatenate([a, r[f"layer{n}"]]) for n, a in enumerate(layers)]
                 cycles = np.concatenate([cycles, r["cycles"]])
+                flits = np.concatenate([flits, np.stack([r["flits_in"], r["flits_out"]], axis=1)])
+                cfg_cycles = int(r["cfg_cycles"])
                 errors += [f"image {s + int(e.split(':')[0].split()[1])}:{e.split(':', 1)[1]}"
                            for e in r["errors"] if e]
             if progress:
@@ -80,6 +84,9 @@ def verify(net_path: str, width: int, height: int, inputs: np.ndarray, *, labels
         "cycles_per_image": float(cycles.mean()), "cycles_max": int(cycles.max()),
         "sops_per_image": float(sops.mean()), "lower_bound_per_image": float(bound.mean()),
         "cycles_over_lower_bound": float(cycles.sum() / max(1e-9, bound.sum())),
+        # Where cycles go: the host port moves one flit per cycle each way; a PE sweeps `words` cycles per step.
+        "host_flits_in_per_image": float(flits[:, 0].mean()), "host_flits_out_per_image": float(flits[:, 1].mean()),
+        "sweep_cycles_per_image": int(net.t_end * mp.pe.words), "config_cycles": cfg_cycles,
         "wall_s": round(wall, 1), "build_s": round(build_s, 1),
     }
     if labels is not None:

@@ -108,6 +108,9 @@ def main(args) -> int:
             f"lower bound        {summary['lower_bound_per_image']:.1f} cycles = SOPs / ({summary['pes_used']} "
             f"PEs x {summary['pe']['lanes']} lanes)",
             f"cycles / bound     {summary['cycles_over_lower_bound']:.2f}",
+            f"where cycles go    host port {summary['host_flits_in_per_image']:.0f} flits in, "
+            f"{summary['host_flits_out_per_image']:.0f} out per image (1 per cycle each way); "
+            f"time-step sweeps {summary['sweep_cycles_per_image']} cycles per PE per image",
         ]
         print("\n".join(lines))
     ok = summary["mismatches"] == 0 and summary["protocol_errors"] == 0 and summary["predictions_equal_golden"]
