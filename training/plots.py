@@ -24,7 +24,8 @@ def _save(fig, path: Path) -> str:
 
 
 def write_plots(out: Path, history: list[dict], result: model.Result, labels: np.ndarray,
-                net: model.Network) -> list[str]:
+                net: model.Network, inputs: np.ndarray) -> list[str]:
+    """``inputs``: the encoded input times (batch, n_inputs) of the samples in ``result`` (raster rows)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -61,10 +62,12 @@ def write_plots(out: Path, history: list[dict], result: model.Result, labels: np
     for s in range(samples):
         ax = axes[s][0]
         base = 0
-        for k, t in enumerate(result.times):
-            tt = t[s].reshape(-1)
+        rows = [("input", inputs[s])] + [
+            (f"layer {k} ({'output' if k == n - 1 else net.layers[k].kind})", t[s]) for k, t in enumerate(result.times)]
+        for name, t in rows:
+            tt = t.reshape(-1)
             idx = np.flatnonzero(tt != net.no_spike)
-            ax.scatter(tt[idx], base + idx, s=2, label=f"layer {k}")
+            ax.scatter(tt[idx], base + idx, s=2, label=name)
             base += tt.size
         ax.set_title(f"sample {s}: label {labels[s]}, prediction {result.prediction[s]}")
         ax.set_xlabel("time step")

@@ -83,13 +83,12 @@ def predict(out_times: torch.Tensor, t_end: int) -> torch.Tensor:
 def evaluate_float(net: SpikingNet, t_in: torch.Tensor, labels: torch.Tensor, batch: int = 500,
                    quantised: bool = False) -> dict:
     """Accuracy, per-layer dead-neuron ratio (silent on every sample) and mean spike time (fired only)."""
-    correct, fired_any, time_sum, fired_n, loss_sum = 0, None, None, None, 0.0
+    correct, fired_any, time_sum, fired_n = 0, None, None, None
     for s in range(0, len(t_in), batch):
         x = t_in[s:s + batch]
         times = net(x.double() if quantised else x, quantised=quantised)
         out = times[-1]
         correct += int((predict(out, net.t_end) == labels[s:s + batch]).sum())
-        loss_sum += loss_fn(out.float(), labels[s:s + batch], 4.0).item() * len(x)
         fired = [(t.reshape(len(x), -1) <= net.t_end) for t in times]
         if fired_any is None:
             fired_any = [f.any(0) for f in fired]
@@ -266,7 +265,8 @@ def train(cfg: TrainConfig) -> dict:
         "fixed_point_test_accuracy": fixed_acc, "command": report["command"]})
     if cfg.plots:
         from .plots import write_plots
-        report["plots"] = write_plots(out, history, result, te_y, integer_net)
+        inputs = model.encode(te_px[:3].reshape(min(3, len(te_px)), -1), integer_net.encoding, integer_net.time_bits)
+        report["plots"] = write_plots(out, history, result, te_y, integer_net, inputs)
     report["wall_time_s"] = time.perf_counter() - start
     tmp = out / f".{REPORT}.tmp"
     tmp.write_text(json.dumps(report, indent=1) + "\n")
