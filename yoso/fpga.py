@@ -125,6 +125,8 @@ def main(args) -> int:
         if args.dataset:
             from model.datasets import load_dataset
             image = load_dataset(args.dataset, "test").images[0].reshape(-1)
+            if image.size != net.n_inputs:
+                raise CliError(f"--dataset: images have {image.size} pixels, the network takes {net.n_inputs}")
             report["latency_image"] = f"{args.dataset} test image 0"
         else:
             image = np.random.default_rng(0).integers(0, 256, size=net.n_inputs)
@@ -147,6 +149,8 @@ def main(args) -> int:
                 pnr["bitstream"] = None
     except FitError as e:
         raise CliError(str(e)) from None
+    except RuntimeError as e:   # a tool failed for another reason: its log tail follows the first line
+        raise CliError(str(e).replace("\n", " | ")) from None
     report.update(pnr)
     report["pnr_s"] = round(time.time() - t0, 1)
     if report.get("fmax_mhz") and "cycles_per_image" in report:
