@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 import model
@@ -28,6 +29,7 @@ def test_ddp_two_processes_match_single_process(tmp_path):
             torch.testing.assert_close(d, g, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_yoso_train_under_torchrun(tmp_path):
     """The real training job under torchrun: 2 processes, DDP, rank 0 exports a loadable network."""
     out = tmp_path / "run"

@@ -25,11 +25,12 @@ def digits():
 def test_qat_forward_equals_golden_model_bit_for_bit(tmp_path, digits, arch, seed):
     print(f"arch {arch} seed {seed}")
     net = SpikingNet(arch, input_shape=digits.shape, seed=seed)
-    x = net.encode(digits.images[:400])
-    y = torch.from_numpy(digits.labels[:400])
-    net.calibrate(x[:200])
+    n = 400 if arch[0] != "1" else 150  # conv layers are slower in float64
+    x = net.encode(digits.images[:n])
+    y = torch.from_numpy(digits.labels[:n])
+    net.calibrate(x[:100])
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    for s in range(0, 200, 50):  # a few QAT steps so the weights are not just the initial ones
+    for s in range(0, 100, 50):  # a few QAT steps so the weights are not just the initial ones
         out = net(x[s:s + 50].double(), quantised=True, out_window=1000)
         opt.zero_grad()
         loss_fn(out[-1].float(), y[s:s + 50], 3.0).backward()
@@ -39,18 +40,18 @@ def test_qat_forward_equals_golden_model_bit_for_bit(tmp_path, digits, arch, see
     loaded = model.load(path)
     with torch.no_grad():
         mine = net(x.double(), quantised=True)
-    golden = model.run(loaded, model.encode(digits.images[:400].reshape(400, -1), loaded.encoding,
+    golden = model.run(loaded, model.encode(digits.images[:n].reshape(n, -1), loaded.encoding,
                                             loaded.time_bits))
     assert len(mine) == len(golden.times)
-    for n, (a, b) in enumerate(zip(mine, golden.times, strict=True)):
+    for k, (a, b) in enumerate(zip(mine, golden.times, strict=True)):
         a = a.numpy()
         a = np.where(a > net.t_end, loaded.no_spike, a).astype(np.int64)
-        assert a.shape == b.shape, n
+        assert a.shape == b.shape, k
         mismatch = np.argwhere(a != b)
-        assert mismatch.size == 0, f"layer {n}: {len(mismatch)} differ, first {mismatch[0]}: {a[tuple(mismatch[0])]} " \
+        assert mismatch.size == 0, f"layer {k}: {len(mismatch)} differ, first {mismatch[0]}: {a[tuple(mismatch[0])]} " \
                                    f"vs golden {b[tuple(mismatch[0])]}"
         fired = (b != loaded.no_spike).mean()
-        assert 0.05 < fired, f"layer {n}: only {fired:.1%} fire; the comparison would be vacuous"
+        assert 0.05 < fired, f"layer {k}: only {fired:.1%} fire; the comparison would be vacuous"
     assert (golden.prediction >= 0).mean() > 0.5
 
 
