@@ -156,8 +156,6 @@ def train(cfg: TrainConfig) -> dict:
     torch.set_num_threads(max(1, cfg.threads))
     world, rank = _dist()
     out = Path(cfg.out)
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
     tr = load_dataset(cfg.dataset, "train")
     te = load_dataset(cfg.dataset, "test")
     tr_px, tr_y = tr.images, tr.labels
@@ -168,11 +166,18 @@ def train(cfg: TrainConfig) -> dict:
         te_px, te_y = te_px[:cfg.test_limit], te_y[:cfg.test_limit]
 
     net = build_net(cfg, tr.shape)
+    if math.prod(net.input_shape) != math.prod(tr.shape) or (len(net.input_shape) == 3
+                                                               and tuple(net.input_shape) != tuple(tr.shape)):
+        from yoso.util import CliError
+        raise CliError(f"--arch: input {'x'.join(map(str, net.input_shape))} does not match the dataset's "
+                       f"images {'x'.join(map(str, tr.shape))}")
     n_out = math.prod(net.specs[-1].out_shape)
     if max(tr_y.max(), te_y.max()) >= n_out:
         from yoso.util import CliError
         raise CliError(f"--arch: the output layer has {n_out} neurons but the labels go up to "
                        f"{int(max(tr_y.max(), te_y.max()))}")
+    if rank == 0:  # only after the inputs are known to be good: a failed start leaves nothing behind
+        out.mkdir(parents=True, exist_ok=True)
     x_tr, y_tr = net.encode(tr_px), torch.from_numpy(tr_y)
     x_te, y_te = net.encode(te_px), torch.from_numpy(te_y)
     net.calibrate(x_tr[:512])

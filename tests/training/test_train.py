@@ -58,6 +58,8 @@ def test_resume_is_deterministic(tmp_path):
 @pytest.mark.parametrize("args,field", [
     (["--arch", "64-x-10"], "--arch"),
     (["--arch", "64-20-5"], "--arch"),  # digits has 10 classes
+    (["--arch", "784-20-10"], "--arch"),  # digits images are 8x8
+    (["--arch", "1x28x28-c4k3-10"], "--arch"),
     (["--arch", "64-20-10", "--epochs", "-1"], "--epochs"),
     (["--arch", "64-20-10", "--batch", "0"], "--batch"),
     (["--arch", "64-20-10", "--t-in-max", "300"], "--t-in-max"),
