@@ -105,6 +105,7 @@ async def test_images(dut):
                             abort_after=int(job["reset_after"]))
         await host.reset()
     _, cfg_cycles = await host.transfer(cfg)
+    dut._log.info(f"configured: {len(cfg)} flits in {cfg_cycles} cycles")
     times = [np.full((len(inputs), w.shape[1]), net.no_spike, dtype=np.int64) for w in mp.weights]
     cycles = np.zeros(len(inputs), dtype=np.int64)
     flits_in = np.zeros(len(inputs), dtype=np.int64)
@@ -114,6 +115,8 @@ async def test_images(dut):
         words = mp.image_flits(t)
         got, cycles[b] = await host.transfer(words, finish=mp.is_last_host_flit, target=target)
         flits_in[b], flits_out[b] = len(words), len(got)
+        if (b + 1) % 10 == 0 or b + 1 == len(inputs):
+            dut._log.info(f"{b + 1} of {len(inputs)} images, last {cycles[b]} cycles")
         try:
             for n, layer in enumerate(mp.decode(got)):
                 if layer is not None:
