@@ -51,6 +51,7 @@ class TrainConfig:
     qat_lr: float = 5e-4
     tau: float = 3.0  # softmax temperature in time steps: logits are -t_out / tau
     out_window: int = 1000  # training-only firing window of the output layer (gives silent outputs a gradient)
+    late_weight: float = 1.0  # weight of the penalty on correct outputs firing after t_end - 20 (see loss_fn)
     lr_decay: float = 0.85  # learning rate multiplied by this after each float epoch
     train_limit: int | None = None
     test_limit: int | None = None
@@ -67,9 +68,19 @@ class TrainConfig:
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
 
-def loss_fn(out_times: torch.Tensor, labels: torch.Tensor, tau: float) -> torch.Tensor:
-    """Cross-entropy of softmax(-t / tau) over output spike times (B, classes); silent = window + 1."""
-    return F.cross_entropy(-out_times.reshape(len(out_times), -1) / tau, labels)
+def loss_fn(out_times: torch.Tensor, labels: torch.Tensor, tau: float, late_after: float | None = None,
+            late_weight: float = 1.0) -> torch.Tensor:
+    """Cross-entropy of softmax(-t / tau) over output spike times (B, classes); silent = window + 1.
+
+    With ``late_after`` (training: ``t_end - 20``), a correct-class output firing after that step adds
+    ``late_weight * (t - late_after) / tau``: cross-entropy only sees time differences, so without it all
+    outputs can drift together past ``t_end`` (fine for the loss, silent for the decision)."""
+    flat = out_times.reshape(len(out_times), -1)
+    loss = F.cross_entropy(-flat / tau, labels)
+    if late_after is not None and late_weight:
+        t_label = flat.gather(1, labels[:, None])[:, 0]
+        loss = loss + late_weight * torch.relu(t_label - late_after).mean() / tau
+    return loss
 
 
 def predict(out_times: torch.Tensor, t_end: int) -> torch.Tensor:
@@ -213,7 +224,7 @@ def train(cfg: TrainConfig) -> dict:
             idx = order[b * cfg.batch:(b + 1) * cfg.batch][rank::world]
             x, y = x_tr[idx], y_tr[idx]
             times = ddp(x.double() if quantised else x, quantised=quantised, out_window=cfg.out_window)
-            loss = loss_fn(times[-1].float(), y, cfg.tau)
+            loss = loss_fn(times[-1].float(), y, cfg.tau, net.t_end - 20.0, cfg.late_weight)
             opt.zero_grad()
             loss.backward()
             opt.step()
