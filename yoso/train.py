@@ -26,6 +26,8 @@ def register(sub) -> None:
     p.add_argument("--lr-decay", type=float, default=0.85, help="per-epoch learning rate factor (default 0.85)")
     p.add_argument("--qat-lr", type=float, default=5e-4, help="learning rate of the QAT phase (default 5e-4)")
     p.add_argument("--tau", type=float, default=3.0, help="softmax temperature in time steps (default 3)")
+    p.add_argument("--late-weight", type=float, default=1.0,
+                   help="penalty on correct outputs firing after t_end - 20 (default 1; 0 = off)")
     p.add_argument("--train-limit", type=int, help="first N training samples only")
     p.add_argument("--test-limit", type=int, help="first N test samples only (default: the full test set)")
     p.add_argument("--qat-limit", type=int, help="QAT epochs on the first N training samples only")
@@ -52,6 +54,8 @@ def main(args) -> int:
     for name in ("lr", "qat_lr", "tau", "lr_decay"):
         if not getattr(args, name) > 0:
             raise CliError(f"--{name.replace('_', '-')}: must be > 0, got {getattr(args, name)}")
+    if args.late_weight < 0:
+        raise CliError(f"--late-weight: must be >= 0, got {args.late_weight}")
     if not 2 <= args.weight_bits <= 16:
         raise CliError(f"--weight-bits: must lie in 2..16, got {args.weight_bits}")
     if not 0 <= args.t_in_max <= 254:
@@ -65,7 +69,8 @@ def main(args) -> int:
         raise CliError(str(e)) from None
     cfg = TrainConfig(dataset=args.dataset, arch=args.arch, out=args.out, epochs=args.epochs,
                       qat_epochs=args.qat_epochs, seed=args.seed, batch=args.batch, lr=args.lr,
-                      qat_lr=args.qat_lr, tau=args.tau, lr_decay=args.lr_decay, train_limit=args.train_limit,
+                      qat_lr=args.qat_lr, tau=args.tau, late_weight=args.late_weight, lr_decay=args.lr_decay,
+                      train_limit=args.train_limit,
                       test_limit=args.test_limit, qat_limit=args.qat_limit,
                       curve_test_limit=args.curve_test_limit, threads=args.threads, t_in_max=args.t_in_max,
                       weight_bits=args.weight_bits, resume=args.resume, progress=not args.quiet,
