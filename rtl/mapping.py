@@ -67,6 +67,10 @@ class Mapping:
     weights: tuple[np.ndarray, ...]      # per layer, dense (in, out)
     thresholds: tuple[np.ndarray, ...]   # per layer, (out,)
     monitor: bool
+    #: The host sends the input events of step s only after every PE has sent STEP_END(s - window) to the
+    #: host (needs ``monitor``); this bounds how far one source runs ahead of another, which bounds the
+    #: PEs' defer FIFOs (docs/noc.md, "Run-ahead window"). None: no window.
+    window: int | None = None
 
     # ---- structure ----
     def layer_pes(self, layer: int) -> list[Placement]:
@@ -103,12 +107,16 @@ class Mapping:
     def image_flits(self, input_times: np.ndarray) -> list[int]:
         """START to every PE, then per step t the input SPIKEs of step t and STEP_END(t) to each first-layer
         PE (interleaved PE by PE so they work in parallel)."""
+        return [w for _, group in self.image_steps(input_times) for w in group]
+
+    def image_steps(self, input_times: np.ndarray) -> list[tuple[int, list[int]]]:
+        """:meth:`image_flits` grouped by step: (-1, STARTs), then (t, flits of step t) for t = 0..t_end."""
         ev = L.event_layout(self.pe)
         times = np.asarray(input_times, dtype=np.int64).reshape(-1)
         t_end = self.net.t_end
         start = _pack(ev, kind=L.EventKind.START)
-        flits = [self._flit(x=p.node[0], y=p.node[1], kind=FlitKind.EVENT, payload=start)
-                 for p in self.placements]
+        groups = [(-1, [self._flit(x=p.node[0], y=p.node[1], kind=FlitKind.EVENT, payload=start)
+                        for p in self.placements])]
         first = self.layer_pes(0)
         order = np.argsort(times, kind="stable")
         by_t: dict[int, list[int]] = {}
@@ -118,11 +126,25 @@ class Mapping:
         for t in range(t_end + 1):
             spikes = [_pack(ev, kind=L.EventKind.SPIKE, index=i, time=t) for i in by_t.get(t, [])]
             marker = _pack(ev, kind=L.EventKind.STEP_END, time=t)
+            flits = []
             for p in first:
                 x, y = p.node
                 flits += [self._flit(x=x, y=y, kind=FlitKind.EVENT, payload=s) for s in spikes]
                 flits.append(self._flit(x=x, y=y, kind=FlitKind.EVENT, payload=marker))
-        return flits
+            groups.append((t, flits))
+        return groups
+
+    def step_end_of(self, word: int) -> tuple[tuple[int, int], int] | None:
+        """(source node, t) if the host flit ``word`` is a STEP_END(t), else None."""
+        from verif.driver import unpack
+
+        f = unpack(flit_layout(self.noc), word)
+        if f["kind"] != FlitKind.EVENT.value:
+            return None
+        e = unpack(L.event_layout(self.pe), f["payload"])
+        if e["kind"] != L.EventKind.STEP_END.value:
+            return None
+        return (f["src_x"], f["src_y"]), e["time"]
 
     # ---- mesh -> host ----
     def decode(self, flits: list[int]) -> tuple[np.ndarray, ...]:
@@ -236,7 +258,8 @@ def dense_layers(net: model.Network) -> tuple[list[np.ndarray], list[np.ndarray]
 
 
 def map_network(net: model.Network, width: int, height: int, *, neurons: int = 64, lanes: int = 4,
-                monitor: bool = True, fifo_depth: int = 4, pe: PEConfig | None = None) -> Mapping:
+                monitor: bool = True, fifo_depth: int = 4, pe: PEConfig | None = None,
+                window: int | None = 1) -> Mapping:
     """Place ``net`` on a ``width`` x ``height`` mesh of PEs with ``neurons`` neurons and ``lanes`` lanes
     (or the given ``pe``). Raises MappingError naming what is needed and what is available."""
     weights, thresholds = dense_layers(net)
@@ -246,9 +269,11 @@ def map_network(net: model.Network, width: int, height: int, *, neurons: int = 6
         per_pe = min(neurons, -(-n_max // lanes) * lanes)
         counts = [-(-w.shape[1] // per_pe) for w in weights]
         max_sources = max([1, *counts[:-1]])
-        # Early events of a fast source wait in the PE's defer FIFO; size it for every other source being a
-        # whole step ahead (its neurons' spikes and its marker), so the FIFO never fills (docs/noc.md).
-        defer = max(8, (max_sources - 1) * (per_pe + 1) + 2)
+        # Early events of a fast source wait in the PE's defer FIFO. With the host's run-ahead window w, a
+        # source of layer l - 1 is at most w + l steps ahead of a PE of layer l (docs/noc.md), each step being
+        # at most its neurons' spikes and one marker; the slowest source is never ahead.
+        ahead = (window if window is not None else 0) + len(counts) - 1
+        defer = max(8, (max_sources - 1) * ahead * (per_pe + 1) + 2)
         try:
             pe = PEConfig(neurons=per_pe, fan_in=fan_in, lanes=lanes, weight_bits=net.weight_bits,
                           time_bits=net.time_bits, threshold_bits=net.threshold_bits, defer_depth=defer,
@@ -276,6 +301,8 @@ def map_network(net: model.Network, width: int, height: int, *, neurons: int = 6
         noc = noc_config(pe, width, height, fifo_depth=fifo_depth, max_dests=max_dests)
     except ValueError as e:
         raise MappingError(f"mesh: {e}") from None
+    if window is not None and not monitor:
+        raise MappingError("window: the run-ahead window needs monitor=True (the host must see every PE's markers)")
     if max(counts[:-1], default=1) > pe.max_sources:
         raise MappingError(f"PE: {max(counts[:-1])} sources needed, the PE counts up to {pe.max_sources}")
     nodes = [(x, y) for y in range(height) for x in range(width)]
@@ -297,4 +324,4 @@ def map_network(net: model.Network, width: int, height: int, *, neurons: int = 6
                                     sources=sources, dests=tuple(dests)))
     assert done_layout(noc).size <= noc.payload_bits
     return Mapping(net=net, pe=pe, noc=noc, placements=tuple(placed), weights=tuple(weights),
-                   thresholds=tuple(thresholds), monitor=monitor)
+                   thresholds=tuple(thresholds), monitor=monitor, window=window)

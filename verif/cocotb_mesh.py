@@ -2,9 +2,9 @@
 
 ``MESH_JOB`` (JSON): ``net`` (network file), ``width``, ``height``, ``neurons``, ``lanes``, ``monitor``,
 ``inputs`` (.npy of input spike times, images x inputs), ``result`` (.npz written at the end), ``seed``,
-``idle`` / ``stall`` (probabilities of an idle host cycle on injection and of host backpressure), optional
-``reset_after`` (cycles into the first image at which reset is asserted; the mesh is then configured again
-and every image runs from the start).
+``window`` (run-ahead window or null), ``idle`` / ``stall`` (probabilities of an idle host cycle on
+injection and of host backpressure), optional ``reset_after`` (cycles into the first image at which reset is
+asserted; the mesh is then configured again and every image runs from the start).
 
 The host loads the configuration flits, then per image injects START and the input layer's events while
 draining the host port; an image is over when every node sent DONE and every reporting node its
@@ -42,17 +42,25 @@ class Host:
         d.rst.value = 0
 
     async def transfer(self, words, *, finish=None, target: int = 0, abort_after: int | None = None,
-                       max_cycles: int = int(os.environ.get("MESH_MAX_CYCLES", 5_000_000))):
+                       max_cycles: int = int(os.environ.get("MESH_MAX_CYCLES", 5_000_000)), gate=None):
         """Send ``words`` on host_i while collecting host_o; returns (received words, cycles). Ends when
         everything is sent and ``target`` received words satisfied ``finish``, or after ``abort_after``
-        cycles."""
+        cycles. ``gate`` = (mapping, step of each word): a word of step s waits until every PE has sent
+        STEP_END(s - mapping.window) to the host (the run-ahead window of docs/noc.md)."""
         d, rng = self.dut, self.rng
         got, k, v, done, cycles = [], 0, 0, 0, 0
         n = len(words)
+        if gate is not None:
+            mp, steps = gate
+            last_end = {p.node: -1 for p in mp.placements}
+            allowed = mp.window - 1  # steps <= allowed may be sent now (every PE sent STEP_END(-1))
+        else:
+            steps, allowed = None, 0
         rdy = 1
         d.host_o__ready.value = 1
         while k < n or done < target:
-            if k < n and (v or not self.idle or rng.random() >= self.idle):
+            if k < n and (v or ((steps is None or steps[k] <= allowed)
+                                and (not self.idle or rng.random() >= self.idle))):
                 if not v:
                     d.host_i__payload.value = words[k]
                     v = 1
@@ -77,6 +85,11 @@ class Host:
                 got.append(w)
                 if finish is not None and finish(w):
                     done += 1
+                if steps is not None:
+                    se = mp.step_end_of(w)
+                    if se is not None:
+                        last_end[se[0]] = se[1]
+                        allowed = min(last_end.values()) + mp.window
             if abort_after is not None and cycles >= abort_after:
                 break
             if cycles >= max_cycles:
@@ -92,7 +105,7 @@ async def test_images(dut):
     job = json.loads(os.environ["MESH_JOB"])
     net = model.load(job["net"])
     mp = map_network(net, job["width"], job["height"], neurons=job["neurons"], lanes=job["lanes"],
-                     monitor=job["monitor"])
+                     monitor=job["monitor"], window=job["window"])
     inputs = np.load(job["inputs"], allow_pickle=False)
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     host = Host(dut, random.Random(job["seed"]), job["idle"], job["stall"])
@@ -112,8 +125,10 @@ async def test_images(dut):
     flits_out = np.zeros(len(inputs), dtype=np.int64)
     errors = []
     for b, t in enumerate(inputs):
-        words = mp.image_flits(t)
-        got, cycles[b] = await host.transfer(words, finish=mp.is_last_host_flit, target=target)
+        groups = mp.image_steps(t)
+        words = [w for _, g in groups for w in g]
+        gate = None if mp.window is None else (mp, [s for s, g in groups for _ in g])
+        got, cycles[b] = await host.transfer(words, finish=mp.is_last_host_flit, target=target, gate=gate)
         flits_in[b], flits_out[b] = len(words), len(got)
         if (b + 1) % 10 == 0 or b + 1 == len(inputs):
             dut._log.info(f"{b + 1} of {len(inputs)} images, last {cycles[b]} cycles")

@@ -25,10 +25,11 @@ def run_images(mapping: Mapping, inputs: np.ndarray, *, seed: int | None = None,
     n_nodes = len(mapping.placements)
     is_last = mapping.is_last_host_flit
     cfg = mapping.config_flits()
-    images = [mapping.image_flits(t) for t in np.asarray(inputs)]
+    images = [mapping.image_steps(t) for t in np.asarray(inputs)]
+    window = mapping.window
     got: list[list[int]] = []
     cycles: list[int] = []
-    state = {"cycle": 0, "done": 0, "cur": []}
+    state = {"cycle": 0, "done": 0, "cur": [], "last_end": {}}
 
     async def put(ctx, word):
         while idle and rng.random() < idle:
@@ -41,11 +42,16 @@ def run_images(mapping: Mapping, inputs: np.ndarray, *, seed: int | None = None,
     async def host(ctx):
         for w in cfg:
             await put(ctx, w)
-        for flits in images:
+        for groups in images:
             state["done"], state["cur"] = 0, []
+            state["last_end"] = {p.node: -1 for p in mapping.placements}
             start = state["cycle"]
-            for w in flits:
-                await put(ctx, w)
+            for step, flits in groups:
+                # Run-ahead window (docs/noc.md): step s waits for every PE's STEP_END(s - window).
+                while window is not None and min(state["last_end"].values()) < step - window:
+                    await ctx.tick()
+                for w in flits:
+                    await put(ctx, w)
             while state["done"] < n_nodes + mapping.n_reporting:
                 await ctx.tick()
                 if state["cycle"] > max_cycles:
@@ -63,6 +69,9 @@ def run_images(mapping: Mapping, inputs: np.ndarray, *, seed: int | None = None,
             if valid and ready:
                 state["cur"].append(word)
                 state["done"] += is_last(word)
+                se = mapping.step_end_of(word)
+                if se is not None:
+                    state["last_end"][se[0]] = se[1]
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

@@ -24,13 +24,14 @@ TOP = "yoso_mesh"
 
 def verify(net_path: str, width: int, height: int, inputs: np.ndarray, *, labels: np.ndarray | None = None,
            sim: str = "icarus", neurons: int = 64, lanes: int = 4, chunk: int = 100, seed: int = 0,
-           idle: float = 0.0, stall: float = 0.0, reset_after: int | None = None, progress=None) -> dict:
+           idle: float = 0.0, stall: float = 0.0, reset_after: int | None = None, progress=None,
+           window: int | None = 1) -> dict:
     """Run ``inputs`` (images x inputs spike times) through the mesh RTL; return the summary dict.
 
     ``progress(n)`` is called after each chunk with the number of images it ran. ``reset_after``: reset the
     mesh that many cycles into the first image of each chunk, then configure it again and run the chunk."""
     net = model.load(net_path)
-    mp = map_network(net, width, height, neurons=neurons, lanes=lanes, monitor=True)
+    mp = map_network(net, width, height, neurons=neurons, lanes=lanes, monitor=True, window=window)
     inputs = np.asarray(inputs, dtype=np.int64).reshape(len(inputs), -1)
     start = time.perf_counter()
     golden = model.run(net, inputs)
@@ -49,7 +50,7 @@ def verify(net_path: str, width: int, height: int, inputs: np.ndarray, *, labels
             job = {"net": str(Path(net_path).resolve()), "width": width, "height": height, "neurons": neurons,
                    "lanes": lanes, "monitor": True, "inputs": str(Path(tmp) / "inputs.npy"),
                    "result": str(result), "seed": seed + c, "idle": idle, "stall": stall,
-                   "reset_after": reset_after}
+                   "reset_after": reset_after, "window": window}
             run_test(bdir, TOP, sim, module="verif.cocotb_mesh", testcase="test_images", name=f"verify-{c % 2}",
                      env={"MESH_JOB": json.dumps(job)})
             with np.load(result, allow_pickle=False) as r:
@@ -76,7 +77,7 @@ def verify(net_path: str, width: int, height: int, inputs: np.ndarray, *, labels
     pes = len(mp.placements)
     bound = sops / (pes * mp.pe.lanes)
     summary = {
-        "images": int(len(inputs)), "simulator": sim, "mesh": f"{width}x{height}", "pes_used": pes,
+        "images": int(len(inputs)), "simulator": sim, "window": window, "mesh": f"{width}x{height}", "pes_used": pes,
         "pe": {"neurons": mp.pe.neurons, "lanes": mp.pe.lanes, "fan_in": mp.pe.fan_in},
         "spikes_compared": int(compared), "mismatches": int(mismatches), "first_mismatch": first,
         "protocol_errors": len(errors), "first_protocol_error": errors[0] if errors else None,

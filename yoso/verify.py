@@ -29,6 +29,8 @@ def register(sub) -> None:
     p.add_argument("--neurons", type=int, default=64, help="neurons per PE (default 64)")
     p.add_argument("--lanes", type=int, default=4, help="neurons updated per cycle in a PE (default 4)")
     p.add_argument("--chunk", type=int, default=100, help="images per simulator run (default 100)")
+    p.add_argument("--window", type=int, default=1, help="run-ahead window in time steps: the host sends step s "
+                   "after every PE reported STEP_END(s - window); sizes the PEs' defer FIFOs (default 1)")
     p.add_argument("--early-exit", action="store_true", help="not implemented yet; rejected")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(func=main)
@@ -49,7 +51,7 @@ def main(args) -> int:
     from model.datasets import load_dataset
 
     width, height = parse_mesh(args.mesh)
-    for name, lo in (("images", 1), ("neurons", 1), ("lanes", 1), ("chunk", 1)):
+    for name, lo in (("images", 1), ("neurons", 1), ("lanes", 1), ("chunk", 1), ("window", 0)):
         v = getattr(args, name)
         if v is not None and v < lo:
             raise CliError(f"--{name}: must be >= {lo}, got {v}")
@@ -79,14 +81,15 @@ def main(args) -> int:
             raise CliError(f"--input-times: {e}") from None
     from rtl.mapping import map_network
 
-    mapping = map_network(net, width, height, neurons=args.neurons, lanes=args.lanes)  # fit errors first
+    mapping = map_network(net, width, height, neurons=args.neurons, lanes=args.lanes,
+                          window=args.window)  # fit errors first
     from tqdm import tqdm
 
     from verif.mesh_verify import verify
 
     with tqdm(total=len(inputs), desc="verify", unit="img", disable=args.json) as bar:
         summary = verify(args.net, width, height, inputs, labels=labels, sim=args.sim, neurons=args.neurons,
-                         lanes=args.lanes, chunk=args.chunk, progress=bar.update)
+                         lanes=args.lanes, chunk=args.chunk, progress=bar.update, window=args.window)
     summary["mapping"] = mapping.describe()
     if args.json:
         print(json.dumps(summary))

@@ -22,12 +22,15 @@ def test_placement_sources_dests():
     assert mp.placements[0].dests == ((0, 1, 0), (1, 1, 0), (2, 1, 0), (0, 0, 1))
     assert mp.placements[-1].dests == ((0, 0, 1),)
     assert [(p.lo, p.hi) for p in mp.layer_pes(0)] == [(0, 4), (4, 8), (8, 10)]
-    assert mp.pe.defer_depth >= 2 * (mp.pe.neurons + 1)
+    # window 1, deepest layer 2: a source runs at most 1 + 2 steps ahead; 2 other sources
+    assert mp.pe.defer_depth == 2 * 3 * (mp.pe.neurons + 1) + 2
+    with pytest.raises(MappingError, match="window"):
+        map_network(net, 3, 3, neurons=4, lanes=2, monitor=False)
 
 
 def test_monitor_off_only_output_layer_reports():
     net = model.random_network("8-6-3", seed=0, time_bits=4)
-    mp = map_network(net, 2, 2, neurons=4, lanes=2, monitor=False)
+    mp = map_network(net, 2, 2, neurons=4, lanes=2, monitor=False, window=None)
     assert mp.n_reporting == 1
     assert all(h == 0 for p in mp.layer_pes(0) for _, _, h in p.dests)
 
