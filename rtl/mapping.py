@@ -259,9 +259,12 @@ def dense_layers(net: model.Network) -> tuple[list[np.ndarray], list[np.ndarray]
 
 def map_network(net: model.Network, width: int, height: int, *, neurons: int = 64, lanes: int = 4,
                 monitor: bool = True, fifo_depth: int = 4, pe: PEConfig | None = None,
-                window: int | None = 1) -> Mapping:
+                window: int | None = None) -> Mapping:
     """Place ``net`` on a ``width`` x ``height`` mesh of PEs with ``neurons`` neurons and ``lanes`` lanes
-    (or the given ``pe``). Raises MappingError naming what is needed and what is available."""
+    (or the given ``pe``). ``window``: the host's run-ahead window (docs/noc.md); None for a host that does not
+    gate its input on the PEs' markers (defer FIFOs are then sized for one step of run-ahead per layer, which
+    holds while no output is backpressured for long). Raises MappingError naming what is needed and what is
+    available."""
     weights, thresholds = dense_layers(net)
     if pe is None:
         fan_in = max(w.shape[0] for w in weights)

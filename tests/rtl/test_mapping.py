@@ -14,7 +14,7 @@ from verif.driver import unpack
 
 def test_placement_sources_dests():
     net = model.random_network("20-10-9-3", seed=0, time_bits=4)
-    mp = map_network(net, 3, 3, neurons=4, lanes=2)
+    mp = map_network(net, 3, 3, neurons=4, lanes=2, window=1)
     assert [len(mp.layer_pes(n)) for n in range(3)] == [3, 3, 1]
     # row-major nodes, layer after layer
     assert [p.node for p in mp.placements] == [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1), (0, 2)]
@@ -25,12 +25,12 @@ def test_placement_sources_dests():
     # window 1, deepest layer 2: a source runs at most 1 + 2 steps ahead; 2 other sources
     assert mp.pe.defer_depth == 2 * 3 * (mp.pe.neurons + 1) + 2
     with pytest.raises(MappingError, match="window"):
-        map_network(net, 3, 3, neurons=4, lanes=2, monitor=False)
+        map_network(net, 3, 3, neurons=4, lanes=2, monitor=False, window=1)
 
 
 def test_monitor_off_only_output_layer_reports():
     net = model.random_network("8-6-3", seed=0, time_bits=4)
-    mp = map_network(net, 2, 2, neurons=4, lanes=2, monitor=False, window=None)
+    mp = map_network(net, 2, 2, neurons=4, lanes=2, monitor=False)
     assert mp.n_reporting == 1
     assert all(h == 0 for p in mp.layer_pes(0) for _, _, h in p.dests)
 

@@ -32,7 +32,7 @@ def test_random_networks_bit_exact(arch, mesh, neurons, lanes):
     print(f"SEED={SEED} (case seed {seed})")
     rng = np.random.default_rng(seed)
     net = model.random_network(arch, seed=seed, time_bits=4)
-    mp = map_network(net, *mesh, neurons=neurons, lanes=lanes)
+    mp = map_network(net, *mesh, neurons=neurons, lanes=lanes, window=1)
     inputs = random_inputs(rng, net, 2)
     golden = model.run(net, inputs)
     results, _ = run_images(mp, inputs, seed=seed, idle=0.2, stall=0.2)
@@ -51,9 +51,9 @@ def test_random_networks_many_seeds(k):
     net = model.random_network(sizes, seed=seed, time_bits=int(rng.integers(3, 6)))
     mesh = [(1, 1), (2, 2), (3, 2), (2, 3), (4, 3)][k % 5]
     try:
-        mp = map_network(net, *mesh, neurons=int(rng.choice([2, 4])), lanes=int(rng.choice([1, 2])))
+        mp = map_network(net, *mesh, neurons=int(rng.choice([2, 4])), lanes=int(rng.choice([1, 2])), window=1)
     except model.NetworkError:
-        mp = map_network(net, 4, 4, neurons=8, lanes=2)
+        mp = map_network(net, 4, 4, neurons=8, lanes=2, window=1)
     inputs = random_inputs(rng, net, 3)
     golden = model.run(net, inputs)
     results, _ = run_images(mp, inputs, seed=seed, idle=0.3, stall=0.3)
