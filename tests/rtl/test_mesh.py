@@ -56,6 +56,6 @@ def test_random_networks_many_seeds(k):
         mp = map_network(net, 4, 4, neurons=8, lanes=2, window=1)
     inputs = random_inputs(rng, net, 3)
     golden = model.run(net, inputs)
-    results, _ = run_images(mp, inputs, seed=seed, idle=0.3, stall=0.3)
+    results, _ = run_images(mp, inputs, seed=seed, idle=0.3, stall=0.3, max_cycles=100_000)
     compared, bad, first = compare(mp, results, golden)
     assert bad == 0, first
