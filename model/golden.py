@@ -109,42 +109,106 @@ def _exact_float(weight: np.ndarray):
     return None
 
 
+def _first_crossing(slope, offset, right, theta, valid=None):
+    """Spike times from segment slopes/offsets, shape (rows, segments, neurons), int64.
+
+    On segment k, V(t) = slope_k t - offset_k for t in (left_k, right_k]. V is below theta at every
+    segment's left end until the first crossing, so the neuron fires in the first segment whose right end
+    reaches theta, at ceil((theta + offset_k) / slope_k) (slope_k > 0 there). ``valid`` masks segments that
+    do not exist. Returns (fires, t_fire), each (rows, neurons).
+    """
+    crossed = slope * right - offset >= theta[None, None, :]
+    if valid is not None:
+        crossed &= valid
+    fires = crossed.any(axis=1)
+    k = crossed.argmax(axis=1)[:, None, :]  # the first True
+    s_k = np.where(fires, np.take_along_axis(slope, k, axis=1)[:, 0, :], 1)
+    p_k = np.take_along_axis(offset, k, axis=1)[:, 0, :]
+    return fires, -((-(theta[None, :] + p_k)) // s_k)
+
+
+def _dense_grid(tc, wmat, theta, t_end):
+    """Segments between the chunk's distinct input times tau_k; slopes by one exact matmul."""
+    taus = np.unique(tc[tc <= t_end])
+    if taus.size == 0:
+        return np.zeros((len(tc), wmat.shape[1]), dtype=bool), None
+    # arrived[b, k, i]: input i has spiked at or before tau_k (silent inputs never: NO_SPIKE > t_end).
+    arrived = tc[:, None, :] <= taus[None, :, None]
+    slope = np.matmul(arrived.astype(wmat.dtype), wmat).astype(np.int64)
+    # P_k = sum_{t_i <= tau_k} w t_i, from the slope increments at each tau.
+    offset = np.cumsum(np.diff(slope, axis=1, prepend=0) * taus[None, :, None], axis=1)
+    right = np.append(taus[1:], t_end)[None, :, None]
+    return _first_crossing(slope, offset, right, theta)
+
+
+def _dense_sort(tc, weight, theta, t_end):
+    """Segments between each sample's own sorted input times; slopes by cumulative sums of weight rows.
+    Equal times give empty segments, which never hold a first crossing."""
+    order = np.argsort(tc, axis=1, kind="stable")
+    ts = np.take_along_axis(tc, order, axis=1)
+    real = ts <= t_end
+    rows = weight[order] * real[:, :, None]  # (b, N, M) in arrival order; silent inputs weigh nothing
+    slope = np.cumsum(rows, axis=1)
+    offset = np.cumsum(rows * ts[:, :, None], axis=1)
+    right = np.minimum(np.concatenate([ts[:, 1:], np.full((len(ts), 1), t_end)], axis=1), t_end)
+    return _first_crossing(slope, offset, right[:, :, None], theta, valid=real[:, :, None])
+
+
 def _dense_fast(t_in: np.ndarray, weight: np.ndarray, threshold: np.ndarray, t_end: int, no_spike: int,
-                _cache: dict | None = None) -> np.ndarray:
+                method: str = "auto") -> np.ndarray:
+    """Spike times of a dense layer for a batch (rows, n_in) -> (rows, n_out).
+
+    ``method``: "grid" (temporaries ~ distinct times x (n_in + n_out) per row, one BLAS product) or
+    "sort" (temporaries ~ n_in x n_out per row); "auto" takes the cheaper. Both are exact.
+    """
     batch, n_in = t_in.shape
     n_out = weight.shape[1]
     out = np.full((batch, n_out), no_spike, dtype=np.int64)
-    dtype = _exact_float(weight)
-    wmat = weight.astype(dtype) if dtype is not None else weight
     theta = threshold.astype(np.int64)
     n_times = len(np.unique(t_in[t_in <= t_end]))
     if n_times == 0:
         return out
-    chunk = max(1, _CHUNK_ELEMS // (n_times * max(n_in, n_out)))
+    dtype = _exact_float(weight)
+    if method == "auto":
+        method = "sort" if n_in * n_out < 2 * n_times * (n_in + n_out) or dtype is None else "grid"
+    if method == "grid":
+        wmat = weight.astype(dtype if dtype is not None else np.int64)
+        per_row = n_times * max(n_in, n_out)
+    else:
+        wmat = weight.astype(np.int64)
+        per_row = n_in * n_out
+    chunk = max(1, _CHUNK_ELEMS // per_row)
     for s in range(0, batch, chunk):
         tc = t_in[s:s + chunk]
-        taus = np.unique(tc[tc <= t_end])
-        if taus.size == 0:
-            continue
-        # arrived[b, k, i]: input i has spiked at or before tau_k (silent inputs never: NO_SPIKE > t_end).
-        arrived = tc[:, None, :] <= taus[None, :, None]
-        if dtype is not None:
-            slope = np.matmul(arrived.astype(dtype), wmat).astype(np.int64)
-        else:
-            slope = np.matmul(arrived.astype(np.int64), wmat)
-        # P_k = sum_{t_i <= tau_k} w t_i, from the slope increments at each tau.
-        offset = np.cumsum(np.diff(slope, axis=1, prepend=0) * taus[None, :, None], axis=1)
-        right = np.append(taus[1:], t_end)
-        v_right = slope * right[None, :, None] - offset
-        crossed = v_right >= theta[None, None, :]
-        fires = crossed.any(axis=1)
-        k = crossed.argmax(axis=1)[:, None, :]
-        s_k = np.take_along_axis(slope, k, axis=1)[:, 0, :]
-        p_k = np.take_along_axis(offset, k, axis=1)[:, 0, :]
-        s_k = np.where(fires, s_k, 1)  # positive wherever the neuron fires (V rises across theta)
-        t_fire = -((-(theta[None, :] + p_k)) // s_k)
-        out[s:s + chunk] = np.where(fires, t_fire, no_spike)
+        fires, t_fire = (_dense_grid if method == "grid" else _dense_sort)(tc, wmat, theta, t_end)
+        if t_fire is not None:
+            out[s:s + chunk] = np.where(fires, t_fire, no_spike)
     return out
+
+
+def _patches(t_in: np.ndarray, layer: Conv2d, no_spike: int) -> np.ndarray:
+    """Receptive fields: (batch, OH*OW, C*KH*KW) input times, padding positions silent."""
+    batch = len(t_in)
+    c, h, w = layer.in_shape
+    _, _, kh, kw = layer.weight.shape
+    _, oh, ow = layer.out_shape
+    p, s = layer.padding, layer.stride
+    padded = np.full((batch, c, h + 2 * p, w + 2 * p), no_spike, dtype=np.int64)
+    padded[:, :, p:p + h, p:p + w] = t_in.reshape(batch, c, h, w)
+    win = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(2, 3))[:, :, ::s, ::s][:, :, :oh, :ow]
+    # (batch, c, oh, ow, kh, kw) -> (batch, oh, ow, c, kh, kw): row order of weight.reshape(OC, -1)
+    return win.transpose(0, 2, 3, 1, 4, 5).reshape(batch, oh * ow, c * kh * kw)
+
+
+def _conv_fast(t_in: np.ndarray, layer: Conv2d, t_end: int, no_spike: int) -> np.ndarray:
+    """Each (sample, output position) is a row of a small dense layer with the shared kernel: cost
+    OH*OW*C*KH*KW*OC per sample instead of the dense equivalent's (C*H*W)*(OC*OH*OW)."""
+    batch = len(t_in)
+    oc = layer.weight.shape[0]
+    _, oh, ow = layer.out_shape
+    rows = _patches(t_in, layer, no_spike).reshape(batch * oh * ow, -1)
+    out = _dense_fast(rows, layer.weight.reshape(oc, -1).T, layer.threshold, t_end, no_spike)
+    return out.reshape(batch, oh * ow, oc).transpose(0, 2, 1).reshape(batch, -1)
 
 
 def _maxpool(t_in: np.ndarray, layer: MaxPool2d) -> np.ndarray:
@@ -165,8 +229,7 @@ def run(net: Network, input_times) -> Result:
         if isinstance(layer, Dense):
             t = _dense_fast(t, layer.weight, layer.threshold, net.t_end, net.no_spike)
         elif isinstance(layer, Conv2d):
-            oh_ow = layer.out_shape[1] * layer.out_shape[2]
-            t = _dense_fast(t, conv_as_dense(layer), np.repeat(layer.threshold, oh_ow), net.t_end, net.no_spike)
+            t = _conv_fast(t, layer, net.t_end, net.no_spike)
         else:
             t = _maxpool(t, layer)
         times.append(t.reshape(batch, *layer.out_shape))

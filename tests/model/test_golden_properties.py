@@ -178,3 +178,17 @@ def test_input_times_validation():
         model.run(net, [[0, 1, 2]])
     with pytest.raises(ValueError, match="integer"):
         model.run(net, np.zeros((1, 2)))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dense_case())
+def test_grid_and_sort_paths_equal_reference(case):
+    """Both exact methods of the fast dense path, forced, against the time-stepped reference."""
+    from model.golden import _dense_fast
+
+    net, t_in = case
+    layer = net.layers[0]
+    ref = model.run_reference(net, t_in).times[0]
+    for method in ("grid", "sort"):
+        got = _dense_fast(t_in, layer.weight, layer.threshold, net.t_end, net.no_spike, method=method)
+        np.testing.assert_array_equal(got, ref, err_msg=f"method={method}")
