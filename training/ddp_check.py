@@ -54,6 +54,9 @@ def main(argv: list[str]) -> int:
         tmp = argv[0] + ".tmp"
         torch.save(result, tmp)
         os.replace(tmp, argv[0])
+    # Both ranks leave together: tearing gloo down while the peer is still inside a collective aborted the
+    # process ("terminate called without an active exception") on a loaded machine.
+    torch.distributed.barrier()
     torch.distributed.destroy_process_group()
     return 0
 

@@ -252,6 +252,7 @@ def train(cfg: TrainConfig) -> dict:
             torch.distributed.barrier()
 
     if rank != 0:
+        _finish(world)
         return {}
     float_eval = evaluate_float(net, x_te, y_te)
     integer_net = to_network(net)
@@ -287,4 +288,13 @@ def train(cfg: TrainConfig) -> dict:
     tmp = out / f".{REPORT}.tmp"
     tmp.write_text(json.dumps(report, indent=1) + "\n")
     os.replace(tmp, out / REPORT)
+    _finish(world)
     return report
+
+
+def _finish(world: int) -> None:
+    """Leave the process group together (rank 0 evaluates and writes meanwhile); a peer that tears gloo
+    down while the other is still inside a collective can abort the process."""
+    if world > 1 and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
