@@ -267,7 +267,9 @@ def map_network(net: model.Network, width: int, height: int, *, neurons: int = 6
     available."""
     weights, thresholds = dense_layers(net)
     if pe is None:
-        fan_in = max(w.shape[0] for w in weights)
+        # Event indices carry input rows and, on a PE's output, neuron numbers of the layer: the PE's index
+        # width comes from max(fan_in, neurons), so fan_in also covers the widest layer output.
+        fan_in = max(max(w.shape) for w in weights)
         n_max = max(w.shape[1] for w in weights)
         per_pe = min(neurons, -(-n_max // lanes) * lanes)
         counts = [-(-w.shape[1] // per_pe) for w in weights]

@@ -78,5 +78,6 @@ def test_many_seeds(tmp_path, k):
     rng = np.random.default_rng(seed)
     sizes = [int(rng.integers(3, 12)) for _ in range(int(rng.integers(2, 5)))]
     _, path, inputs = net_and_inputs(tmp_path, sizes, seed, 4, time_bits=int(rng.integers(3, 6)))
-    s = verify(path, 4, 3, inputs, neurons=4, lanes=2, seed=seed, idle=0.2 * (k % 3), stall=0.2 * (k % 4))
+    neurons = 4 if sum(sizes[1:]) <= 4 * 12 - 3 * len(sizes) else 8  # fits 4x3 nodes either way
+    s = verify(path, 4, 3, inputs, neurons=neurons, lanes=2, seed=seed, idle=0.2 * (k % 3), stall=0.2 * (k % 4))
     assert (s["mismatches"], s["protocol_errors"]) == (0, 0), s
