@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -84,13 +83,15 @@ def save(net: Network, path: str | os.PathLike, metadata: dict | None = None) ->
         if isinstance(layer, (Dense, Conv2d)):
             arrays[f"layer{n}.weight"] = layer.weight.astype(wdt)
             arrays[f"layer{n}.threshold"] = layer.threshold.astype(tdt)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # A temporary name next to the target, created like any other file (default permissions), renamed into
+    # place only once complete.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 

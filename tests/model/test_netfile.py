@@ -4,6 +4,7 @@ with one clear message naming the field and the limit."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -51,6 +52,9 @@ def test_round_trip_dense_and_conv(tmp_path):
         np.testing.assert_array_equal(a.threshold, b.threshold)
     assert model.netfile.metadata_of(path) == {"note": "test"}
     assert [p.name for p in tmp_path.iterdir()] == ["n.npz"]  # no temporary left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask, "permissions as for any file the user creates"
 
 
 def test_spec_snippet_written_by_hand_loads_and_runs(tmp_path, monkeypatch):
