@@ -8,9 +8,9 @@ import time
 import numpy as np
 
 import model
-from model.datasets import DATASET_HELP, load_dataset
+from model.datasets import DATASET_HELP
 
-from .util import CliError, atomic_path
+from .util import CliError, atomic_path, load_inputs
 
 
 def register(sub) -> None:
@@ -50,27 +50,8 @@ def main(args) -> int:
     if args.batch < 1:
         raise CliError(f"--batch: must be >= 1, got {args.batch}")
     net = model.load(args.net)
-    labels = None
-    if args.dataset:
-        split = load_dataset(args.dataset, args.split)
-        if tuple(split.shape) != net.input_shape and int(np.prod(split.shape)) != net.n_inputs:
-            raise CliError(f"--dataset: images of shape {split.shape} do not fit the network input "
-                           f"{net.input_shape}")
-        pixels, labels = split.images, split.labels
-        if args.limit:
-            pixels, labels = pixels[: args.limit], labels[: args.limit]
-        inputs = model.encode(pixels.reshape(len(pixels), -1), net.encoding, net.time_bits)
-    else:
-        try:
-            inputs = np.load(args.input_times, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise CliError(f"--input-times: cannot read {args.input_times} ({e})") from None
-        if args.limit:
-            inputs = inputs[: args.limit]
-        try:
-            inputs = model.golden.check_input_times(net, inputs)
-        except ValueError as e:
-            raise CliError(f"--input-times: {e}") from None
+    inputs, labels = load_inputs(net, dataset=args.dataset, input_times=args.input_times, limit=args.limit,
+                                 split=args.split)
     from tqdm import tqdm
 
     start = time.perf_counter()

@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-import numpy as np
-
-from .util import CliError
+from .util import CliError, load_inputs
 
 
 def register(sub) -> None:
@@ -48,7 +46,6 @@ def parse_mesh(text: str) -> tuple[int, int]:
 
 def main(args) -> int:
     import model
-    from model.datasets import load_dataset
 
     width, height = parse_mesh(args.mesh)
     for name, lo in (("images", 1), ("neurons", 1), ("lanes", 1), ("chunk", 1), ("window", 0)):
@@ -58,27 +55,7 @@ def main(args) -> int:
     if args.early_exit:
         raise CliError("--early-exit: not implemented in this version of the mesh")
     net = model.load(args.net)
-    labels = None
-    if args.dataset:
-        split = load_dataset(args.dataset, "test")
-        if int(np.prod(split.shape)) != net.n_inputs:
-            raise CliError(f"--dataset: images of shape {split.shape} do not fit the network input "
-                           f"{net.input_shape}")
-        pixels, labels = split.images, split.labels
-        if args.images:
-            pixels, labels = pixels[: args.images], labels[: args.images]
-        inputs = model.encode(pixels.reshape(len(pixels), -1), net.encoding, net.time_bits)
-    else:
-        try:
-            inputs = np.load(args.input_times, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise CliError(f"--input-times: cannot read {args.input_times} ({e})") from None
-        if args.images:
-            inputs = inputs[: args.images]
-        try:
-            inputs = model.golden.check_input_times(net, inputs)
-        except ValueError as e:
-            raise CliError(f"--input-times: {e}") from None
+    inputs, labels = load_inputs(net, dataset=args.dataset, input_times=args.input_times, limit=args.images)
     from rtl.mapping import map_network
 
     mapping = map_network(net, width, height, neurons=args.neurons, lanes=args.lanes,
