@@ -106,7 +106,7 @@ class Mapping:
 
     def image_flits(self, input_times: np.ndarray) -> list[int]:
         """START to every PE, then per step t the input SPIKEs of step t and STEP_END(t) to each first-layer
-        PE (interleaved PE by PE so they work in parallel)."""
+        PE (interleaved event by event, so that the first-layer PEs work in parallel)."""
         return [w for _, group in self.image_steps(input_times) for w in group]
 
     def image_steps(self, input_times: np.ndarray) -> list[tuple[int, list[int]]]:
@@ -126,11 +126,11 @@ class Mapping:
         for t in range(t_end + 1):
             spikes = [_pack(ev, kind=L.EventKind.SPIKE, index=i, time=t) for i in by_t.get(t, [])]
             marker = _pack(ev, kind=L.EventKind.STEP_END, time=t)
-            flits = []
-            for p in first:
-                x, y = p.node
-                flits += [self._flit(x=x, y=y, kind=FlitKind.EVENT, payload=s) for s in spikes]
-                flits.append(self._flit(x=x, y=y, kind=FlitKind.EVENT, payload=marker))
+            # Event by event, each to every first-layer PE in turn: the PEs then work in parallel. (PE by PE
+            # blocks left all but one PE idle while the host port was blocked on the busy one's full FIFOs.)
+            # Each PE still gets its events in the same order.
+            flits = [self._flit(x=p.node[0], y=p.node[1], kind=FlitKind.EVENT, payload=e)
+                     for e in [*spikes, marker] for p in first]
             groups.append((t, flits))
         return groups
 

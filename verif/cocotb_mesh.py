@@ -2,7 +2,8 @@
 
 ``MESH_JOB`` (JSON): ``net`` (network file), ``width``, ``height``, ``neurons``, ``lanes``, ``monitor``,
 ``inputs`` (.npy of input spike times, images x inputs), ``result`` (.npz written at the end), ``seed``,
-``window`` (run-ahead window or null), ``idle`` / ``stall`` (probabilities of an idle host cycle on
+``window`` (run-ahead window or null), optional ``profile`` (true: count per image where the cycles go,
+see :class:`Profile`), ``idle`` / ``stall`` (probabilities of an idle host cycle on
 injection and of host backpressure), optional ``reset_after`` (cycles into the first image at which reset is
 asserted; the mesh is then configured again and every image runs from the start).
 
@@ -28,6 +29,38 @@ from rtl.mapping import map_network
 from verif.driver import ProtocolError
 
 
+class Profile:
+    """Optional cycle accounting (``yoso verify --profile``): per image, counts of host-port cycles and, per
+    node, of the PE's input / LOAD / output handshakes and stalls. Signals are sampled at each rising edge, as
+    the host samples its own handshakes. Keys (per image, summed over the images of a chunk):
+
+    ``host_in_<what>``: ``sent`` (host_i handshake), ``blocked`` (host_i valid, mesh not ready), ``gated`` (next
+    word waits for the run-ahead window), ``idle`` (nothing left to send); ``host_out``: host_o handshakes.
+    ``pe<x>_<y>_<what>``: ``in`` (event into the PE), ``in_blocked`` (event waiting, PE not ready),
+    ``load`` (LOAD issues a word read), ``load_blocked`` (read request waiting), ``out`` (PE event taken by the
+    NI), ``out_blocked`` (PE event waiting for the NI / router).
+    """
+
+    def __init__(self, dut, mp):
+        self.nodes = [p.node for p in mp.placements]
+        self.sig = {}
+        for x, y in self.nodes:
+            ni, pe = getattr(dut, f"ni_{x}_{y}"), getattr(dut, f"pe_{x}_{y}")
+            self.sig[x, y] = (ni.pe_i__valid, ni.pe_i__ready, pe.load.req__valid, pe.load.req__ready,
+                              ni.pe_o__valid, ni.pe_o__ready)
+        self.counts: dict[str, int] = {}
+
+    def add(self, key: str, n: int = 1):
+        self.counts[key] = self.counts.get(key, 0) + n
+
+    def sample(self):
+        for (x, y), sigs in self.sig.items():
+            iv, ir, lv, lr, ov, orr = (int(s.value) if s.value.is_resolvable else 0 for s in sigs)
+            for name, v, r in (("in", iv, ir), ("load", lv, lr), ("out", ov, orr)):
+                if v:
+                    self.add(f"pe{x}_{y}_{name}" if r else f"pe{x}_{y}_{name}_blocked")
+
+
 class Host:
     def __init__(self, dut, rng: random.Random, idle: float, stall: float):
         self.dut, self.rng, self.idle, self.stall = dut, rng, idle, stall
@@ -42,7 +75,8 @@ class Host:
         d.rst.value = 0
 
     async def transfer(self, words, *, finish=None, target: int = 0, abort_after: int | None = None,
-                       max_cycles: int = int(os.environ.get("MESH_MAX_CYCLES", 5_000_000)), gate=None):
+                       max_cycles: int = int(os.environ.get("MESH_MAX_CYCLES", 5_000_000)), gate=None,
+                       profile: Profile | None = None):
         """Send ``words`` on host_i while collecting host_o; returns (received words, cycles). Ends when
         everything is sent and ``target`` received words satisfied ``finish``, or after ``abort_after``
         cycles. ``gate`` = (mapping, step of each word): a word of step s waits until every PE has sent
@@ -72,6 +106,15 @@ class Host:
                 d.host_o__ready.value = rdy
             await RisingEdge(d.clk)
             cycles += 1
+            if profile is not None:
+                profile.sample()
+                if v:
+                    profile.add("host_in_sent" if d.host_i__ready.value else "host_in_blocked")
+                else:
+                    profile.add("host_in_gated" if k < n and steps is not None and steps[k] > allowed
+                                else "host_in_idle")
+                if rdy and d.host_o__valid.value:
+                    profile.add("host_out")
             if v and d.host_i__ready.value:
                 k += 1
                 v = 0
@@ -124,11 +167,13 @@ async def test_images(dut):
     flits_in = np.zeros(len(inputs), dtype=np.int64)
     flits_out = np.zeros(len(inputs), dtype=np.int64)
     errors = []
+    profile = Profile(dut, mp) if job.get("profile") else None
     for b, t in enumerate(inputs):
         groups = mp.image_steps(t)
         words = [w for _, g in groups for w in g]
         gate = None if mp.window is None else (mp, [s for s, g in groups for _ in g])
-        got, cycles[b] = await host.transfer(words, finish=mp.is_last_host_flit, target=target, gate=gate)
+        got, cycles[b] = await host.transfer(words, finish=mp.is_last_host_flit, target=target, gate=gate,
+                                           profile=profile)
         flits_in[b], flits_out[b] = len(words), len(got)
         if (b + 1) % 10 == 0 or b + 1 == len(inputs):
             dut._log.info(f"{b + 1} of {len(inputs)} images, last {cycles[b]} cycles")
@@ -139,5 +184,7 @@ async def test_images(dut):
         except ProtocolError as e:
             errors.append(f"image {b}: {e}")
     out = {f"layer{n}": t for n, t in enumerate(times)}
+    if profile is not None:
+        out["profile"] = np.array(json.dumps(profile.counts))
     np.savez(job["result"], cycles=cycles, cfg_cycles=np.int64(cfg_cycles), flits_in=flits_in, flits_out=flits_out,
              errors=np.array(errors if errors else [""]), **out)

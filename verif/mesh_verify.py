@@ -25,13 +25,14 @@ TOP = "yoso_mesh"
 def verify(net_path: str, width: int, height: int, inputs: np.ndarray, *, labels: np.ndarray | None = None,
            sim: str = "icarus", neurons: int = 64, lanes: int = 4, chunk: int = 100, seed: int = 0,
            idle: float = 0.0, stall: float = 0.0, reset_after: int | None = None, progress=None,
-           window: int | None = 1) -> dict:
+           window: int | None = 1, profile: bool = False) -> dict:
     """Run ``inputs`` (images x inputs spike times) through the mesh RTL; return the summary dict.
 
     ``progress(n)`` is called after each chunk with the number of images it ran. ``reset_after``: reset the
     mesh that many cycles into the first image of each chunk, then configure it again and run the chunk."""
     net = model.load(net_path)
     mp = map_network(net, width, height, neurons=neurons, lanes=lanes, monitor=True, window=window)
+    counts: dict[str, int] = {}
     inputs = np.asarray(inputs, dtype=np.int64).reshape(len(inputs), -1)
     start = time.perf_counter()
     golden = model.run(net, inputs)
@@ -50,7 +51,7 @@ def verify(net_path: str, width: int, height: int, inputs: np.ndarray, *, labels
             job = {"net": str(Path(net_path).resolve()), "width": width, "height": height, "neurons": neurons,
                    "lanes": lanes, "monitor": True, "inputs": str(Path(tmp) / "inputs.npy"),
                    "result": str(result), "seed": seed + c, "idle": idle, "stall": stall,
-                   "reset_after": reset_after, "window": window}
+                   "reset_after": reset_after, "window": window, "profile": profile}
             run_test(bdir, TOP, sim, module="verif.cocotb_mesh", testcase="test_images", name=f"verify-{c % 2}",
                      env={"MESH_JOB": json.dumps(job)})
             with np.load(result, allow_pickle=False) as r:
@@ -58,6 +59,9 @@ def verify(net_path: str, width: int, height: int, inputs: np.ndarray, *, labels
                 cycles = np.concatenate([cycles, r["cycles"]])
                 flits = np.concatenate([flits, np.stack([r["flits_in"], r["flits_out"]], axis=1)])
                 cfg_cycles = int(r["cfg_cycles"])
+                if profile:
+                    for k, v in json.loads(str(r["profile"])).items():
+                        counts[k] = counts.get(k, 0) + v
                 errors += [f"image {s + int(e.split(':')[0].split()[1])}:{e.split(':', 1)[1]}"
                            for e in r["errors"] if e]
             if progress:
@@ -90,6 +94,9 @@ def verify(net_path: str, width: int, height: int, inputs: np.ndarray, *, labels
         "sweep_cycles_per_image": int(net.t_end * mp.pe.words), "config_cycles": cfg_cycles,
         "wall_s": round(wall, 1), "build_s": round(build_s, 1),
     }
+    if profile:
+        # Per image: cycles in which each counted event happened (Profile in verif/cocotb_mesh.py).
+        summary["profile_per_image"] = {k: round(v / len(inputs), 1) for k, v in sorted(counts.items())}
     if labels is not None:
         labels = np.asarray(labels)[: len(inputs)]
         summary["accuracy"] = float((pred == labels).mean())

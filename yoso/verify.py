@@ -29,6 +29,8 @@ def register(sub) -> None:
     p.add_argument("--chunk", type=int, default=100, help="images per simulator run (default 100)")
     p.add_argument("--window", type=int, default=1, help="run-ahead window in time steps: the host sends step s "
                    "after every PE reported STEP_END(s - window); sizes the PEs' defer FIFOs (default 1)")
+    p.add_argument("--profile", action="store_true", help="also count, per image, host-port and per-PE "
+                   "handshakes and stalls (slower; the JSON gets profile_per_image, docs/noc.md 'Cycle breakdown')")
     p.add_argument("--early-exit", action="store_true", help="not implemented yet; rejected")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(func=main)
@@ -66,7 +68,8 @@ def main(args) -> int:
 
     with tqdm(total=len(inputs), desc="verify", unit="img", disable=args.json) as bar:
         summary = verify(args.net, width, height, inputs, labels=labels, sim=args.sim, neurons=args.neurons,
-                         lanes=args.lanes, chunk=args.chunk, progress=bar.update, window=args.window)
+                         lanes=args.lanes, chunk=args.chunk, progress=bar.update, window=args.window,
+                         profile=args.profile)
     summary["mapping"] = mapping.describe()
     if args.json:
         print(json.dumps(summary))

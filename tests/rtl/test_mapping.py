@@ -65,3 +65,21 @@ def test_image_flits_protocol():
     want = [("START", 0, 0), ("SPIKE", 2, 0), ("STEP_END", 0, 0), ("STEP_END", 0, 1), ("SPIKE", 0, 2),
             ("SPIKE", 3, 2), ("STEP_END", 0, 2)] + [("STEP_END", 0, t) for t in range(3, net.t_end + 1)]
     assert events == want
+
+
+def test_image_flits_interleave_first_layer_pes():
+    # Two first-layer PEs: each event goes to both in turn (so both work while the host port is blocked on one),
+    # and each PE still receives its own events in order.
+    net = model.random_network("4-6-2", seed=0, time_bits=3)
+    mp = map_network(net, 2, 2, neurons=4, lanes=2)
+    first = [p.node for p in mp.layer_pes(0)]
+    assert len(first) == 2
+    fl, ev = flit_layout(mp.noc), L.event_layout(mp.pe)
+    groups = dict(mp.image_steps(np.array([0, net.no_spike, 0, 1])))
+    got = []
+    for w in groups[0]:
+        f = unpack(fl, w)
+        e = unpack(ev, f["payload"])
+        got.append(((f["x"], f["y"]), L.EventKind(e["kind"]).name, e["index"]))
+    want = [(n, k, i) for k, i in (("SPIKE", 0), ("SPIKE", 2), ("STEP_END", 0)) for n in first]
+    assert got == want

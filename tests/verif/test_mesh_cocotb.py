@@ -49,6 +49,21 @@ def test_reset_mid_inference(tmp_path):
     assert (s["mismatches"], s["protocol_errors"]) == (0, 0), s
 
 
+def test_profile_counts(tmp_path):
+    """--profile: the host-port categories cover every cycle of an image and agree with the flit counts; every
+    used PE is seen taking input and issuing word reads."""
+    _, path, inputs = net_and_inputs(tmp_path, "6-7-3", SEED + 3, 2)
+    s = verify(path, 2, 2, inputs, neurons=4, lanes=2, seed=SEED, profile=True)
+    assert (s["mismatches"], s["protocol_errors"]) == (0, 0), s
+    p = s["profile_per_image"]
+    host = sum(p.get(f"host_in_{k}", 0) for k in ("sent", "blocked", "gated", "idle"))
+    assert host == pytest.approx(s["cycles_per_image"], abs=0.5)
+    assert p["host_in_sent"] == pytest.approx(s["host_flits_in_per_image"], abs=0.1)
+    assert p["host_out"] == pytest.approx(s["host_flits_out_per_image"], abs=0.1)
+    for x, y in ((0, 0), (1, 0), (0, 1)):
+        assert p[f"pe{x}_{y}_in"] > 0 and p[f"pe{x}_{y}_load"] > 0, p
+
+
 def test_cli_verify_json(tmp_path, capsys):
     _, path, inputs = net_and_inputs(tmp_path, "6-5-3", SEED + 2, 2)
     np.save(tmp_path / "in.npy", inputs)
