@@ -5,6 +5,7 @@ the tests."""
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -52,8 +53,9 @@ def verify(net_path: str, width: int, height: int, inputs: np.ndarray, *, labels
                    "lanes": lanes, "monitor": True, "inputs": str(Path(tmp) / "inputs.npy"),
                    "result": str(result), "seed": seed + c, "idle": idle, "stall": stall,
                    "reset_after": reset_after, "window": window, "profile": profile}
-            run_test(bdir, TOP, sim, module="verif.cocotb_mesh", testcase="test_images", name=f"verify-{c % 2}",
-                     env={"MESH_JOB": json.dumps(job)})
+            # The run folder is per process: pytest-xdist workers may run the same build at once.
+            run_test(bdir, TOP, sim, module="verif.cocotb_mesh", testcase="test_images",
+                     name=f"verify-{os.getpid()}-{c % 2}", env={"MESH_JOB": json.dumps(job)})
             with np.load(result, allow_pickle=False) as r:
                 layers = [np.concatenate([a, r[f"layer{n}"]]) for n, a in enumerate(layers)]
                 cycles = np.concatenate([cycles, r["cycles"]])

