@@ -18,7 +18,7 @@ from pathlib import Path
 from rtl.config import PEConfig
 from rtl.generate import TOP, verilog
 
-__all__ = ["build", "run", "run_test", "simulator", "verilator_env", "BUILD_ROOT"]
+__all__ = ["build", "compile_cached", "run", "run_test", "simulator", "verilator_env", "BUILD_ROOT"]
 
 TIMESCALE = ("1ns", "1ps")
 BUILD_ROOT = Path(__file__).resolve().parent.parent / "build" / "cocotb"
@@ -59,33 +59,40 @@ def icarus_time_zero_fix(text: str) -> str:
     return _TRIGGER.sub(lambda m: f"{m.group(0)}\n{m.group(1)}initial #1 {m.group(2)} = 1'h1;", text)
 
 
-def build(cfg: PEConfig, sim: str | None = None) -> Path:
-    """Generate the Verilog and compile it (skipped when this exact Verilog was built before). Returns the
-    build folder."""
+def compile_cached(text: str, top: str, sim: str, *, prefix: str, build_args: list[str]) -> Path:
+    """Compile Verilog ``text`` (top module ``top``) under BUILD_ROOT/``prefix``-``sim``-<hash of text>,
+    skipped when this exact text was built before. Returns the build folder. A per-folder lock serialises
+    pytest-xdist workers that build the same text at once."""
     from cocotb_tools.runner import get_runner
 
-    sim = sim or simulator()
-    text = verilog(cfg)
-    if sim == "icarus":
-        text = icarus_time_zero_fix(text)
     key = hashlib.sha256(text.encode()).hexdigest()[:12]
-    bdir = BUILD_ROOT / f"{sim}-{key}"
+    bdir = BUILD_ROOT / f"{prefix}{sim}-{key}"
     bdir.mkdir(parents=True, exist_ok=True)
-    src = bdir / f"{TOP}.v"
+    src = bdir / f"{top}.v"
     stamp = bdir / "built.ok"
     if sim == "verilator":
         verilator_env()
-    with open(bdir / ".lock", "w") as lock:  # pytest-xdist workers may build the same config at once
+    with open(bdir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not stamp.exists() or src.read_text() != text:
             stamp.unlink(missing_ok=True)
             src.write_text(text)
-            (bdir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg)))
-            runner = get_runner(sim)
-            runner.build(sources=[src], hdl_toplevel=TOP, build_dir=bdir, always=True,
-                         build_args=["-Wno-fatal"] if sim == "verilator" else [],
-                         waves=bool(os.environ.get("WAVES")), log_file=bdir / "build.log", timescale=TIMESCALE)
+            get_runner(sim).build(sources=[src], hdl_toplevel=top, build_dir=bdir, always=True,
+                                  build_args=build_args, waves=bool(os.environ.get("WAVES")),
+                                  log_file=bdir / "build.log", timescale=TIMESCALE)
             stamp.write_text("ok\n")
+    return bdir
+
+
+def build(cfg: PEConfig, sim: str | None = None) -> Path:
+    """Generate the PE's Verilog and compile it (skipped when this exact Verilog was built before). Returns
+    the build folder."""
+    sim = sim or simulator()
+    text = verilog(cfg)
+    if sim == "icarus":
+        text = icarus_time_zero_fix(text)
+    bdir = compile_cached(text, TOP, sim, prefix="", build_args=["-Wno-fatal"] if sim == "verilator" else [])
+    (bdir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg)))
     return bdir
 
 
