@@ -1,10 +1,10 @@
 """Mapping: from a network file to the mesh — placement, destination tables, configuration and input flits.
 
-Each dense (or conv2d, as its equivalent dense layer) layer is cut into slices of at most ``neurons`` neurons;
-each slice runs on one PE. Slices take nodes in row-major order, layer after layer. A PE of layer ``l``
-sends its output events to every PE of layer ``l + 1`` (and to the host when ``monitor`` is on or ``l`` is the
-output layer). Its ``SOURCES`` register is the number of PEs of layer ``l - 1`` (1 for the first layer: the
-host). docs/noc.md walks through an example.
+Each dense (or conv2d, as its equivalent dense layer) layer is cut into ceil(n / ``neurons``) slices of equal
+size (rounded up to whole lanes; the last may be smaller); each slice runs on one PE. Slices take nodes in
+row-major order, layer after layer. A PE of layer ``l`` sends its output events to every PE of layer
+``l + 1`` (and to the host when ``monitor`` is on or ``l`` is the output layer). Its ``SOURCES`` register is
+the number of PEs of layer ``l - 1`` (1 for the first layer: the host). docs/noc.md walks through an example.
 
 The mapping is pure Python (numpy + layouts); flits are integers packed with ``verif.driver.pack``, the
 same packing the PE testbenches use, so one encoding serves the Amaranth simulator, cocotb and a board.
@@ -25,7 +25,7 @@ from .config import PEConfig
 from .mesh import done_layout, ni_value_bits, noc_config
 from .noc_layouts import FlitKind, NiReg, NocConfig, flit_layout, ni_cfg_layout
 
-__all__ = ["MappingError", "Placement", "Mapping", "map_network", "ImageResult"]
+__all__ = ["MappingError", "Placement", "Mapping", "map_network", "ImageResult", "DecisionWatch"]
 
 
 class MappingError(NetworkError):
@@ -151,6 +151,15 @@ class Mapping:
         """Spike times of every monitored layer from the host flits of one image; checks the event protocol
         per source PE (STEP_END(0..t_end) in order, spikes inside their step, each neuron once, one DONE per
         PE). Layers the host does not see (monitor off) come back as None."""
+        return self.decode_prefix(flits, complete=True)[0]
+
+    def decode_prefix(self, flits: list[int], *, complete: bool = False
+                      ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+        """(times, horizons) of every monitored layer from the host flits of one image, which may stop early
+        (early exit, :class:`DecisionWatch`). ``horizons[n][j]`` is the last step that neuron ``j``'s PE closed
+        with STEP_END before the flits stop: its time is final if at most that step; a neuron still silent is
+        known only to spike later. The protocol is checked as in :meth:`decode`; ``complete`` also requires
+        every DONE and every final STEP_END."""
         from verif.driver import ProtocolError, unpack
 
         fl = flit_layout(self.noc)
@@ -190,14 +199,24 @@ class Mapping:
                 times[p.layer][j] = e["time"]
             else:
                 raise ProtocolError(f"host flit {k}: node {node} sent {kind.name}")
-        if len(done) != len(self.placements):
-            raise ProtocolError(f"{len(self.placements) - len(done)} of {len(self.placements)} nodes sent no DONE")
+        if complete:
+            if len(done) != len(self.placements):
+                raise ProtocolError(f"{len(self.placements) - len(done)} of {len(self.placements)} nodes sent "
+                                    "no DONE")
+            for p in self.placements:
+                if self._reports(p) and seen[p.node] != self.net.t_end:
+                    raise ProtocolError(f"node {p.node} ended after STEP_END({seen[p.node]}), expected "
+                                        f"STEP_END({self.net.t_end})")
+        horizons = [np.full(w.shape[1], -1, dtype=np.int64) for w in self.weights]
         for p in self.placements:
-            if self._reports(p) and seen[p.node] != self.net.t_end:
-                raise ProtocolError(f"node {p.node} ended after STEP_END({seen[p.node]}), expected "
-                                    f"STEP_END({self.net.t_end})")
-        return tuple(t if all(self._reports(p) for p in self.layer_pes(n)) else None
-                     for n, t in enumerate(times))
+            horizons[p.layer][p.lo:p.hi] = seen[p.node]
+        shown = [all(self._reports(p) for p in self.layer_pes(n)) for n in range(self.n_layers)]
+        return (tuple(t if ok else None for t, ok in zip(times, shown, strict=True)),
+                tuple(h if ok else None for h, ok in zip(horizons, shown, strict=True)))
+
+    def decision_watch(self) -> DecisionWatch:
+        """A fresh :class:`DecisionWatch` for one image."""
+        return DecisionWatch(self)
 
     @property
     def n_reporting(self) -> int:
@@ -226,12 +245,13 @@ class Mapping:
         return sum((p.hi - p.lo) + self.net.t_end + 2 for p in self.placements)
 
     # ---- cost ----
-    def sops(self, golden_times: tuple[np.ndarray, ...], input_times: np.ndarray) -> int:
+    def sops(self, golden_times: tuple[np.ndarray, ...], input_times: np.ndarray, until: int | None = None) -> int:
         """Synaptic operations of one image: each input spike (time <= t_end) of layer l times the number
-        of neurons of layer l (every PE of the layer adds the weight row to all its neurons)."""
+        of neurons of layer l (every PE of the layer adds the weight row to all its neurons). ``until``: count
+        only input spikes at steps <= until (the work needed to close step ``until``, early exit)."""
+        last = self.net.t_end if until is None else min(until, self.net.t_end)
         ins = [np.asarray(input_times).reshape(-1)] + [np.asarray(t).reshape(-1) for t in golden_times[:-1]]
-        return int(sum(int((t <= self.net.t_end).sum()) * w.shape[1] for t, w in zip(ins, self.weights,
-                                                                                      strict=True)))
+        return int(sum(int((t <= last).sum()) * w.shape[1] for t, w in zip(ins, self.weights, strict=True)))
 
     def describe(self) -> str:
         parts = []
@@ -240,6 +260,48 @@ class Mapping:
             parts.append(f"layer {n}: {self.weights[n].shape[0]}->{self.weights[n].shape[1]} on {len(pes)} PE(s)")
         return (f"{self.noc.width}x{self.noc.height} mesh, {len(self.placements)} PEs used, PE {self.pe.neurons} "
                 f"neurons x {self.pe.lanes} lanes, fan-in {self.pe.fan_in}; " + "; ".join(parts))
+
+
+class DecisionWatch:
+    """Early exit (docs/noc.md): follows the host flits of one image and says when the prediction is
+    decided — some output neuron spiked at step t and every output-layer PE has closed step t (STEP_END(t)),
+    so every output spike at t is known and the earliest spike, lowest index rule (docs/spec.md) can no
+    longer change. ``step`` is then t; it stays None while undecided (and for an image whose outputs are
+    all silent, which ends normally)."""
+
+    def __init__(self, mapping: Mapping):
+        from verif.driver import unpack
+
+        self._unpack, self._mp = unpack, mapping
+        self._fl, self._ev = flit_layout(mapping.noc), L.event_layout(mapping.pe)
+        self._last = {p.node: -1 for p in mapping.layer_pes(mapping.n_layers - 1)}
+        self.first: int | None = None
+        self.step: int | None = None
+
+    def feed(self, word: int) -> bool:
+        """Take one host flit; True once the prediction is decided."""
+        if self.step is not None:
+            return True
+        f = self._unpack(self._fl, word)
+        node = (f["src_x"], f["src_y"])
+        if node in self._last and f["kind"] == FlitKind.EVENT.value:
+            e = self._unpack(self._ev, f["payload"])
+            if e["kind"] == L.EventKind.SPIKE.value:
+                self.first = e["time"] if self.first is None else min(self.first, e["time"])
+            elif e["kind"] == L.EventKind.STEP_END.value:
+                self._last[node] = e["time"]
+            if self.first is not None and min(self._last.values()) >= self.first:
+                self.step = self.first
+        return self.step is not None
+
+
+def _share(n: int, neurons: int, lanes: int) -> int:
+    """Neurons per PE of a layer of ``n`` neurons on PEs of at most ``neurons``: the layer takes
+    ceil(n / neurons) PEs and splits evenly, each share rounded up to a multiple of ``lanes`` (never above
+    ``neurons`` rounded to lanes)."""
+    pes = -(-n // neurons)
+    even = -(-n // pes)
+    return min(-(-even // lanes) * lanes, max(lanes, neurons // lanes * lanes))
 
 
 def dense_layers(net: model.Network) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -266,13 +328,15 @@ def map_network(net: model.Network, width: int, height: int, *, neurons: int = 6
     holds while no output is backpressured for long). Raises MappingError naming what is needed and what is
     available."""
     weights, thresholds = dense_layers(net)
+    limit = neurons if pe is None else pe.neurons
     if pe is None:
         # Event indices carry input rows and, on a PE's output, neuron numbers of the layer: the PE's index
         # width comes from max(fan_in, neurons), so fan_in also covers the widest layer output.
         fan_in = max(max(w.shape) for w in weights)
-        n_max = max(w.shape[1] for w in weights)
-        per_pe = min(neurons, -(-n_max // lanes) * lanes)
-        counts = [-(-w.shape[1] // per_pe) for w in weights]
+        # Even split: a layer of n neurons takes ceil(n / neurons) PEs, each with an equal share rounded up to
+        # whole lanes (the busiest PE sets the pace); the PE is sized for the largest share of any layer.
+        per_pe = max(_share(w.shape[1], neurons, lanes) for w in weights)
+        counts = [-(-w.shape[1] // _share(w.shape[1], neurons, lanes)) for w in weights]
         max_sources = max([1, *counts[:-1]])
         # Early events of a fast source wait in the PE's defer FIFO. With the host's run-ahead window w, a
         # source of layer l - 1 is at most w + l steps ahead of a PE of layer l (docs/noc.md), each step being
@@ -294,12 +358,13 @@ def map_network(net: model.Network, width: int, height: int, *, neurons: int = 6
     if (net.weight_bits, net.time_bits) != (pe.weight_bits, pe.time_bits) or net.threshold_bits > pe.threshold_bits:
         raise MappingError(f"PE: widths weight/time/threshold {pe.weight_bits}/{pe.time_bits}/{pe.threshold_bits} "
                            f"do not match the network's {net.weight_bits}/{net.time_bits}/{net.threshold_bits}")
-    counts = [-(-w.shape[1] // pe.neurons) for w in weights]
+    shares = [_share(w.shape[1], limit, pe.lanes) for w in weights]
+    counts = [-(-w.shape[1] // sh) for w, sh in zip(weights, shares, strict=True)]
     need = sum(counts)
     if need > width * height:
         per_layer = ", ".join(f"layer {n}: {w.shape[1]} neurons -> {c}" for n, (w, c) in
                               enumerate(zip(weights, counts, strict=True)))
-        raise MappingError(f"--mesh {width}x{height}: the network needs {need} PEs of {pe.neurons} neurons "
+        raise MappingError(f"--mesh {width}x{height}: the network needs {need} PEs of at most {limit} neurons "
                            f"({per_layer}), the mesh has {width * height}")
     max_dests = max(c + 1 for c in counts)
     try:
@@ -324,8 +389,8 @@ def map_network(net: model.Network, width: int, height: int, *, neurons: int = 6
             dests.append((0, 0, 1))
         sources = 1 if n == 0 else counts[n - 1]
         for s, node in enumerate(layer_nodes[n]):
-            lo = s * pe.neurons
-            placed.append(Placement(layer=n, node=node, lo=lo, hi=min(lo + pe.neurons, w.shape[1]),
+            lo = s * shares[n]
+            placed.append(Placement(layer=n, node=node, lo=lo, hi=min(lo + shares[n], w.shape[1]),
                                     sources=sources, dests=tuple(dests)))
     assert done_layout(noc).size <= noc.payload_bits
     return Mapping(net=net, pe=pe, noc=noc, placements=tuple(placed), weights=tuple(weights),

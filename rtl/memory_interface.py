@@ -41,6 +41,7 @@ class MemoryInterface(wiring.Component):
     sources : Out(bits(max_sources)), unsigned register SOURCES
     t_end : Out(time_bits), unsigned register T_END (time steps)
     active : Out(bits(neurons)), unsigned register ACTIVE (neurons)
+    abort : In(1), drop the token in the read pipeline stage (PE.abort); registers and SRAMs are kept
     """
 
     def __init__(self, config: PEConfig):
@@ -55,6 +56,7 @@ class MemoryInterface(wiring.Component):
             "sources": Out(c.sources_bits, init=1),
             "t_end": Out(c.time_bits, init=c.max_t_end),
             "active": Out(c.active_bits, init=c.neurons),
+            "abort": In(1),
         })
 
     @property
@@ -88,6 +90,8 @@ class MemoryInterface(wiring.Component):
         with m.If(accept):
             m.d.sync += [resp.valid.eq(1), token.eq(req.payload.token)]
         with m.Elif(resp.ready):
+            m.d.sync += resp.valid.eq(0)
+        with m.If(self.abort):
             m.d.sync += resp.valid.eq(0)
         m.d.comb += [
             resp.payload.token.eq(token),

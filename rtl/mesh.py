@@ -12,7 +12,7 @@ docs/noc.md describes the flits, the destination tables and the time synchronisa
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Signal
+from amaranth.hdl import Array, Module, ResetInserter, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -60,6 +60,8 @@ class NetworkInterface(wiring.Component):
     noc_i : In(stream of flit_layout(noc)); noc_o : Out(stream of flit_layout(noc))
     pe_i : Out(stream of layouts.event_layout(pe)); pe_cfg : Out(stream of layouts.cfg_layout(pe))
     pe_o : In(stream of layouts.event_layout(pe))
+    abort : In(1), drop the inference in progress (marker count, pending DONE, replication index); the
+        destination table and registers are kept
     """
 
     def __init__(self, pe: PEConfig, noc: NocConfig, *, x: int, y: int):
@@ -79,6 +81,7 @@ class NetworkInterface(wiring.Component):
             "pe_i": Out(stream.Signature(L.event_layout(pe))),
             "pe_cfg": Out(stream.Signature(L.cfg_layout(pe))),
             "pe_o": In(stream.Signature(L.event_layout(pe))),
+            "abort": In(1),
         })
 
     def elaborate(self, platform):
@@ -153,6 +156,8 @@ class NetworkInterface(wiring.Component):
         with m.If(self.noc_i.valid & self.pe_i.ready & (fin.kind == FlitKind.EVENT)
                   & (ev_in.kind == L.EventKind.STEP_END) & (ev_in.time == t_end) & (markers + 1 >= sources)):
             m.d.sync += done.eq(1)
+        with m.If(self.abort):
+            m.d.sync += [markers.eq(0), done.eq(0), idx.eq(0)]
         return m
 
 
@@ -164,6 +169,9 @@ class Mesh(wiring.Component):
     -----
     host_i : In(stream of flit_layout(noc)) — flits from the host into the mesh
     host_o : Out(stream of flit_layout(noc)) — flits addressed to the host
+    abort : In(1) — early exit: while high, every router, network interface and PE drops the inference in
+        progress at the next clock edge (all flits in flight are discarded); configuration is kept, and the
+        next inference starts with START as usual. The host sends nothing in that cycle.
     """
 
     def __init__(self, pe: PEConfig, noc: NocConfig):
@@ -173,7 +181,8 @@ class Mesh(wiring.Component):
             raise TypeError(f"noc: expected a NocConfig, got {type(noc).__name__}")
         self._pe, self._noc = pe, noc
         flit = flit_layout(noc)
-        super().__init__({"host_i": In(stream.Signature(flit)), "host_o": Out(stream.Signature(flit))})
+        super().__init__({"host_i": In(stream.Signature(flit)), "host_o": Out(stream.Signature(flit)),
+                          "abort": In(1)})
 
     @property
     def pe(self) -> PEConfig:
@@ -192,9 +201,10 @@ class Mesh(wiring.Component):
                 r = routers[x, y] = Router(noc, x=x, y=y)
                 ni = NetworkInterface(self._pe, noc, x=x, y=y)
                 pe = PE(self._pe)
-                m.submodules[f"router_{x}_{y}"] = r
+                m.submodules[f"router_{x}_{y}"] = ResetInserter({"sync": self.abort})(r)
                 m.submodules[f"ni_{x}_{y}"] = ni
                 m.submodules[f"pe_{x}_{y}"] = pe
+                m.d.comb += [ni.abort.eq(self.abort), pe.abort.eq(self.abort)]
                 wiring.connect(m, r.local_o, ni.noc_i)
                 wiring.connect(m, ni.noc_o, r.local_i)
                 wiring.connect(m, ni.pe_i, pe.i)

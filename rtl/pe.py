@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module
+from amaranth.hdl import Module, ResetInserter, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -36,6 +36,13 @@ class PE(wiring.Component):
     cfg : In(stream of layouts.cfg_layout), configuration words (register / weight / threshold writes)
     i : In(stream of layouts.event_layout), input events (START, SPIKE(index = input row, time), STEP_END)
     o : Out(stream of layouts.event_layout), output events (STEP_END(0), SPIKE(NEURON_BASE + j, t), STEP_END(t))
+
+    Attributes
+    ----------
+    abort : Signal(1), not a port
+        Driven by the mesh (early exit, docs/noc.md): while high, the inference in progress is dropped at the
+        next clock edge (LOAD / COMPUTE / STORE, their FIFOs and the read pipeline return to reset); the
+        registers and SRAM contents (the configuration) are kept. Left undriven it stays 0.
     """
 
     def __init__(self, config: PEConfig):
@@ -43,6 +50,7 @@ class PE(wiring.Component):
             self._MustUse__silence = True  # a rejected instance is not an unused elaboratable
             raise TypeError(f"config: expected a PEConfig, got {type(config).__name__}")
         self._cfg = config
+        self.abort = Signal()
         super().__init__({
             "cfg": In(stream.Signature(L.cfg_layout(config))),
             "i": In(stream.Signature(L.event_layout(config))),
@@ -57,12 +65,16 @@ class PE(wiring.Component):
         c = self._cfg
         m = Module()
         m.submodules.mem = mem = MemoryInterface(c)
-        m.submodules.load = load = Load(c)
-        m.submodules.compute = compute = Compute(c)
-        m.submodules.store = store = Store(c)
-        m.submodules.fifo_compute = fifo_compute = StreamFIFO(L.read_response_layout(c), depth=c.fifo_depth)
-        m.submodules.fifo_store = fifo_store = StreamFIFO(L.compute_layout(c), depth=c.fifo_depth)
-        m.submodules.fifo_out = fifo_out = StreamFIFO(L.event_layout(c), depth=c.fifo_depth)
+        load, compute, store = Load(c), Compute(c), Store(c)
+        fifo_compute = StreamFIFO(L.read_response_layout(c), depth=c.fifo_depth)
+        fifo_store = StreamFIFO(L.compute_layout(c), depth=c.fifo_depth)
+        fifo_out = StreamFIFO(L.event_layout(c), depth=c.fifo_depth)
+        # Everything that holds inference state returns to reset on abort; the memory interface (registers,
+        # SRAMs) only drops its read pipeline stage.
+        for name, sub in (("load", load), ("compute", compute), ("store", store), ("fifo_compute", fifo_compute),
+                          ("fifo_store", fifo_store), ("fifo_out", fifo_out)):
+            m.submodules[name] = ResetInserter({"sync": self.abort})(sub)
+        m.d.comb += mem.abort.eq(self.abort)
 
         # For tests and debugging: the FIFOs of the last elaboration (their levels show backpressure).
         self.fifos = {"compute": fifo_compute, "store": fifo_store, "out": fifo_out}

@@ -2,7 +2,8 @@
 
 ``MESH_JOB`` (JSON): ``net`` (network file), ``width``, ``height``, ``neurons``, ``lanes``, ``monitor``,
 ``inputs`` (.npy of input spike times, images x inputs), ``result`` (.npz written at the end), ``seed``,
-``window`` (run-ahead window or null), optional ``profile`` (true: count per image where the cycles go,
+``window`` (run-ahead window or null), optional ``early_exit`` (true: abort each image once its prediction
+is decided, rtl.mapping.DecisionWatch), optional ``profile`` (true: count per image where the cycles go,
 see :class:`Profile`), ``idle`` / ``stall`` (probabilities of an idle host cycle on
 injection and of host backpressure), optional ``reset_after`` (cycles into the first image at which reset is
 asserted; the mesh is then configured again and every image runs from the start).
@@ -69,6 +70,7 @@ class Host:
         d = self.dut
         d.host_i__valid.value = 0
         d.host_o__ready.value = 0
+        d.abort.value = 0
         d.rst.value = 1
         for _ in range(3):
             await RisingEdge(d.clk)
@@ -76,11 +78,13 @@ class Host:
 
     async def transfer(self, words, *, finish=None, target: int = 0, abort_after: int | None = None,
                        max_cycles: int = int(os.environ.get("MESH_MAX_CYCLES", 5_000_000)), gate=None,
-                       profile: Profile | None = None):
+                       profile: Profile | None = None, watch=None):
         """Send ``words`` on host_i while collecting host_o; returns (received words, cycles). Ends when
         everything is sent and ``target`` received words satisfied ``finish``, or after ``abort_after``
         cycles. ``gate`` = (mapping, step of each word): a word of step s waits until every PE has sent
-        STEP_END(s - mapping.window) to the host (the run-ahead window of docs/noc.md)."""
+        STEP_END(s - mapping.window) to the host (the run-ahead window of docs/noc.md). ``watch``: a
+        rtl.mapping.DecisionWatch; once it reports the prediction decided, the host raises ``abort`` for one
+        cycle (counted) and the transfer ends (early exit)."""
         d, rng = self.dut, self.rng
         got, k, v, done, cycles = [], 0, 0, 0, 0
         n = len(words)
@@ -128,6 +132,14 @@ class Host:
                 got.append(w)
                 if finish is not None and finish(w):
                     done += 1
+                if watch is not None and watch.feed(w):
+                    d.host_i__valid.value = 0
+                    d.host_o__ready.value = 0
+                    d.abort.value = 1
+                    await RisingEdge(d.clk)
+                    cycles += 1
+                    d.abort.value = 0
+                    break
                 if steps is not None:
                     se = mp.step_end_of(w)
                     if se is not None:
@@ -140,6 +152,7 @@ class Host:
                                      f"{target} final flits received (deadlock?); last received "
                                      f"{[hex(g) for g in got[-12:]]}")
         d.host_i__valid.value = 0
+        self.sent = k
         return got, cycles
 
 
@@ -163,6 +176,9 @@ async def test_images(dut):
     _, cfg_cycles = await host.transfer(cfg)
     dut._log.info(f"configured: {len(cfg)} flits in {cfg_cycles} cycles")
     times = [np.full((len(inputs), w.shape[1]), net.no_spike, dtype=np.int64) for w in mp.weights]
+    horizons = [np.full((len(inputs), w.shape[1]), -1, dtype=np.int64) for w in mp.weights]
+    early = bool(job.get("early_exit"))
+    decided = np.full(len(inputs), -1, dtype=np.int64)
     cycles = np.zeros(len(inputs), dtype=np.int64)
     flits_in = np.zeros(len(inputs), dtype=np.int64)
     flits_out = np.zeros(len(inputs), dtype=np.int64)
@@ -172,19 +188,24 @@ async def test_images(dut):
         groups = mp.image_steps(t)
         words = [w for _, g in groups for w in g]
         gate = None if mp.window is None else (mp, [s for s, g in groups for _ in g])
+        watch = mp.decision_watch() if early else None
         got, cycles[b] = await host.transfer(words, finish=mp.is_last_host_flit, target=target, gate=gate,
-                                           profile=profile)
-        flits_in[b], flits_out[b] = len(words), len(got)
+                                           profile=profile, watch=watch)
+        flits_in[b], flits_out[b] = host.sent, len(got)
+        if watch is not None and watch.step is not None:
+            decided[b] = watch.step
         if (b + 1) % 10 == 0 or b + 1 == len(inputs):
             dut._log.info(f"{b + 1} of {len(inputs)} images, last {cycles[b]} cycles")
         try:
-            for n, layer in enumerate(mp.decode(got)):
+            layers, horizon = mp.decode_prefix(got, complete=decided[b] < 0)
+            for n, layer in enumerate(layers):
                 if layer is not None:
-                    times[n][b] = layer
+                    times[n][b], horizons[n][b] = layer, horizon[n]
         except ProtocolError as e:
             errors.append(f"image {b}: {e}")
     out = {f"layer{n}": t for n, t in enumerate(times)}
+    out.update({f"horizon{n}": h for n, h in enumerate(horizons)})
     if profile is not None:
         out["profile"] = np.array(json.dumps(profile.counts))
     np.savez(job["result"], cycles=cycles, cfg_cycles=np.int64(cfg_cycles), flits_in=flits_in, flits_out=flits_out,
-             errors=np.array(errors if errors else [""]), **out)
+             decided=decided, errors=np.array(errors if errors else [""]), **out)

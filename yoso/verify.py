@@ -31,7 +31,9 @@ def register(sub) -> None:
                    "after every PE reported STEP_END(s - window); sizes the PEs' defer FIFOs (default 1)")
     p.add_argument("--profile", action="store_true", help="also count, per image, host-port and per-PE "
                    "handshakes and stalls (slower; the JSON gets profile_per_image, docs/noc.md 'Cycle breakdown')")
-    p.add_argument("--early-exit", action="store_true", help="not implemented yet; rejected")
+    p.add_argument("--early-exit", action="store_true", help="abort each image once its prediction is decided "
+                   "(an output spike at step t and every output PE closed step t); spike times seen until then "
+                   "are compared, and the cycles and SOPs saved are reported (docs/noc.md 'Early exit')")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(func=main)
 
@@ -54,8 +56,6 @@ def main(args) -> int:
         v = getattr(args, name)
         if v is not None and v < lo:
             raise CliError(f"--{name}: must be >= {lo}, got {v}")
-    if args.early_exit:
-        raise CliError("--early-exit: not implemented in this version of the mesh")
     net = model.load(args.net)
     inputs, labels = load_inputs(net, dataset=args.dataset, input_times=args.input_times, limit=args.images)
     from rtl.mapping import map_network
@@ -69,7 +69,7 @@ def main(args) -> int:
     with tqdm(total=len(inputs), desc="verify", unit="img", disable=args.json) as bar:
         summary = verify(args.net, width, height, inputs, labels=labels, sim=args.sim, neurons=args.neurons,
                          lanes=args.lanes, chunk=args.chunk, progress=bar.update, window=args.window,
-                         profile=args.profile)
+                         profile=args.profile, early_exit=args.early_exit)
     summary["mapping"] = mapping.describe()
     if args.json:
         print(json.dumps(summary))
@@ -95,6 +95,12 @@ def main(args) -> int:
             f"{summary['host_flits_out_per_image']:.0f} out per image (1 per cycle each way); "
             f"time-step sweeps {summary['sweep_cycles_per_image']} cycles per PE per image",
         ]
+        if args.early_exit:
+            step = summary["decision_step_mean"]
+            lines.append(f"early exit         {summary['early_exit_images']} of {summary['images']} images decided "
+                         f"early (mean decision step {'-' if step is None else f'{step:.1f}'}); SOPs until the "
+                         f"decision {summary['sops_until_decision_per_image']:.1f} per image "
+                         f"({100 * summary['sops_saved_fraction']:.1f} % saved)")
         print("\n".join(lines))
     ok = summary["mismatches"] == 0 and summary["protocol_errors"] == 0 and summary["predictions_equal_golden"]
     return 0 if ok else 1

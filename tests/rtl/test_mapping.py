@@ -37,7 +37,8 @@ def test_monitor_off_only_output_layer_reports():
 
 def test_does_not_fit_names_numbers():
     net = model.random_network("784-100-10", seed=0)
-    with pytest.raises(MappingError, match=r"--mesh 2x1: the network needs 3 PEs of 64 neurons .* the mesh has 2"):
+    with pytest.raises(MappingError,
+                       match=r"--mesh 2x1: the network needs 3 PEs of at most 64 neurons .* the mesh has 2"):
         map_network(net, 2, 1, neurons=64, lanes=4)
 
 
