@@ -14,6 +14,7 @@ MAX_FAN_IN = 1 << 20
 MAX_LANES = 64
 MAX_WEIGHT_WORDS = 1 << 22  # weight SRAM words (fan_in * neurons / lanes); far beyond any FPGA's block RAM
 MAX_FIFO_DEPTH = 1024
+MAX_DEFER_DEPTH = 4096  # the defer FIFO is sized for the worst case run-ahead of many sources (rtl/mapping.py)
 MAX_SOURCES = 1 << 12
 
 
@@ -84,7 +85,7 @@ class PEConfig:
         _check("time_bits", self.time_bits, 2, 16)
         _check("threshold_bits", self.threshold_bits, 1, 32)
         _check("fifo_depth", self.fifo_depth, 2, MAX_FIFO_DEPTH)
-        _check("defer_depth", self.defer_depth, 2, MAX_FIFO_DEPTH)
+        _check("defer_depth", self.defer_depth, 2, MAX_DEFER_DEPTH)
         _check("max_sources", self.max_sources, 1, MAX_SOURCES)
         if self.weight_words > MAX_WEIGHT_WORDS:
             raise ValueError(f"fan_in: fan_in * neurons / lanes = {self.weight_words} weight SRAM words exceeds "

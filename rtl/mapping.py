@@ -327,6 +327,9 @@ def map_network(net: model.Network, width: int, height: int, *, neurons: int = 6
     gate its input on the PEs' markers (defer FIFOs are then sized for one step of run-ahead per layer, which
     holds while no output is backpressured for long). Raises MappingError naming what is needed and what is
     available."""
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
+        raise MappingError(f"window: must be None or an integer >= 1 (step s is sent after STEP_END(s - window)), "
+                           f"got {window!r}")
     weights, thresholds = dense_layers(net)
     limit = neurons if pe is None else pe.neurons
     if pe is None:

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +29,11 @@ TOP = "yoso_mesh"
 def verify(net_path: str, width: int, height: int, inputs: np.ndarray, *, labels: np.ndarray | None = None,
            sim: str = "icarus", neurons: int = 64, lanes: int = 4, chunk: int = 100, seed: int = 0,
            idle: float = 0.0, stall: float = 0.0, reset_after: int | None = None, progress=None,
-           window: int | None = 1, profile: bool = False, early_exit: bool = False) -> dict:
+           window: int | None = 1, profile: bool = False, early_exit: bool = False, jobs: int = 1) -> dict:
     """Run ``inputs`` (images x inputs spike times) through the mesh RTL; return the summary dict.
 
-    ``progress(n)`` is called after each chunk with the number of images it ran. ``reset_after``: reset the
+    ``progress(n)`` is called after each chunk with the number of images it ran; ``jobs`` chunks run at once
+    (separate simulator processes). ``reset_after``: reset the
     mesh that many cycles into the first image of each chunk, then configure it again and run the chunk.
     ``early_exit``: the host aborts each image once its prediction is decided (rtl.mapping.DecisionWatch);
     every spike time the host saw before is still compared, and every neuron it did not see must spike after
@@ -40,41 +44,63 @@ def verify(net_path: str, width: int, height: int, inputs: np.ndarray, *, labels
     inputs = np.asarray(inputs, dtype=np.int64).reshape(len(inputs), -1)
     start = time.perf_counter()
     golden = model.run(net, inputs)
-    bdir = build(Mesh(mp.pe, mp.noc), TOP, sim)
+    bdir = build(Mesh(mp.pe, mp.noc), TOP, sim, internals=profile)
     build_s = time.perf_counter() - start
-    layers = [np.zeros((0, w.shape[1]), dtype=np.int64) for w in mp.weights]
-    horizons = [np.zeros((0, w.shape[1]), dtype=np.int64) for w in mp.weights]
-    decided = np.zeros(0, dtype=np.int64)
-    cycles = np.zeros(0, dtype=np.int64)
-    flits = np.zeros((0, 2), dtype=np.int64)
-    cfg_cycles = 0
     errors: list[str] = []
+
+    def run_chunk(c: int, slot: int) -> dict:
+        """Simulate chunk ``c`` in run folder ``slot``; returns its result arrays."""
+        s = c * chunk
+        cdir = Path(tmp) / f"chunk{c}"
+        cdir.mkdir()
+        np.save(cdir / "inputs.npy", inputs[s:s + chunk])
+        job = {"net": str(Path(net_path).resolve()), "width": width, "height": height, "neurons": neurons,
+               "lanes": lanes, "monitor": True, "inputs": str(cdir / "inputs.npy"),
+               "result": str(cdir / "result.npz"), "seed": seed + c, "idle": idle, "stall": stall,
+               "reset_after": reset_after, "window": window, "profile": profile, "early_exit": early_exit}
+        # The run folder is per process and slot: pytest-xdist workers, and the parallel chunks of one
+        # verify, may run the same build at once.
+        run_test(bdir, TOP, sim, module="verif.cocotb_mesh", testcase="test_images",
+                 name=f"verify-{os.getpid()}-{slot}", env={"MESH_JOB": json.dumps(job)})
+        with np.load(cdir / "result.npz", allow_pickle=False) as r:
+            out = {k: r[k] for k in r.files}
+        shutil.rmtree(cdir)
+        return out
+
+    n_chunks = -(-len(inputs) // chunk)
+    results: list[dict | None] = [None] * n_chunks
     with tempfile.TemporaryDirectory(prefix="yoso-verify-") as tmp:
-        for c, s in enumerate(range(0, len(inputs), chunk)):
-            part = inputs[s:s + chunk]
-            np.save(Path(tmp) / "inputs.npy", part)
-            result = Path(tmp) / "result.npz"
-            job = {"net": str(Path(net_path).resolve()), "width": width, "height": height, "neurons": neurons,
-                   "lanes": lanes, "monitor": True, "inputs": str(Path(tmp) / "inputs.npy"),
-                   "result": str(result), "seed": seed + c, "idle": idle, "stall": stall,
-                   "reset_after": reset_after, "window": window, "profile": profile, "early_exit": early_exit}
-            # The run folder is per process: pytest-xdist workers may run the same build at once.
-            run_test(bdir, TOP, sim, module="verif.cocotb_mesh", testcase="test_images",
-                     name=f"verify-{os.getpid()}-{c % 2}", env={"MESH_JOB": json.dumps(job)})
-            with np.load(result, allow_pickle=False) as r:
-                layers = [np.concatenate([a, r[f"layer{n}"]]) for n, a in enumerate(layers)]
-                horizons = [np.concatenate([a, r[f"horizon{n}"]]) for n, a in enumerate(horizons)]
-                decided = np.concatenate([decided, r["decided"]])
-                cycles = np.concatenate([cycles, r["cycles"]])
-                flits = np.concatenate([flits, np.stack([r["flits_in"], r["flits_out"]], axis=1)])
-                cfg_cycles = int(r["cfg_cycles"])
-                if profile:
-                    for k, v in json.loads(str(r["profile"])).items():
-                        counts[k] = counts.get(k, 0) + v
-                errors += [f"image {s + int(e.split(':')[0].split()[1])}:{e.split(':', 1)[1]}"
-                           for e in r["errors"] if e]
-            if progress:
-                progress(len(part))
+        # Chunks are independent simulator runs (each loads the configuration): ``jobs`` of them at once, each
+        # worker thread with its own run folder; the threads only wait on the simulator subprocesses.
+        slots: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for k in range(max(1, jobs)):
+            slots.put(k)
+
+        def task(c: int) -> tuple[int, dict]:
+            slot = slots.get()
+            try:
+                return c, run_chunk(c, slot)
+            finally:
+                slots.put(slot)
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for fut in as_completed([pool.submit(task, c) for c in range(n_chunks)]):
+                c, r = fut.result()
+                results[c] = r
+                if progress:
+                    progress(len(r["cycles"]))
+    layers = [np.concatenate([r[f"layer{n}"] for r in results]) for n in range(len(mp.weights))]
+    horizons = [np.concatenate([r[f"horizon{n}"] for r in results]) for n in range(len(mp.weights))]
+    decided = np.concatenate([r["decided"] for r in results])
+    cycles = np.concatenate([r["cycles"] for r in results])
+    flits = np.concatenate([np.stack([r["flits_in"], r["flits_out"]], axis=1) for r in results])
+    cfg_cycles = int(results[-1]["cfg_cycles"])
+    for c, r in enumerate(results):
+        if profile:
+            for k, v in json.loads(str(r["profile"])).items():
+                counts[k] = counts.get(k, 0) + v
+        errors += [f"image {c * chunk + int(e.split(':')[0].split()[1])}:{e.split(':', 1)[1]}"
+                   for e in r["errors"] if e]
     wall = time.perf_counter() - start
     compared, mismatches, first = 0, 0, None
     for n, got in enumerate(layers):
@@ -107,7 +133,7 @@ def verify(net_path: str, width: int, height: int, inputs: np.ndarray, *, labels
         # Where cycles go: the host port moves one flit per cycle each way; a PE sweeps `words` cycles per step.
         "host_flits_in_per_image": float(flits[:, 0].mean()), "host_flits_out_per_image": float(flits[:, 1].mean()),
         "sweep_cycles_per_image": int(net.t_end * mp.pe.words), "config_cycles": cfg_cycles,
-        "wall_s": round(wall, 1), "build_s": round(build_s, 1),
+        "wall_s": round(wall, 1), "build_s": round(build_s, 1), "jobs": jobs, "chunk": chunk,
     }
     if early_exit:
         # SOPs that closing the decision step needs (inputs at steps <= decision), against the whole image.

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from verif.runner import compile_cached, run_test
+from verif.runner import compile_cached, run_test, verilator_args
 
 __all__ = ["build", "run_test", "SIMULATORS"]
 
 SIMULATORS = ("icarus", "verilator")
 
 
-def build(component, top: str, sim: str) -> Path:
+def build(component, top: str, sim: str, *, internals: bool = False) -> Path:
     """Generate ``component``'s Verilog (top module ``top``) and compile it unless this exact text was
-    compiled before. Returns the build folder."""
+    compiled before. Returns the build folder.
+
+    ``internals``: keep every signal visible to the testbench (Verilator; see verif.runner.verilator_args)."""
     from amaranth.back import verilog as back
 
     if sim not in SIMULATORS:
@@ -27,5 +29,5 @@ def build(component, top: str, sim: str) -> Path:
         # Icarus evaluates ``always @*`` only when an input changes, so combinational logic whose inputs keep
         # their initial values stays X (time-0 race, amaranth issue #1629); ``always_comb`` runs at time 0.
         text = text.replace("always @*", "always_comb")
-    return compile_cached(text, top, sim, prefix=f"{top}-",
-                          build_args=["-Wno-fatal", "-O3"] if sim == "verilator" else ["-g2012"])
+    args = verilator_args(internals=internals) if sim == "verilator" else ["-g2012"]
+    return compile_cached(text, top, sim, prefix=f"{top}-", build_args=args)

@@ -27,6 +27,8 @@ def register(sub) -> None:
     p.add_argument("--neurons", type=int, default=64, help="neurons per PE (default 64)")
     p.add_argument("--lanes", type=int, default=4, help="neurons updated per cycle in a PE (default 4)")
     p.add_argument("--chunk", type=int, default=100, help="images per simulator run (default 100)")
+    p.add_argument("--jobs", type=int, default=1, help="chunks simulated at once, one simulator process each "
+                   "(default 1)")
     p.add_argument("--window", type=int, default=1, help="run-ahead window in time steps: the host sends step s "
                    "after every PE reported STEP_END(s - window); sizes the PEs' defer FIFOs (default 1)")
     p.add_argument("--profile", action="store_true", help="also count, per image, host-port and per-PE "
@@ -52,7 +54,7 @@ def main(args) -> int:
     import model
 
     width, height = parse_mesh(args.mesh)
-    for name, lo in (("images", 1), ("neurons", 1), ("lanes", 1), ("chunk", 1), ("window", 0)):
+    for name, lo in (("images", 1), ("neurons", 1), ("lanes", 1), ("chunk", 1), ("jobs", 1), ("window", 1)):
         v = getattr(args, name)
         if v is not None and v < lo:
             raise CliError(f"--{name}: must be >= {lo}, got {v}")
@@ -69,7 +71,7 @@ def main(args) -> int:
     with tqdm(total=len(inputs), desc="verify", unit="img", disable=args.json) as bar:
         summary = verify(args.net, width, height, inputs, labels=labels, sim=args.sim, neurons=args.neurons,
                          lanes=args.lanes, chunk=args.chunk, progress=bar.update, window=args.window,
-                         profile=args.profile, early_exit=args.early_exit)
+                         profile=args.profile, early_exit=args.early_exit, jobs=args.jobs)
     summary["mapping"] = mapping.describe()
     if args.json:
         print(json.dumps(summary))

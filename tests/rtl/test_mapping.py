@@ -84,3 +84,21 @@ def test_image_flits_interleave_first_layer_pes():
         got.append(((f["x"], f["y"]), L.EventKind(e["kind"]).name, e["index"]))
     want = [(n, k, i) for k, i in (("SPIKE", 0), ("SPIKE", 2), ("STEP_END", 0)) for n in first]
     assert got == want
+
+
+@pytest.mark.parametrize("window", [0, -1, 1.5, True])
+def test_window_must_be_positive(window):
+    net = model.random_network("6-4", seed=0)
+    with pytest.raises(MappingError, match=r"window: must be None or an integer >= 1"):
+        map_network(net, 1, 1, neurons=4, lanes=2, window=window)
+
+
+def test_even_split():
+    """A layer takes ceil(n / neurons) PEs with equal shares rounded up to whole lanes; the PE is sized for the
+    largest share."""
+    net = model.random_network("20-100-10", seed=0)
+    mp = map_network(net, 2, 2, neurons=64, lanes=4)
+    assert [(p.layer, p.lo, p.hi) for p in mp.placements] == [(0, 0, 52), (0, 52, 100), (1, 0, 10)]
+    assert mp.pe.neurons == 52
+    mp = map_network(net, 4, 1, neurons=40, lanes=4)
+    assert [(p.lo, p.hi) for p in mp.layer_pes(0)] == [(0, 36), (36, 72), (72, 100)]

@@ -104,7 +104,7 @@ def test_cli_verify_json(tmp_path, capsys):
     _, path, inputs = net_and_inputs(tmp_path, "6-5-3", SEED + 2, 2)
     np.save(tmp_path / "in.npy", inputs)
     rc = yoso(["verify", "--net", path, "--mesh", "2x1", "--input-times", str(tmp_path / "in.npy"),
-               "--neurons", "8", "--lanes", "2", "--json"])
+               "--neurons", "8", "--lanes", "2", "--json", "--chunk", "1", "--jobs", "2"])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0
     assert out["images"] == 2 and out["mismatches"] == 0 and out["spikes_compared"] == 2 * (5 + 3)
