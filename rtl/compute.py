@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -13,16 +13,24 @@ __all__ = ["Compute"]
 
 
 class Compute(wiring.Component):
-    """The neuron arithmetic of docs/spec.md section 4 (incremental form), ``lanes`` neurons per cycle.
+    """The neuron arithmetic of docs/spec.md section 4, ``lanes`` neurons per cycle, in the (S, B) form.
 
-    Per lane j (neuron ``n = word * lanes + j``), with the state (S, V, fired) read from the SRAM:
+    The state of a neuron is its slope S = sum of w_i and offset B = sum of w_i * t_i over the inputs i that
+    have spiked, so that V[t] = S * t - B (the closed form of the spec: every input adds w_i * (t - t_i) once
+    t > t_i). Per lane j (neuron ``n = word * lanes + j``), with the state (S, B, fired) read from the SRAM:
 
-    * ``CLEAR``: S = 0, V = 0, fired = 0;
-    * ``SPIKE``: S += w_j (the weight of the spiking input to neuron n);
-    * ``SWEEP``: V += S (V[t+1] = V[t] + S[t]); if not fired and V >= theta_j and ``n < active``: fired = 1
-      and lane j is marked in ``newly``.
+    * ``CLEAR``: S = 0, B = 0, fired = 0;
+    * ``SPIKE`` (input time tau = token time): S += w_j, B += w_j * tau;
+    * ``SWEEP`` (step t = token time): V = S * (t + 1) - B; if not fired and V >= theta_j and ``n < active``:
+      fired = 1 and lane j is marked in ``newly`` (it spikes at t + 1);
+    * ``MARK``: no change (the token only carries the end of the step to STORE).
 
-    S and V are signed (``slope_bits``, ``potential_bits``, PEConfig), wide enough that no reachable value
+    Because V is never stored, a step may skip the sweep of a word whose neurons cannot reach theta: while a
+    neuron's S <= 0 its V does not rise, and V < theta held at its last sweep. ``rising`` (to LOAD, through
+    STORE) says whether the new state word has a lane in use, not fired, with S > 0; LOAD sweeps only those
+    words. One multiplier per lane serves both products (S * (t + 1) or w * tau).
+
+    S and B are signed (``slope_bits``, ``potential_bits``, PEConfig), wide enough that no reachable value
     overflows (spec section "Register widths"); theta is unsigned and compared exactly.
     One token per cycle; the output is registered.
 
@@ -46,26 +54,35 @@ class Compute(wiring.Component):
         m = Module()
         x = self.i.payload
         op = x.token.op
+        sweep = op == L.Op.SWEEP
         new_state = Signal(L.state_word_layout(c))
-        newly = []
+        newly, rising = [], []
+        # SWEEP multiplies by t + 1 <= t_end <= max_t_end, SPIKE by tau <= t_end: both fit time_bits unsigned.
+        factor = Signal(c.time_bits, name="factor")
+        m.d.comb += factor.eq(Mux(sweep, x.token.time + 1, x.token.time))
         for j in range(c.lanes):
             old, new = x.state[j], new_state[j]
             in_use = (x.token.word * c.lanes + j) < self.active
-            v_next = Signal(signed(c.potential_bits), name=f"v_next{j}")
+            product = Signal(signed(c.slope_bits + c.time_bits + 1), name=f"product{j}")
+            v_next = Signal(signed(c.potential_bits + 1), name=f"v_next{j}")
             fire = Signal(name=f"fire{j}")
             m.d.comb += [
-                v_next.eq(old.potential + old.slope),
-                fire.eq((op == L.Op.SWEEP) & ~old.fired & (v_next >= x.thresholds[j]) & in_use),
+                product.eq(Mux(sweep, old.slope, x.weights[j]) * factor),
+                v_next.eq(product - old.offset),
+                fire.eq(sweep & ~old.fired & (v_next >= x.thresholds[j]) & in_use),
             ]
             newly.append(fire)
             with m.Switch(op):
                 with m.Case(L.Op.CLEAR):
                     m.d.comb += new.eq(0)
                 with m.Case(L.Op.SPIKE):
-                    m.d.comb += [new.slope.eq(old.slope + x.weights[j]), new.potential.eq(old.potential),
+                    m.d.comb += [new.slope.eq(old.slope + x.weights[j]), new.offset.eq(old.offset + product),
                                  new.fired.eq(old.fired)]
+                with m.Case(L.Op.SWEEP):
+                    m.d.comb += [new.slope.eq(old.slope), new.offset.eq(old.offset), new.fired.eq(old.fired | fire)]
                 with m.Default():
-                    m.d.comb += [new.slope.eq(old.slope), new.potential.eq(v_next), new.fired.eq(old.fired | fire)]
+                    m.d.comb += new.eq(old)
+            rising.append(in_use & ~new.fired & (new.slope > 0))
 
         m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
         with m.If(self.i.valid & self.i.ready):
@@ -74,6 +91,7 @@ class Compute(wiring.Component):
                 self.o.payload.token.eq(x.token),
                 self.o.payload.state.eq(new_state),
                 self.o.payload.newly.eq(Cat(*newly)),
+                self.o.payload.rising.eq(Cat(*rising).any()),
             ]
         with m.Elif(self.o.ready):
             m.d.sync += self.o.valid.eq(0)

@@ -48,9 +48,10 @@ class Reg(enum.Enum, shape=2):
 class Op(enum.Enum, shape=2):
     """Operation of one pipeline token (one SRAM word of ``lanes`` neurons)."""
 
-    CLEAR = 0  #: START: S = V = 0, not fired
-    SPIKE = 1  #: S += w (the weight row of the spiking input)
-    SWEEP = 2  #: end of step t: V += S, fire where not fired and V >= theta
+    CLEAR = 0  #: START: S = B = 0, not fired
+    SPIKE = 1  #: input spike at time tau: S += w, B += w * tau (the weight row of the spiking input)
+    SWEEP = 2  #: end of step t: fire where not fired and V[t + 1] = S * (t + 1) - B >= theta
+    MARK = 3   #: end of a step's sweep: no state access; STORE emits STEP_END(t + 1)
 
 
 def event_layout(cfg: PEConfig) -> data.StructLayout:
@@ -75,8 +76,8 @@ def cfg_layout(cfg: PEConfig) -> data.StructLayout:
 def lane_state_layout(cfg: PEConfig) -> data.StructLayout:
     """State of one neuron in the neuron SRAM."""
     return data.StructLayout({
-        "slope": signed(cfg.slope_bits),          # S: sum of the weights of inputs that have spiked
-        "potential": signed(cfg.potential_bits),  # V[t] at the current step t
+        "slope": signed(cfg.slope_bits),          # S: sum of the weights w_i of inputs that have spiked
+        "offset": signed(cfg.potential_bits),     # B: sum of w_i * t_i over the same inputs; V[t] = S*t - B
         "fired": unsigned(1),                     # the neuron has spiked (single spike: ignore it)
     })
 
@@ -101,7 +102,7 @@ def token_layout(cfg: PEConfig) -> data.StructLayout:
     return data.StructLayout({
         "op": Op,
         "word": unsigned(cfg.word_bits),    # neuron / threshold SRAM address
-        "time": unsigned(cfg.time_bits),    # SWEEP: the step t being completed
+        "time": unsigned(cfg.time_bits),    # SPIKE: the input's time; SWEEP / MARK: the step t being completed
         "last": unsigned(1),                # last word of this event (STORE then emits STEP_END)
     })
 
@@ -125,11 +126,13 @@ def read_response_layout(cfg: PEConfig) -> data.StructLayout:
 
 
 def compute_layout(cfg: PEConfig) -> data.StructLayout:
-    """COMPUTE -> STORE: the updated state word and the lanes that fired in this sweep."""
+    """COMPUTE -> STORE: the updated state word, the lanes that fired in this sweep, and whether the word
+    still has a lane that may fire (in use, not fired, S > 0: LOAD sweeps only such words)."""
     return data.StructLayout({
         "token": token_layout(cfg),
         "state": state_word_layout(cfg),
         "newly": unsigned(cfg.lanes),
+        "rising": unsigned(1),
     })
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import layouts as L
-from .config import PEConfig, bits_for
+from .config import PEConfig
 from .fifo import StreamFIFO
 
 __all__ = ["Load"]
@@ -17,21 +17,26 @@ class Load(wiring.Component):
     """Takes input events, keeps the step bookkeeping, and issues one read request per SRAM word.
 
     * ``START``: resets the step to 0 and issues ``CLEAR`` tokens for words 0..W-1;
-    * ``SPIKE(i, t)`` with ``t <=`` the current step: ``SPIKE`` tokens reading weight row ``i``;
-    * ``STEP_END(t)``: counted; the ``sources``-th completes the step: ``SWEEP`` tokens (if ``t < t_end``),
-      then the step advances;
+    * ``SPIKE(i, t)`` with ``t <=`` the current step: ``SPIKE`` tokens (time t) reading weight row ``i``,
+      words 0..W-1;
+    * ``STEP_END(t)``: counted; the ``sources``-th completes the step: if ``t < t_end``, ``SWEEP`` tokens
+      for the *rising* words only (see below), in ascending order, then one ``MARK`` token (STORE emits
+      ``STEP_END(t + 1)`` for it); then the step advances;
     * events of a later step are parked in the defer FIFO and replayed when the step completes.
 
-    ``W = ceil(active / lanes)`` words per event. Read-after-write hazard: a word may only be read once
-    the previous event's write of that word has happened. Tokens of consecutive events read words in the
-    same order 0..W-1, so this holds exactly when fewer than W words are in flight (issued, not yet
-    written back); LOAD counts them (``done`` pulses from STORE) and waits otherwise.
+    ``W = ceil(active / lanes)`` words per CLEAR / SPIKE event. Per word LOAD keeps two bits: ``pending``
+    (a token of the word was issued and STORE has not written it back yet) and ``rising`` (the word's last
+    write-back reported a lane in use, not fired, with S > 0, compute_layout ``rising``). Read-after-write
+    hazard: a word is read only while it is not pending. A sweep visits the words that are rising or
+    pending, lowest first; at a pending word it waits for the write-back and then visits it only if it is
+    rising. A word that is not rising cannot fire in this step (rtl/compute.py), so skipping it is exact.
 
     Ports
     -----
     i : In(stream of layouts.event_layout), input events
     req : Out(stream of layouts.read_request_layout), to the memory interface
-    done : In(1), STORE wrote one state word this cycle
+    done : In(1), STORE wrote one state word this cycle; done_word : In(word_bits), which one;
+    done_rising : In(1), whether it is rising
     sources : In(bits(max_sources)), t_end : In(time_bits), active : In(bits(neurons)) — registers
     step : Out(time_bits + 1), the step being worked on (time steps; t_end + 1 once all are complete)
     n_active : Out(bits(neurons)), ACTIVE as latched at the last START (to COMPUTE)
@@ -46,6 +51,8 @@ class Load(wiring.Component):
             "i": In(stream.Signature(L.event_layout(c))),
             "req": Out(stream.Signature(L.read_request_layout(c))),
             "done": In(1),
+            "done_word": In(c.word_bits),
+            "done_rising": In(1),
             "sources": In(c.sources_bits),
             "t_end": In(c.time_bits),
             "active": In(c.active_bits),
@@ -70,15 +77,27 @@ class Load(wiring.Component):
         cur = self.step
         count = Signal(c.sources_bits)
         replay = Signal(range(c.defer_depth + 2))
-        inflight = Signal(bits_for(c.words) + 1)
+        pending = Signal(c.words)  # word issued, not yet written back
+        rising = Signal(c.words)   # word's last write-back had a lane that may still fire
         k = Signal(c.word_bits + 1)
         op = Signal(L.Op)
         time = Signal(c.time_bits)
         base = Signal(c.weight_addr_bits)
+        clear_rising = Signal()
 
         issue = Signal()
         m.d.comb += issue.eq(self.req.valid & self.req.ready)
-        m.d.sync += inflight.eq(inflight + issue - self.done)
+        issued = Signal(c.words)
+        written = Signal(c.words)
+        with m.If(issue & (self.req.payload.token.op != L.Op.MARK)):
+            m.d.comb += issued.eq(1 << self.req.payload.token.word)
+        with m.If(self.done):
+            m.d.comb += written.eq(1 << self.done_word)
+        m.d.sync += pending.eq((pending | issued) & ~written)
+        with m.If(clear_rising):
+            m.d.sync += rising.eq(0)
+        with m.Else():
+            m.d.sync += rising.eq((rising & ~written) | Mux(self.done_rising, written, 0))
 
         # Event source: the defer FIFO while replaying, else the input.
         from_defer = replay != 0
@@ -117,7 +136,8 @@ class Load(wiring.Component):
                                          sources.eq(self.sources), t_end.eq(self.t_end)]
                             m.next = "DRAIN"
                         with m.Case(L.EventKind.SPIKE):
-                            m.d.sync += [op.eq(L.Op.SPIKE), base.eq(ev.index * c.words), k.eq(0)]
+                            m.d.sync += [op.eq(L.Op.SPIKE), base.eq(ev.index * c.words), k.eq(0),
+                                         time.eq(ev.time)]
                             m.next = "ISSUE"
                         with m.Case(L.EventKind.STEP_END):
                             with m.If(count + 1 >= sources):
@@ -130,26 +150,55 @@ class Load(wiring.Component):
                             with m.Else():
                                 m.d.sync += count.eq(count + 1)
 
+        # Sweep: the next word at or above k that is rising or pending (lowest first).
+        cand = Signal(c.words)
+        m.d.comb += cand.eq((rising | pending) & (Const((1 << c.words) - 1, c.words) << k)[:c.words])
+        nxt = Signal(c.word_bits)
+        for j in reversed(range(c.words)):
+            with m.If(cand[j]):
+                m.d.comb += nxt.eq(j)
+
         with m.FSM():
             with m.State("FETCH"):
                 fetch()
             with m.State("DRAIN"):
                 # The previous inference's words may use another word count: let them all retire first.
-                with m.If(inflight == 0):
+                with m.If(pending == 0):
+                    m.d.comb += clear_rising.eq(1)
                     m.next = "ISSUE"
             with m.State("ISSUE"):
-                last = k + 1 == n_words
-                m.d.comb += [
-                    self.req.valid.eq(inflight < n_words),
-                    self.req.payload.token.op.eq(op),
-                    self.req.payload.token.word.eq(k),
-                    self.req.payload.token.time.eq(time),
-                    self.req.payload.token.last.eq(last),
-                    self.req.payload.weight_addr.eq(base + k),
-                ]
-                with m.If(issue):
-                    m.d.sync += k.eq(k + 1)
-                    with m.If(last):
-                        m.next = "FETCH"
-                        fetch()  # may go straight on with the next event's words
+                m.d.comb += self.req.payload.token.time.eq(time)
+                with m.If(op == L.Op.SWEEP):
+                    with m.If(cand != 0):
+                        # Wait for a pending word's write-back; a word found not rising then drops out.
+                        m.d.comb += [
+                            self.req.valid.eq(~pending.bit_select(nxt, 1) & rising.bit_select(nxt, 1)),
+                            self.req.payload.token.op.eq(L.Op.SWEEP),
+                            self.req.payload.token.word.eq(nxt),
+                        ]
+                        with m.If(issue):
+                            m.d.sync += k.eq(nxt + 1)
+                    with m.Else():
+                        m.d.comb += [
+                            self.req.valid.eq(1),
+                            self.req.payload.token.op.eq(L.Op.MARK),
+                            self.req.payload.token.last.eq(1),
+                        ]
+                        with m.If(issue):
+                            m.next = "FETCH"
+                            fetch()  # may go straight on with the next event's words
+                with m.Else():
+                    last = k + 1 == n_words
+                    m.d.comb += [
+                        self.req.valid.eq(~pending.bit_select(k, 1)),
+                        self.req.payload.token.op.eq(op),
+                        self.req.payload.token.word.eq(k),
+                        self.req.payload.token.last.eq(last),
+                        self.req.payload.weight_addr.eq(base + k),
+                    ]
+                    with m.If(issue):
+                        m.d.sync += k.eq(k + 1)
+                        with m.If(last):
+                            m.next = "FETCH"
+                            fetch()  # may go straight on with the next event's words
         return m

@@ -342,10 +342,11 @@ def map_network(net: model.Network, width: int, height: int, *, neurons: int = 6
         counts = [-(-w.shape[1] // _share(w.shape[1], neurons, lanes)) for w in weights]
         max_sources = max([1, *counts[:-1]])
         # Early events of a fast source wait in the PE's defer FIFO. With the host's run-ahead window w, a
-        # source of layer l - 1 is at most w + l steps ahead of a PE of layer l (docs/noc.md), each step being
-        # at most its neurons' spikes and one marker; the slowest source is never ahead.
+        # source of layer l - 1 is at most w + l steps ahead of a PE of layer l (docs/noc.md): its early events
+        # are at most one marker per step ahead plus its neurons' spikes (each neuron spikes once per
+        # inference). The slowest source is never ahead.
         ahead = (window if window is not None else 0) + len(counts) - 1
-        defer = max(8, (max_sources - 1) * ahead * (per_pe + 1) + 2)
+        defer = max(8, (max_sources - 1) * (ahead + per_pe) + 2)
         try:
             pe = PEConfig(neurons=per_pe, fan_in=fan_in, lanes=lanes, weight_bits=net.weight_bits,
                           time_bits=net.time_bits, threshold_bits=net.threshold_bits, defer_depth=defer,

@@ -91,6 +91,8 @@ class PE(wiring.Component):
         wiring.connect(m, fifo_out.o, wiring.flipped(self.o))
         m.d.comb += [
             load.done.eq(store.done),
+            load.done_word.eq(store.done_word),
+            load.done_rising.eq(store.done_rising),
             load.sources.eq(mem.sources),
             load.t_end.eq(mem.t_end),
             load.active.eq(mem.active),

@@ -13,9 +13,9 @@ __all__ = ["Store"]
 
 
 class Store(wiring.Component):
-    """Per token: one state-word write, then one ``SPIKE`` event per newly fired lane (ascending lane),
-    then, after the last word of a ``SWEEP`` of step t, ``STEP_END(t + 1)``; after the last word of a
-    ``CLEAR``, ``STEP_END(0)``.
+    """Per token: one state-word write (none for ``MARK``), then one ``SPIKE`` event per newly fired lane
+    (ascending lane), then, for the ``MARK`` that ends the sweep of step t, ``STEP_END(t + 1)``; after the
+    last word of a ``CLEAR``, ``STEP_END(0)``.
 
     The output neuron index is ``neuron_base + word * lanes + lane`` (modulo 2**index_bits). A token with
     nothing to emit takes one cycle; one with e emissions takes max(1, e) cycles when ``o`` is ready.
@@ -25,7 +25,9 @@ class Store(wiring.Component):
     i : In(stream of layouts.compute_layout)
     write : Out(stream of layouts.write_request_layout), to the memory interface
     o : Out(stream of layouts.event_layout), output events
-    done : Out(1), a state word is written this cycle (to LOAD's in-flight count)
+    done : Out(1), a state word is written this cycle (to LOAD's per-word write-back bookkeeping)
+    done_word : Out(word_bits), the word written when ``done``
+    done_rising : Out(1), the word written when ``done`` may still fire (compute_layout ``rising``)
     neuron_base : In(index_bits), register NEURON_BASE
     """
 
@@ -36,6 +38,8 @@ class Store(wiring.Component):
             "write": Out(stream.Signature(L.write_request_layout(c))),
             "o": Out(stream.Signature(L.event_layout(c))),
             "done": Out(1),
+            "done_word": Out(c.word_bits),
+            "done_rising": Out(1),
             "neuron_base": In(c.index_bits),
         })
 
@@ -47,13 +51,16 @@ class Store(wiring.Component):
         emitted = Signal(c.lanes)
         end_sent = Signal()
 
+        mark = x.token.op == L.Op.MARK
         m.d.comb += [
-            self.write.valid.eq(self.i.valid & ~written),
+            self.write.valid.eq(self.i.valid & ~written & ~mark),
             self.write.payload.addr.eq(x.token.word),
             self.write.payload.state.eq(x.state),
             self.done.eq(self.write.valid & self.write.ready),
+            self.done_word.eq(x.token.word),
+            self.done_rising.eq(x.rising),
         ]
-        write_ok = written | self.write.ready
+        write_ok = written | self.write.ready | mark
 
         pending = Signal(c.lanes)
         m.d.comb += pending.eq(x.newly & ~emitted)
@@ -65,7 +72,7 @@ class Store(wiring.Component):
                 m.d.comb += lane.eq(j)
         single = (pending & (pending - 1)) == 0
         need_end = x.token.last & (x.token.op != L.Op.SPIKE)
-        end_time = Mux(x.token.op == L.Op.SWEEP, x.token.time + 1, 0)
+        end_time = Mux(x.token.op == L.Op.CLEAR, 0, x.token.time + 1)
 
         o = self.o.payload
         final_emit = Signal()

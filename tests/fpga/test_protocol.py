@@ -1,5 +1,6 @@
 """The framed protocol: CRC-8, and every status code of the engine through the simulated link."""
 
+import numpy as np
 import pytest
 
 import model
@@ -7,6 +8,7 @@ from fpga.driver import BoardError, HostLink, Placement
 from fpga.protocol import MAX_PAYLOAD, SYNC_RESP, Cmd, ProtocolLayout, Status, crc8, request, response
 from fpga.sim import SimTransport
 from fpga.top import LinkCore
+from verif import driver
 
 
 def test_crc8_check_value():
@@ -81,15 +83,18 @@ def test_error_statuses(link):
     assert status == Status.OK and len(payload) == len(lay.info_payload())
 
 
-def test_run_on_unconfigured_pe(link):
-    """RUN and RESULT on a PE left at its reset state: thresholds read as 0 (simulated memories start at
-    zero), so V[1] = 0 >= 0 fires every neuron at t = 1; the prediction is the lowest index. Seven neurons
-    fire but the output buffer holds four: the status is OUTPUT_FULL and the first four are kept. The spike
-    left in the buffer by the RANGE check above (input 0 at t = 20) is replayed."""
+def test_run_output_full(link):
+    """RUN and RESULT: every weight of input 0 is 1 and every threshold 1, so all seven neurons fire at
+    t = 21 on the spike left in the buffer by the RANGE check above (input 0 at t = 20), which is replayed.
+    The output buffer holds four: the status is OUTPUT_FULL, the first four are kept, and the prediction is
+    the lowest index."""
     link, pe = link
+    weight = np.zeros((pe.fan_in, pe.neurons), dtype=np.int64)
+    weight[0] = 1
+    link.cfg(driver.layer_cfg_words(pe, weight, np.ones(pe.neurons, dtype=np.int64), t_end=pe.max_t_end))
     res = link.run(pe.max_t_end)
     assert res.cycles > pe.max_t_end
     assert pe.neurons == 7
-    assert list(res.spikes) == [(j, 1) for j in range(4)]
+    assert list(res.spikes) == [(j, 21) for j in range(4)]
     assert res.prediction == 0 and res.overflow
     assert link.result() == res

@@ -22,8 +22,9 @@ def test_placement_sources_dests():
     assert mp.placements[0].dests == ((0, 1, 0), (1, 1, 0), (2, 1, 0), (0, 0, 1))
     assert mp.placements[-1].dests == ((0, 0, 1),)
     assert [(p.lo, p.hi) for p in mp.layer_pes(0)] == [(0, 4), (4, 8), (8, 10)]
-    # window 1, deepest layer 2: a source runs at most 1 + 2 steps ahead; 2 other sources
-    assert mp.pe.defer_depth == 2 * 3 * (mp.pe.neurons + 1) + 2
+    # window 1, deepest layer 2: a source runs at most 1 + 2 steps ahead (one marker each) and holds at most
+    # all its neurons' spikes; 2 other sources
+    assert mp.pe.defer_depth == 2 * (3 + mp.pe.neurons) + 2
     with pytest.raises(MappingError, match="window"):
         map_network(net, 3, 3, neurons=4, lanes=2, monitor=False, window=1)
 

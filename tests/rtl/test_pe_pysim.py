@@ -33,11 +33,12 @@ def test_pe_matches_golden_model(config, scenario, seed):
         assert msg is None, f"inference {k}: {msg}"
 
 
-def cycles_between_events(cfg: PEConfig, events: list[int], n_cfg_neurons: int) -> np.ndarray:
-    """Cycle numbers at which the PE accepted each event (o always ready, no idle input)."""
+def cycles_between_events(cfg: PEConfig, events: list[int], n_cfg_neurons: int, weight: int = 0) -> np.ndarray:
+    """Cycle numbers at which the PE accepted each event (o always ready, no idle input); every weight is
+    ``weight`` and every threshold the largest (nothing fires)."""
     dut = PE(cfg)
     accepted, cycle = [], [0]
-    words = driver.layer_cfg_words(cfg, np.zeros((1, n_cfg_neurons), dtype=np.int64),
+    words = driver.layer_cfg_words(cfg, np.full((16, n_cfg_neurons), weight, dtype=np.int64),
                                    np.full(n_cfg_neurons, (1 << cfg.threshold_bits) - 1), t_end=cfg.max_t_end)
 
     async def count(ctx):
@@ -66,17 +67,22 @@ def cycles_between_events(cfg: PEConfig, events: list[int], n_cfg_neurons: int) 
 
 @pytest.mark.parametrize("neurons, lanes", [(4, 4), (16, 4), (32, 4), (16, 1), (64, 8)])
 def test_cycle_model(neurons, lanes):
-    """docs/pe.md: a SPIKE event and a step (SWEEP without output spikes) each take max(W, 5) cycles."""
+    """docs/pe.md: a SPIKE event takes max(W, 5) cycles; a step sweeps only the rising words (a neuron in use,
+    not fired, S > 0) and ends with a MARK: max(W + 1, 5) cycles when every word is rising, 1 cycle when none
+    is."""
     cfg = PEConfig(neurons=neurons, fan_in=16, lanes=lanes, time_bits=4)
     lay = L.event_layout(cfg)
     events = [driver.pack(lay, kind=L.EventKind.START)]
     events += [driver.pack(lay, kind=L.EventKind.SPIKE, index=i % 16, time=0) for i in range(12)]
     events += [driver.pack(lay, kind=L.EventKind.STEP_END, time=t) for t in range(6)]
-    gaps = cycles_between_events(cfg, events, neurons)
     W = neurons // lanes
-    per_event = max(W, 5)
-    assert list(gaps[1:12]) == [per_event] * 11  # SPIKE after SPIKE
-    assert list(gaps[13:]) == [per_event] * 5    # STEP_END (sweep) after STEP_END
+    rising = cycles_between_events(cfg, events, neurons, weight=1)
+    assert list(rising[1:12]) == [max(W, 5)] * 11      # SPIKE after SPIKE
+    assert list(rising[14:]) == [max(W + 1, 5)] * 4    # sweep of every word + MARK, after a step
+    assert rising[13] - max(W + 1, 5) in (0, 1)         # (the first, after a SPIKE, may wait one more cycle)
+    quiet = cycles_between_events(cfg, events, neurons, weight=0)
+    assert list(quiet[1:12]) == [max(W, 5)] * 11
+    assert list(quiet[14:]) == [1] * 4                  # no rising word: the MARK alone
 
 
 def test_backpressure_fills_every_fifo():
