@@ -132,7 +132,8 @@ def verify(net_path: str, width: int, height: int, inputs: np.ndarray, *, labels
         "cycles_over_lower_bound": float(cycles.sum() / max(1e-9, bound.sum())),
         # Where cycles go: the host port moves one flit per cycle each way; a PE sweeps `words` cycles per step.
         "host_flits_in_per_image": float(flits[:, 0].mean()), "host_flits_out_per_image": float(flits[:, 1].mean()),
-        "sweep_cycles_per_image": int(net.t_end * mp.pe.words), "config_cycles": cfg_cycles,
+        # Upper bound of a PE's step sweeps: every word rising in every step, plus the MARK (docs/pe.md).
+        "sweep_cycles_max_per_image": int(net.t_end * (mp.pe.words + 1)), "config_cycles": cfg_cycles,
         "wall_s": round(wall, 1), "build_s": round(build_s, 1), "jobs": jobs, "chunk": chunk,
     }
     if early_exit:

@@ -95,7 +95,8 @@ def main(args) -> int:
             f"cycles / bound     {summary['cycles_over_lower_bound']:.2f}",
             f"where cycles go    host port {summary['host_flits_in_per_image']:.0f} flits in, "
             f"{summary['host_flits_out_per_image']:.0f} out per image (1 per cycle each way); "
-            f"time-step sweeps {summary['sweep_cycles_per_image']} cycles per PE per image",
+            f"time-step sweeps at most {summary['sweep_cycles_max_per_image']} cycles per PE per image "
+            f"(rising words only, docs/pe.md)",
         ]
         if args.early_exit:
             step = summary["decision_step_mean"]
