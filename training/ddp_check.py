@@ -54,11 +54,13 @@ def main(argv: list[str]) -> int:
         tmp = argv[0] + ".tmp"
         torch.save(result, tmp)
         os.replace(tmp, argv[0])
-    # Both ranks leave together: tearing gloo down while the peer is still inside a collective aborted the
-    # process ("terminate called without an active exception") on a loaded machine.
+    # Both ranks leave together, then exit without running C++ destructors: tearing gloo / DDP down at exit
+    # sometimes aborted a rank ("terminate called without an active exception") on a loaded machine, even
+    # after the barrier. The result file is complete (atomic rename) before the barrier.
     torch.distributed.barrier()
-    torch.distributed.destroy_process_group()
-    return 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
