@@ -115,8 +115,13 @@ class Mapping:
         times = np.asarray(input_times, dtype=np.int64).reshape(-1)
         t_end = self.net.t_end
         start = _pack(ev, kind=L.EventKind.START)
+        # STARTs go to the last layer first: a PE emits STEP_END(0) as soon as its START is processed, and that
+        # marker must not reach a next-layer PE before the START of that PE does (the START would then reset
+        # the marker count and the marker would be lost: a deadlock seen on a 4x3 mesh under host stalls).
+        # Every START enters at router (0, 0) in this order and the network is empty between images.
+        order = sorted(self.placements, key=lambda p: -p.layer)
         groups = [(-1, [self._flit(x=p.node[0], y=p.node[1], kind=FlitKind.EVENT, payload=start)
-                        for p in self.placements])]
+                        for p in order])]
         first = self.layer_pes(0)
         order = np.argsort(times, kind="stable")
         by_t: dict[int, list[int]] = {}
