@@ -336,15 +336,16 @@ def map_network(net: model.Network, width: int, height: int, *, neurons: int = 6
         raise MappingError(f"window: must be None or an integer >= 1 (step s is sent after STEP_END(s - window)), "
                            f"got {window!r}")
     weights, thresholds = dense_layers(net)
-    limit = neurons if pe is None else pe.neurons
+    # Even split: a layer of n neurons takes ceil(n / neurons) PEs, each with an equal share rounded up to whole
+    # lanes (the busiest PE sets the pace); a PE built here is sized for the largest share of any layer.
+    limit, n_lanes = (neurons, lanes) if pe is None else (pe.neurons, pe.lanes)
+    shares = [_share(w.shape[1], limit, n_lanes) for w in weights]
+    counts = [-(-w.shape[1] // sh) for w, sh in zip(weights, shares, strict=True)]
     if pe is None:
         # Event indices carry input rows and, on a PE's output, neuron numbers of the layer: the PE's index
         # width comes from max(fan_in, neurons), so fan_in also covers the widest layer output.
         fan_in = max(max(w.shape) for w in weights)
-        # Even split: a layer of n neurons takes ceil(n / neurons) PEs, each with an equal share rounded up to
-        # whole lanes (the busiest PE sets the pace); the PE is sized for the largest share of any layer.
-        per_pe = max(_share(w.shape[1], neurons, lanes) for w in weights)
-        counts = [-(-w.shape[1] // _share(w.shape[1], neurons, lanes)) for w in weights]
+        per_pe = max(shares)
         max_sources = max([1, *counts[:-1]])
         # Early events of a fast source wait in the PE's defer FIFO. With the host's run-ahead window w, a
         # source of layer l - 1 is at most w + l steps ahead of a PE of layer l (docs/noc.md): its early events
@@ -367,8 +368,6 @@ def map_network(net: model.Network, width: int, height: int, *, neurons: int = 6
     if (net.weight_bits, net.time_bits) != (pe.weight_bits, pe.time_bits) or net.threshold_bits > pe.threshold_bits:
         raise MappingError(f"PE: widths weight/time/threshold {pe.weight_bits}/{pe.time_bits}/{pe.threshold_bits} "
                            f"do not match the network's {net.weight_bits}/{net.time_bits}/{net.threshold_bits}")
-    shares = [_share(w.shape[1], limit, pe.lanes) for w in weights]
-    counts = [-(-w.shape[1] // sh) for w, sh in zip(weights, shares, strict=True)]
     need = sum(counts)
     if need > width * height:
         per_layer = ", ".join(f"layer {n}: {w.shape[1]} neurons -> {c}" for n, (w, c) in

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from verif.runner import compile_cached, icarus_time_zero_fix, run_test, verilator_args
+from verif.runner import compile_cached, run_test, verilator_args
 
 __all__ = ["build", "run_test", "SIMULATORS"]
 
@@ -25,9 +25,5 @@ def build(component, top: str, sim: str, *, internals: bool = False) -> Path:
     if sim not in SIMULATORS:
         raise ValueError(f"sim: {sim!r} is not one of {', '.join(SIMULATORS)}")
     text = back.convert(component, name=top, emit_src=False)
-    if sim == "icarus":
-        # Icarus evaluates ``always @*`` only when an input changes, so combinational logic whose inputs keep
-        # their initial values stays X (time-0 race, amaranth issue #1629): the same fix as the PE builds.
-        text = icarus_time_zero_fix(text)
     args = verilator_args(internals=internals) if sim == "verilator" else ["-g2012"]
     return compile_cached(text, top, sim, prefix=f"{top}-", build_args=args)

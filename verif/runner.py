@@ -62,9 +62,12 @@ def icarus_time_zero_fix(text: str) -> str:
 def compile_cached(text: str, top: str, sim: str, *, prefix: str, build_args: list[str]) -> Path:
     """Compile Verilog ``text`` (top module ``top``) under BUILD_ROOT/``prefix``-``sim``-<hash of text>,
     skipped when this exact text was built before. Returns the build folder. A per-folder lock serialises
-    pytest-xdist workers that build the same text at once."""
+    pytest-xdist workers that build the same text at once. Icarus builds get :func:`icarus_time_zero_fix`
+    (PE and mesh alike)."""
     from cocotb_tools.runner import get_runner
 
+    if sim == "icarus":
+        text = icarus_time_zero_fix(text)
     key = hashlib.sha256("\0".join([text, *build_args]).encode()).hexdigest()[:12]
     bdir = BUILD_ROOT / f"{prefix}{sim}-{key}"
     bdir.mkdir(parents=True, exist_ok=True)
@@ -97,8 +100,6 @@ def build(cfg: PEConfig, sim: str | None = None) -> Path:
     the build folder."""
     sim = sim or simulator()
     text = verilog(cfg)
-    if sim == "icarus":
-        text = icarus_time_zero_fix(text)
     bdir = compile_cached(text, TOP, sim, prefix="", build_args=verilator_args() if sim == "verilator" else [])
     (bdir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg)))
     return bdir
