@@ -187,7 +187,7 @@ class SpikingNet(nn.Module):
             w, theta = quantise_layer(w.double(), theta.double(), self.weight_bits, self.threshold_bits)
         return w, theta
 
-    def _apply(self, n: int, t: torch.Tensor, quantised: bool, path: str = "auto",
+    def _layer(self, n: int, t: torch.Tensor, quantised: bool, path: str = "auto",
                t_end: int | None = None) -> torch.Tensor:
         spec = self.specs[n]
         t_end = self.t_end if t_end is None else t_end
@@ -212,16 +212,18 @@ class SpikingNet(nn.Module):
         out = spike_times(rows, w.reshape(oc, -1).T, theta, t_end, integer=quantised, path=path)
         return out.reshape(len(t), oh * ow, oc).transpose(1, 2).reshape(len(t), oc, oh, ow)
 
-    def forward(self, t_in: torch.Tensor, quantised: bool = False, out_window: int | None = None
-                ) -> list[torch.Tensor]:
+    def forward(self, t_in: torch.Tensor, quantised: bool = False, out_window: int | None = None,
+                path: str = "auto") -> list[torch.Tensor]:
         """``out_window`` (training only) lets the output layer fire up to that step instead of t_end, so
         an output that would be silent still has a spike time > t_end and a gradient (see docs/training.md);
-        predictions count every output time > t_end as silent either way."""
+        predictions count every output time > t_end as silent either way. ``path`` selects the exact
+        algorithm of every layer (:func:`training.stdbp.spike_times`): ``"auto"`` is the compiled kernel,
+        ``"torch"`` the torch algorithms (the benchmark baseline)."""
         t = t_in.reshape(len(t_in), *self.input_shape)
         times = []
         last = len(self.specs) - 1
         for n in range(len(self.specs)):
-            t = self._apply(n, t, quantised, t_end=out_window if n == last else None)
+            t = self._layer(n, t, quantised, path, t_end=out_window if n == last else None)
             times.append(t)
         return times
 
@@ -229,7 +231,7 @@ class SpikingNet(nn.Module):
     def calibrate(self, t_in: torch.Tensor, target_step: float = 20.0, quantile: float = 0.5) -> None:
         """Set each weight layer's threshold from data so that about ``quantile`` of its neurons have fired
         ``target_step`` steps after the median spike time of the layer's input."""
-        t = t_in.reshape(len(t_in), *self.input_shape).float()
+        t = t_in.reshape(len(t_in), *self.input_shape).to(self.weights[0].dtype)
         for n, spec in enumerate(self.specs):
             if spec.kind != "maxpool2d":
                 w = self.weights[self.index[n]]
@@ -245,7 +247,7 @@ class SpikingNet(nn.Module):
                 pos = v[v > 0]
                 self.thetas[self.index[n]] = float(torch.quantile(pos[:100000], 1 - quantile)) if pos.numel() \
                     else 1.0
-            t = self._apply(n, t, False)
+            t = self._layer(n, t, False)
 
 
 def to_network(net: SpikingNet) -> model.Network:

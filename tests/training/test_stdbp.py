@@ -63,7 +63,7 @@ def test_grid_and_sort_paths_agree(seed, integer, gather, monkeypatch):
     w[:, -3:] = -w[:, -3:].abs()  # three neurons that can never fire
     theta = torch.tensor(rng.integers(1, 4000, 20), dtype=torch.float64)
     results = []
-    for path in ("grid", "sort"):
+    for path in ("grid", "sort", "kernel"):
         tt, ww, th = (a.clone().requires_grad_() for a in (t, w, theta))
         out = spike_times(tt, ww, th, T_END, integer=integer, path=path)
         weights = torch.tensor(rng.normal(size=out.shape)) * (out <= T_END)
@@ -71,16 +71,17 @@ def test_grid_and_sort_paths_agree(seed, integer, gather, monkeypatch):
         results.append((out, tt.grad, ww.grad, th.grad))
         rng = np.random.default_rng(seed)  # same loss weights for both paths
         rng.integers(0, 32, (40, 30)), rng.integers(-60, 120, (30, 20)), rng.integers(1, 4000, 20)
-    (o1, *g1), (o2, *g2) = results
+    (o1, *g1), *others = results
     assert (o1 <= T_END).float().mean() > 0.5 and (o1 > T_END).any()  # fires and silences both covered
-    assert torch.equal(o1, o2)
-    for a, b in zip(g1, g2, strict=True):
-        torch.testing.assert_close(a, b)
+    for o2, *g2 in others:
+        assert torch.equal(o1, o2)
+        for a, b in zip(g1, g2, strict=True):
+            torch.testing.assert_close(a, b)
     if integer:
         assert torch.equal(o1, o1.round())
 
 
-@pytest.mark.parametrize("path", ["grid", "grid-matmul", "sort"])
+@pytest.mark.parametrize("path", ["grid", "grid-matmul", "sort", "kernel"])
 @pytest.mark.parametrize("seed", [3, 4])
 def test_gradcheck(path, seed, monkeypatch):
     print(f"seed {seed}")
@@ -149,3 +150,33 @@ def test_time_stepped_reference_agrees_on_integer_inputs():
     ga, = torch.autograd.grad(a[fired].sum(), w)
     gb, = torch.autograd.grad(b[fired].sum(), w)
     torch.testing.assert_close(ga, gb)
+
+
+@pytest.mark.parametrize("arch,seed", [("1x10x9-c5k3-p2-6", 0), ("2x9x9-c4k5s2p2-c6k3p1-p2-7", 1),
+                                       ("1x8x8-c3k3p1-20-5", 2)])
+def test_conv_network_kernel_equals_torch_paths(arch, seed):
+    """A whole conv network (unfolded receptive fields, padding, stride, pooling, dense head): the compiled
+    kernel and the torch algorithms give the same spike times in every layer and the same gradients."""
+    from training.net import SpikingNet
+
+    print(f"arch {arch} seed {seed}")
+    rng = np.random.default_rng(seed)
+    results = []
+    for path in ("auto", "torch"):
+        net = SpikingNet(arch, seed=seed).double()
+        x = torch.tensor(rng.integers(0, 40, (6, *net.input_shape)), dtype=torch.float64)
+        x[x > 31] = T_END + 1
+        net.calibrate(x)
+        times = net(x, out_window=1000, path=path)
+        weights = torch.tensor(np.random.default_rng(seed + 100).normal(size=times[-1].shape))
+        (times[-1] * weights * (times[-1] <= 1000)).sum().backward()
+        results.append(([t.detach() for t in times], [p.grad for p in net.parameters()]))
+        rng = np.random.default_rng(seed)
+    (ta, ga), (tb, gb) = results
+    fired = [float((t <= T_END).float().mean()) for t in ta]
+    assert all(0.05 < f for f in fired), fired
+    for a, b in zip(ta, tb, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-9)
+    assert any(g.abs().sum() > 0 for g in ga)
+    for a, b in zip(ga, gb, strict=True):
+        torch.testing.assert_close(a, b)
