@@ -6,19 +6,18 @@ A transport is any object with ``write(bytes)`` and ``read(n) -> bytes`` (return
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from model.golden import conv_as_dense
-from model.network import Conv2d, Dense, Network
-from rtl import layouts as L
+from host.codec import StreamCheck
+from host.plan import MeshPlan, StackPlan
+from model.network import Network
 from rtl.config import PEConfig
 
 from .protocol import MAX_PAYLOAD, NO_PREDICTION, SYNC_RESP, Cmd, ProtocolLayout, Status, crc8, request
 
-__all__ = ["LinkError", "BoardError", "RunResult", "HostLink", "Placement", "Inference", "load_network", "infer",
+__all__ = ["LinkError", "BoardError", "RunResult", "HostLink", "Inference", "load_network", "infer",
            "open_serial", "load_mesh", "infer_mesh"]
 
 
@@ -145,64 +144,7 @@ class HostLink:
                          overflow=status == Status.OUTPUT_FULL)
 
 
-def _dense_of(layer) -> tuple[np.ndarray, np.ndarray]:
-    """(weight (in, out), threshold (out,)) of a dense or conv2d layer (conv2d as its equivalent dense)."""
-    if isinstance(layer, Dense):
-        return np.asarray(layer.weight, dtype=np.int64), np.asarray(layer.threshold, dtype=np.int64)
-    if isinstance(layer, Conv2d):
-        oh_ow = layer.out_shape[1] * layer.out_shape[2]
-        return conv_as_dense(layer).astype(np.int64), np.repeat(layer.threshold, oh_ow).astype(np.int64)
-    raise ValueError(f"layers: {layer.kind} layers do not run on the PE (only dense and conv2d)")
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where each layer of a network lives in one PE: layer ``l`` uses weight rows ``row_base[l] ..
-    row_base[l] + fan_in_l - 1`` and neurons ``neuron_base[l] .. neuron_base[l] + n_out_l - 1``."""
-
-    fan_ins: tuple[int, ...]
-    n_outs: tuple[int, ...]
-
-    @classmethod
-    def of(cls, net: Network) -> Placement:
-        fan_ins, n_outs = [], []
-        for layer in net.layers:
-            w, _ = _dense_of(layer)
-            fan_ins.append(w.shape[0])
-            n_outs.append(w.shape[1])
-        return cls(tuple(fan_ins), tuple(n_outs))
-
-    @property
-    def row_base(self) -> tuple[int, ...]:
-        return tuple(int(x) for x in np.cumsum((0,) + self.fan_ins[:-1]))
-
-    @property
-    def neuron_base(self) -> tuple[int, ...]:
-        return tuple(int(x) for x in np.cumsum((0,) + self.n_outs[:-1]))
-
-    @property
-    def rows(self) -> int:
-        return sum(self.fan_ins)
-
-    @property
-    def neurons(self) -> int:
-        return sum(self.n_outs)
-
-    @property
-    def max_spikes_in(self) -> int:
-        return max(self.fan_ins)
-
-    @property
-    def max_spikes_out(self) -> int:
-        return max(self.n_outs)
-
-    def pe_config(self, net: Network, *, lanes: int = 4) -> PEConfig:
-        """The smallest PE that holds every layer at once."""
-        return PEConfig(neurons=math.ceil(self.neurons / lanes) * lanes, fan_in=self.rows, lanes=lanes,
-                        weight_bits=net.weight_bits, time_bits=net.time_bits, threshold_bits=net.threshold_bits)
-
-
-def _check_geometry(lay: ProtocolLayout, net: Network, placement: Placement):
+def _check_geometry(lay: ProtocolLayout, net: Network, placement: StackPlan):
     cfg_index_max = (1 << lay.index_bits) - 1
     problems = [("input buffer (in_depth)", placement.max_spikes_in, lay.in_depth),
                 ("output buffer (out_depth)", placement.max_spikes_out, lay.out_depth),
@@ -216,7 +158,7 @@ def _check_geometry(lay: ProtocolLayout, net: Network, placement: Placement):
                          f"{lay.time_bits}/{lay.weight_bits}")
 
 
-def load_network(link: HostLink, net: Network, placement: Placement | None = None, *, pe: PEConfig,
+def load_network(link: HostLink, net: Network, placement: StackPlan | None = None, *, pe: PEConfig,
                  skip_zero_rows: bool = False) -> None:
     """Write registers, thresholds and every weight (zeros between layer blocks included) of ``net``.
 
@@ -224,31 +166,15 @@ def load_network(link: HostLink, net: Network, placement: Placement | None = Non
     ``skip_zero_rows`` writes only each row's layer block (the zeros around it are not written): only valid
     when the weight memory is known to be all zero, as in a fresh simulation (speeds up latency runs).
     """
-    placement = placement or Placement.of(net)
+    placement = placement or StackPlan.of(net)
     _check_geometry(link.layout, net, placement)
-    if placement.rows > pe.fan_in or placement.neurons > pe.neurons:
-        raise ValueError(f"network: needs {placement.rows} weight rows x {placement.neurons} neurons, the PE "
-                         f"has {pe.fan_in} x {pe.neurons}")
-    from verif.driver import pack
-
-    lay = L.cfg_layout(pe)
-    words = [pack(lay, target=L.CfgTarget.REG, row=L.Reg.ACTIVE.value, data=placement.neurons),
-             pack(lay, target=L.CfgTarget.REG, row=L.Reg.NEURON_BASE.value, data=0),
-             pack(lay, target=L.CfgTarget.REG, row=L.Reg.SOURCES.value, data=1),
-             pack(lay, target=L.CfgTarget.REG, row=L.Reg.T_END.value, data=net.t_end)]
-    big = np.zeros((placement.rows, placement.neurons), dtype=np.int64)
-    for layer, r0, n0 in zip(net.layers, placement.row_base, placement.neuron_base, strict=True):
-        w, th = _dense_of(layer)
-        big[r0:r0 + w.shape[0], n0:n0 + w.shape[1]] = w
-        words += [pack(lay, target=L.CfgTarget.THRESHOLD, neuron=n0 + j, data=int(th[j])) for j in range(len(th))]
+    words, big = placement.config_words(net, pe)
     link.cfg(words)
     if skip_zero_rows:
-        for layer, r0, n0 in zip(net.layers, placement.row_base, placement.neuron_base, strict=True):
-            w, _ = _dense_of(layer)
-            for r in range(w.shape[0]):
-                nz = np.flatnonzero(w[r])
-                if nz.size:
-                    link.weights(r0 + r, n0 + int(nz[0]), w[r, nz[0]:nz[-1] + 1])
+        for r in range(placement.rows):
+            nz = np.flatnonzero(big[r])
+            if nz.size:
+                link.weights(r, int(nz[0]), big[r, nz[0]:nz[-1] + 1])
         return
     for r in range(placement.rows):
         link.weights(r, 0, big[r])
@@ -268,9 +194,10 @@ class Inference:
         return sum(self.cycles)
 
 
-def infer(link: HostLink, net: Network, input_times, placement: Placement | None = None) -> Inference:
-    """One inference, layer by layer: each RUN's output spikes become the next layer's input spikes."""
-    placement = placement or Placement.of(net)
+def infer(link: HostLink, net: Network, input_times, placement: StackPlan | None = None) -> Inference:
+    """One inference, layer by layer: each RUN's output spikes become the next layer's input spikes. The
+    output spikes are checked as every output stream is (host.codec.StreamCheck: ProtocolError)."""
+    placement = placement or StackPlan.of(net)
     t = np.asarray(input_times, dtype=np.int64).reshape(-1)
     if t.shape != (net.n_inputs,):
         raise ValueError(f"input_times: expected {net.n_inputs} values, got {t.size}")
@@ -282,13 +209,9 @@ def infer(link: HostLink, net: Network, input_times, placement: Placement | None
         if res.overflow:
             raise LinkError(f"RUN: more output spikes than the board's output buffer ({link.layout.out_depth})")
         out = np.full(n_out, net.no_spike, dtype=np.int64)
-        for index, time in res.spikes:
-            j = index - n0
-            if not 0 <= j < n_out:
-                raise LinkError(f"RUN: spike of neuron {index} outside the layer's neurons {n0}..{n0 + n_out - 1}")
-            if out[j] != net.no_spike:
-                raise LinkError(f"RUN: neuron {index} spiked twice")
-            out[j] = time
+        check = StreamCheck(out, lo=n0, no_spike=net.no_spike, name="the PE")
+        for k, (index, time) in enumerate(res.spikes):
+            check.spike(index, time, f"RUN spike {k}")
         times.append(out)
         cycles.append(res.cycles)
         pred = -1 if res.prediction is None else res.prediction - n0
@@ -305,41 +228,35 @@ def open_serial(port: str, baud: int = 1_000_000, timeout: float = 2.0):
     return serial.Serial(port, baudrate=baud, timeout=timeout)
 
 
-# ---- the mesh (rtl/mesh.py, rtl/mapping.py) ----
+# ---- the mesh (rtl/mesh.py, host/plan.py) ----
 
-def load_mesh(link: HostLink, mapping) -> None:
-    """Send the mapper's configuration flits (network interfaces, PE registers, thresholds, weights)."""
+def load_mesh(link: HostLink, plan: MeshPlan) -> None:
+    """Send the plan's configuration flits (network interfaces, PE registers, thresholds, weights)."""
     lay = link.layout
     if not lay.node_bits:
         raise ValueError("load_mesh: the board holds one PE, not a mesh (INFO node_bits = 0)")
-    link.cfg(mapping.config_flits())
+    link.cfg(plan.config_flits())
 
 
-def infer_mesh(link: HostLink, mapping, input_times) -> Inference:
-    """One inference on the mesh: the mapper's image flits are buffered on the board and replayed by RUN;
-    the output spikes carry their node, which tells the layers apart."""
+def infer_mesh(link: HostLink, plan: MeshPlan, input_times) -> Inference:
+    """One inference on the mesh: the plan's image flits are buffered on the board and replayed by RUN;
+    the output spikes carry their node, which tells the layers apart (checked by host.codec.StreamCheck)."""
     lay = link.layout
-    net = mapping.net
-    flits = mapping.image_flits(np.asarray(input_times, dtype=np.int64).reshape(-1))
+    flits = plan.image_flits(np.asarray(input_times, dtype=np.int64).reshape(-1))
     if len(flits) > lay.in_depth:
         raise ValueError(f"input buffer (in_depth): the image needs {len(flits)} flits, the board has {lay.in_depth}")
     link.words(flits)
-    width = mapping.noc.width
-    last = mapping.n_layers - 1
-    pred_node = min(p.node[1] * width + p.node[0] for p in mapping.layer_pes(last))
-    res = link.run(net.t_end, completions=len(mapping.placements) + mapping.n_reporting, pred_node=pred_node)
+    res = link.run(plan.t_end, completions=plan.completions, pred_node=plan.pred_node)
     if res.overflow:
         raise LinkError(f"RUN: more output spikes than the board's output buffer ({lay.out_depth})")
-    xb = mapping.noc.x_bits
-    by_node = {p.node: p for p in mapping.placements}
-    times = [np.full(w.shape[1], net.no_spike, dtype=np.int64) for w in mapping.weights]
-    for index, time, node in res.spikes:
+    xb = plan.noc.x_bits
+    times = [np.full(w.shape[1], plan.no_spike, dtype=np.int64) for w in plan.weights]
+    checks = {s.node: StreamCheck(times[s.layer][s.lo:s.hi], lo=s.lo, no_spike=plan.no_spike, name=f"node {s.node}")
+              for s in plan.slices}
+    for k, (index, time, node) in enumerate(res.spikes):
         xy = (node & ((1 << xb) - 1), node >> xb)
-        p = by_node.get(xy)
-        if p is None or not p.lo <= index < p.hi:
-            raise LinkError(f"RUN: spike of neuron {index} from node {xy}, which does not hold it")
-        if times[p.layer][index] != net.no_spike:
-            raise LinkError(f"RUN: layer {p.layer} neuron {index} spiked twice")
-        times[p.layer][index] = time
+        if xy not in checks:
+            raise LinkError(f"RUN: spike {k} from node {xy}, which holds no PE of this plan")
+        checks[xy].spike(index, time, f"RUN spike {k}")
     return Inference(times=tuple(times), prediction=-1 if res.prediction is None else res.prediction,
                      cycles=(res.cycles,))

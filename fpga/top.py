@@ -4,7 +4,7 @@ The accelerator is either the mesh of rtl/mesh.py (``noc`` given; the host port 
 flits, docs/noc.md) or **one PE that runs the network layer by layer**. With one PE all layers' weights stay
 resident: layer ``l`` uses weight rows ``row_base[l] ..`` (its inputs are sent with that index offset) and
 neurons ``neuron_base[l] ..``; weights between blocks of different layers are zero, so in a run of layer
-``l`` only layer ``l``'s neurons can fire (see :class:`fpga.driver.Placement`). The host driver runs one RUN
+``l`` only layer ``l``'s neurons can fire (see :class:`host.plan.StackPlan`). The host driver runs one RUN
 per layer and feeds each layer's output spikes back as the next one's input.
 """
 

@@ -5,7 +5,7 @@ depend on it.
 """
 
 from .encoding import encode
-from .golden import NO_DECISION, Result, conv_as_dense, decide, run, run_reference
+from .golden import NO_DECISION, Result, conv_as_dense, decide, dense_equivalent, maxpool_times, run, run_reference
 from .netfile import NetworkFileError, load, save
 from .network import (
     Conv2d,
@@ -22,6 +22,6 @@ from .random_net import random_network
 
 __all__ = [
     "Conv2d", "Dense", "Encoding", "MaxPool2d", "Network", "NetworkError", "NetworkFileError", "NO_DECISION",
-    "Result", "conv_as_dense", "decide", "encode", "load", "no_spike", "potential_bits", "random_network", "run",
-    "run_reference", "save", "weight_sum_bits",
+    "Result", "conv_as_dense", "decide", "dense_equivalent", "encode", "load", "maxpool_times", "no_spike",
+    "potential_bits", "random_network", "run", "run_reference", "save", "weight_sum_bits",
 ]

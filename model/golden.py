@@ -26,7 +26,8 @@ import numpy as np
 
 from .network import Conv2d, Dense, MaxPool2d, Network
 
-__all__ = ["Result", "run", "run_reference", "decide", "conv_as_dense", "NO_DECISION", "check_input_times"]
+__all__ = ["Result", "run", "run_reference", "decide", "conv_as_dense", "dense_equivalent", "maxpool_times",
+           "NO_DECISION", "check_input_times"]
 
 #: Prediction value when every output neuron is silent.
 NO_DECISION = -1
@@ -97,6 +98,19 @@ def conv_as_dense(layer: Conv2d) -> np.ndarray:
                     rows = np.arange(c) * h * w + iy * w + ix
                     dense[rows[:, None], out_idx[:, y, x][None, :]] = layer.weight[:, :, ky, kx].T
     return dense
+
+
+def dense_equivalent(layer: Dense | Conv2d) -> tuple[np.ndarray, np.ndarray]:
+    """(weight (in_size, out_size), threshold (out_size,)) int64 of a dense layer, or of a conv2d layer as its
+    equivalent dense layer (:func:`conv_as_dense`, each channel's threshold repeated over its OH*OW outputs).
+    The one conversion the hardware mapper, the one-PE runs and the board driver use. ValueError for a layer
+    without neurons (maxpool2d)."""
+    if isinstance(layer, Dense):
+        return np.asarray(layer.weight, dtype=np.int64), np.asarray(layer.threshold, dtype=np.int64)
+    if isinstance(layer, Conv2d):
+        per_channel = layer.out_shape[1] * layer.out_shape[2]
+        return conv_as_dense(layer), np.repeat(np.asarray(layer.threshold, dtype=np.int64), per_channel)
+    raise ValueError(f"{layer.kind} layers have no neurons (only dense and conv2d have a dense equivalent)")
 
 
 def _exact_float(weight: np.ndarray):
@@ -211,7 +225,8 @@ def _conv_fast(t_in: np.ndarray, layer: Conv2d, t_end: int, no_spike: int) -> np
     return out.reshape(batch, oh * ow, oc).transpose(0, 2, 1).reshape(batch, -1)
 
 
-def _maxpool(t_in: np.ndarray, layer: MaxPool2d) -> np.ndarray:
+def maxpool_times(t_in: np.ndarray, layer: MaxPool2d) -> np.ndarray:
+    """Spike-time max pooling (docs/spec.md section 5): the earliest time in each window; (batch, out_size)."""
     batch = len(t_in)
     x = t_in.reshape(batch, *layer.in_shape)
     win = np.lib.stride_tricks.sliding_window_view(x, (layer.kernel, layer.kernel), axis=(2, 3))
@@ -231,7 +246,7 @@ def run(net: Network, input_times) -> Result:
         elif isinstance(layer, Conv2d):
             t = _conv_fast(t, layer, net.t_end, net.no_spike)
         else:
-            t = _maxpool(t, layer)
+            t = maxpool_times(t, layer)
         times.append(t.reshape(batch, *layer.out_shape))
     return Result(times=tuple(times), prediction=decide(times[-1], net.no_spike))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from model.network import no_spike, potential_bits, weight_sum_bits
@@ -14,7 +13,7 @@ MAX_FAN_IN = 1 << 20
 MAX_LANES = 64
 MAX_WEIGHT_WORDS = 1 << 22  # weight SRAM words (fan_in * neurons / lanes); far beyond any FPGA's block RAM
 MAX_FIFO_DEPTH = 1024
-MAX_DEFER_DEPTH = 4096  # the defer FIFO is sized for the worst case run-ahead of many sources (rtl/mapping.py)
+MAX_DEFER_DEPTH = 4096  # the defer FIFO is sized for the worst case run-ahead of many sources (host/plan.py)
 MAX_SOURCES = 1 << 12
 
 
@@ -169,19 +168,3 @@ class PEConfig:
     def cfg_row_bits(self) -> int:
         """Width of the row field of a configuration word (weight row or register number)."""
         return max(self.row_bits, 2)
-
-    @classmethod
-    def for_network(cls, net, *, lanes: int = 4, **kwargs) -> PEConfig:
-        """The smallest config that runs every layer of ``net`` (a :class:`model.Network`) on one PE.
-
-        Dense and conv2d layers need ``fan_in`` >= their input size and ``neurons`` >= their output size
-        (conv2d runs as its equivalent dense layer); maxpool2d layers do not run on the PE.
-        """
-        fan_in, neurons = 1, 1
-        for layer in net.layers:
-            if layer.kind in ("dense", "conv2d"):
-                fan_in = max(fan_in, math.prod(layer.in_shape))
-                neurons = max(neurons, math.prod(layer.out_shape))
-        neurons = -(-neurons // lanes) * lanes
-        return cls(neurons=neurons, fan_in=fan_in, lanes=lanes, weight_bits=net.weight_bits,
-                   time_bits=net.time_bits, threshold_bits=net.threshold_bits, **kwargs)

@@ -18,9 +18,13 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 
+import model
+from host.codec import PECodec, ProtocolError
+from rtl import layouts as L
 from rtl.config import PEConfig
-from verif import driver
 from verif.scenarios import SCENARIOS, make_case
+from verif.scoreboard import first_mismatch
+from verif.single_pe import layer_slices, pe_layers
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -37,7 +41,7 @@ class TB:
 
     def __init__(self, dut, cfg: PEConfig):
         self.dut, self.cfg = dut, cfg
-        self.lay = driver.L.event_layout(cfg)
+        self.codec = PECodec(cfg)
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
 
     async def reset(self):
@@ -82,8 +86,8 @@ class TB:
             if r and d.o__valid.value:
                 w = d.o__payload.value.to_unsigned()
                 words.append(w)
-                e = driver.unpack(self.lay, w)
-                if e["kind"] == driver.L.EventKind.STEP_END.value and e["time"] == t_end:
+                e = self.codec.decode_event(w)
+                if e.kind == L.EventKind.STEP_END and e.time == t_end:
                     out.append(words)
                     words = []
         d.o__ready.value = 0
@@ -104,7 +108,7 @@ class TB:
                 self.dut._log.error("stuck: %d inferences received, input sender done: %s", len(out), tx.done())
                 raise TimeoutError(f"scenario {case.scenario} seed {case.seed}: no end after {max_cycles} cycles")
         n_out = case.weight.shape[1]
-        results = [driver.decode_output(self.cfg, w, n_out, case.t_end, neuron_base=case.neuron_base) for w in out]
+        results = [self.codec.decode_output(w, n_out, case.t_end, neuron_base=case.neuron_base) for w in out]
         total = int((cocotb.utils.get_sim_time("ns") - start) // 10)
         return results, total
 
@@ -124,11 +128,11 @@ async def run_scenarios(dut, cfg: PEConfig, scenarios: list[str], seeds: list[in
                 cycles += n
                 msg = None
                 for k, (g, w) in enumerate(zip(got, case.expected, strict=True)):
-                    m = driver.first_mismatch(g, w, cfg.no_spike)
+                    m = first_mismatch(g, w, cfg.no_spike)
                     if m:
                         msg = f"inference {k}: {m}"
                         break
-            except driver.ProtocolError as e:
+            except ProtocolError as e:
                 msg = f"protocol: {e}"
             s = summary[scenario]
             s["seeds"] += 1
@@ -162,29 +166,27 @@ async def test_scenarios(dut):
 
 async def run_network_layers(tb: TB, net, inputs: np.ndarray, rng: random.Random) -> tuple[dict, int]:
     """verif/single_pe.py in the simulator: every layer slice through the PE, all images per slice."""
-    from verif.single_pe import layer_jobs, maxpool_times, pe_layers
-
-    cfg = tb.cfg
+    cfg, codec = tb.cfg, tb.codec
     t = inputs
     out, cycles = {}, 0
     for n, job in enumerate(pe_layers(net)):
         if job[0] == "pool":
-            t = maxpool_times(t, job[1])
+            t = model.maxpool_times(t, job[1])
         else:
             _, weight, threshold = job
             times = np.full((len(t), weight.shape[1]), cfg.no_spike, dtype=np.int64)
-            for start, stop in layer_jobs(cfg, weight, threshold):
-                words = driver.layer_cfg_words(cfg, weight[:, start:stop], threshold[start:stop], neuron_base=start,
-                                               t_end=net.t_end)
+            for start, stop in layer_slices(cfg, weight):
+                words = codec.layer_cfg_words(weight[:, start:stop], threshold[start:stop], neuron_base=start,
+                                              t_end=net.t_end)
                 await tb.send("cfg", words, rng, 0.1)
-                streams = [driver.input_events(cfg, x, net.t_end) for x in t]
+                streams = [codec.input_events(x, net.t_end) for x in t]
                 res: list = []
                 rx = cocotb.start_soon(tb.receive(net.t_end, len(streams), rng, 0.1, res))
                 await tb.send("i", [w for s in streams for w in s], rng, 0.1)
                 await rx
                 for b, words_out in enumerate(res):
-                    times[b, start:stop] = driver.decode_output(cfg, words_out, stop - start, net.t_end,
-                                                                neuron_base=start)
+                    times[b, start:stop] = codec.decode_output(words_out, stop - start, net.t_end,
+                                                               neuron_base=start)
                 cycles = int(cocotb.utils.get_sim_time("ns") // 10)
             t = times
         out[f"layer{n}"] = t
@@ -194,8 +196,6 @@ async def run_network_layers(tb: TB, net, inputs: np.ndarray, rng: random.Random
 @cocotb.test()
 async def test_network(dut):
     """verif/single_pe.py: run PE_NET on the input times in PE_INPUTS, write every layer to PE_RESULT."""
-    import model
-
     cfg = PEConfig(**json.loads(os.environ["PE_CONFIG"]))
     net = model.load(os.environ["PE_NET"])
     inputs = np.load(os.environ["PE_INPUTS"])

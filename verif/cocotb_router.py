@@ -17,8 +17,8 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 
+from host.codec import pack, unpack
 from rtl.noc_layouts import PORT_NAMES, NocConfig, Port, flit_layout
-from verif.driver import pack, unpack
 from verif.router_traffic import check_delivery, make_traffic
 
 
@@ -66,7 +66,7 @@ async def run_traffic(dut, cfg: NocConfig, x: int, y: int, seed: int, per_port: 
                 valid[p] = 0
             if ready[p] and s["o__valid"].value:
                 f = unpack(lay, s["o__payload"].value.to_unsigned())
-                received[p].append((f["x"], f["y"], f["host"], f["payload"]))
+                received[p].append((int(f.x), int(f.y), int(f.host), int(f.payload)))
     for p in Port:
         sig[p]["i__valid"].value = 0
         sig[p]["o__ready"].value = 1
@@ -75,7 +75,7 @@ async def run_traffic(dut, cfg: NocConfig, x: int, y: int, seed: int, per_port: 
         for p in Port:
             if sig[p]["o__valid"].value:
                 f = unpack(lay, sig[p]["o__payload"].value.to_unsigned())
-                received[p].append((f["x"], f["y"], f["host"], f["payload"]))
+                received[p].append((int(f.x), int(f.y), int(f.host), int(f.payload)))
     check_delivery(traffic, received, x, y)
     return cycles
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 import model
-from rtl.mapping import map_network
+from host.plan import MeshPlan
 from rtl.mesh import Mesh
 
 from .noc_runner import build, run_test
@@ -26,20 +26,22 @@ __all__ = ["verify", "TOP"]
 TOP = "yoso_mesh"
 
 
-def verify(net_path: str, width: int, height: int, inputs: np.ndarray, *, labels: np.ndarray | None = None,
-           sim: str = "icarus", neurons: int = 64, lanes: int = 4, chunk: int = 100, seed: int = 0,
-           idle: float = 0.0, stall: float = 0.0, reset_after: int | None = None, progress=None,
-           window: int | None = 1, profile: bool = False, early_exit: bool = False, jobs: int = 1) -> dict:
-    """Run ``inputs`` (images x inputs spike times) through the mesh RTL; return the summary dict.
+def verify(net: model.Network, plan: MeshPlan, inputs: np.ndarray, *, labels: np.ndarray | None = None,
+           sim: str = "icarus", chunk: int = 100, seed: int = 0, idle: float = 0.0, stall: float = 0.0,
+           reset_after: int | None = None, progress=None, profile: bool = False, early_exit: bool = False,
+           jobs: int = 1) -> dict:
+    """Run ``inputs`` (images x inputs spike times) through the mesh RTL as ``plan`` (host.plan.plan_mesh of
+    ``net``, with its run-ahead window) places ``net``; return the summary dict. The plan travels to the
+    simulator processes as a file: nothing is mapped again there.
 
     ``progress(n)`` is called after each chunk with the number of images it ran; ``jobs`` chunks run at once
     (separate simulator processes). ``reset_after``: reset the
     mesh that many cycles into the first image of each chunk, then configure it again and run the chunk.
-    ``early_exit``: the host aborts each image once its prediction is decided (rtl.mapping.DecisionWatch);
+    ``early_exit``: the host aborts each image once its prediction is decided (host.runner.DecisionWatch);
     every spike time the host saw before is still compared, and every neuron it did not see must spike after
     the last step its PE closed."""
-    net = model.load(net_path)
-    mp = map_network(net, width, height, neurons=neurons, lanes=lanes, monitor=True, window=window)
+    mp = plan
+    window = plan.window
     counts: dict[str, int] = {}
     inputs = np.asarray(inputs, dtype=np.int64).reshape(len(inputs), -1)
     start = time.perf_counter()
@@ -54,10 +56,9 @@ def verify(net_path: str, width: int, height: int, inputs: np.ndarray, *, labels
         cdir = Path(tmp) / f"chunk{c}"
         cdir.mkdir()
         np.save(cdir / "inputs.npy", inputs[s:s + chunk])
-        job = {"net": str(Path(net_path).resolve()), "width": width, "height": height, "neurons": neurons,
-               "lanes": lanes, "monitor": True, "inputs": str(cdir / "inputs.npy"),
-               "result": str(cdir / "result.npz"), "seed": seed + c, "idle": idle, "stall": stall,
-               "reset_after": reset_after, "window": window, "profile": profile, "early_exit": early_exit}
+        job = {"plan": plan_file, "inputs": str(cdir / "inputs.npy"), "result": str(cdir / "result.npz"),
+               "seed": seed + c, "idle": idle, "stall": stall, "reset_after": reset_after, "profile": profile,
+               "early_exit": early_exit}
         # The run folder is per process and slot: pytest-xdist workers, and the parallel chunks of one
         # verify, may run the same build at once.
         run_test(bdir, TOP, sim, module="verif.cocotb_mesh", testcase="test_images",
@@ -70,6 +71,8 @@ def verify(net_path: str, width: int, height: int, inputs: np.ndarray, *, labels
     n_chunks = -(-len(inputs) // chunk)
     results: list[dict | None] = [None] * n_chunks
     with tempfile.TemporaryDirectory(prefix="yoso-verify-") as tmp:
+        plan_file = str(Path(tmp) / "plan.npz")
+        plan.save(plan_file)
         # Chunks are independent simulator runs (each loads the configuration): ``jobs`` of them at once, each
         # worker thread with its own run folder; the threads only wait on the simulator subprocesses.
         slots: queue.SimpleQueue[int] = queue.SimpleQueue()
@@ -118,11 +121,11 @@ def verify(net_path: str, width: int, height: int, inputs: np.ndarray, *, labels
     pred = model.decide(layers[-1], net.no_spike)
     per_image = [tuple(t[b] for t in golden.times) for b in range(len(inputs))]
     sops = np.array([mp.sops(g, inputs[b]) for b, g in enumerate(per_image)])
-    pes = len(mp.placements)
+    pes = len(mp.slices)
     bound = sops / (pes * mp.pe.lanes)
     summary = {
         "images": int(len(inputs)), "simulator": sim, "window": window, "early_exit": early_exit,
-        "mesh": f"{width}x{height}", "pes_used": pes,
+        "mesh": f"{mp.noc.width}x{mp.noc.height}", "pes_used": pes,
         "pe": {"neurons": mp.pe.neurons, "lanes": mp.pe.lanes, "fan_in": mp.pe.fan_in},
         "spikes_compared": int(compared), "mismatches": int(mismatches), "first_mismatch": first,
         "protocol_errors": len(errors), "first_protocol_error": errors[0] if errors else None,

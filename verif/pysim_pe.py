@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from amaranth.sim import Simulator
 
+from host.codec import PECodec
+from rtl import layouts as L
 from rtl.config import PEConfig
 from rtl.pe import PE
-
-from . import driver
 
 __all__ = ["stream_put", "stream_get", "run_streams", "run_case"]
 
@@ -40,13 +40,13 @@ def run_streams(cfg: PEConfig, cfg_words, streams, *, n_out: int, t_end: int, ne
     """Simulate a PE: send ``cfg_words`` on ``cfg``, then the inferences' event words ``streams`` on ``i``
     (random idle cycles with probability ``idle``), collect ``o`` under random backpressure (``stall``).
 
-    Returns (list of output spike-time arrays, cycles). Raises driver.ProtocolError on a bad output stream.
+    Returns (list of output spike-time arrays, cycles). Raises host.codec.ProtocolError on a bad output stream.
     """
     rng = np.random.default_rng(seed)
     dut = PE(cfg)
     results = []
     cycles = [0]
-    lay = driver.L.event_layout(cfg)
+    codec = PECodec(cfg)
 
     async def feeder(ctx):
         for w in cfg_words:
@@ -61,10 +61,10 @@ def run_streams(cfg: PEConfig, cfg_words, streams, *, n_out: int, t_end: int, ne
             while True:
                 w = await stream_get(ctx, dut.o, rng=rng, stall=stall)
                 words.append(w)
-                e = driver.unpack(lay, w)
-                if e["kind"] == driver.L.EventKind.STEP_END.value and e["time"] == t_end:
+                e = codec.decode_event(w)
+                if e.kind == L.EventKind.STEP_END and e.time == t_end:
                     break
-            results.append(driver.decode_output(cfg, words, n_out, t_end, neuron_base=neuron_base))
+            results.append(codec.decode_output(words, n_out, t_end, neuron_base=neuron_base))
 
     async def timer(ctx):
         async for _ in ctx.tick():

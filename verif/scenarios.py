@@ -12,10 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 import model
+from host.codec import PECodec
 from rtl import layouts as L
 from rtl.config import PEConfig
-
-from . import driver
 
 __all__ = ["SCENARIOS", "Case", "make_case", "golden_times", "merge_sources", "skewed_merge"]
 
@@ -50,8 +49,8 @@ class Case:
 
     def cfg_words(self, cfg: PEConfig) -> list:
         """Configuration words that load this case's layer and registers."""
-        return driver.layer_cfg_words(cfg, self.weight, self.threshold, neuron_base=self.neuron_base,
-                                      sources=self.sources, t_end=self.t_end)
+        return PECodec(cfg).layer_cfg_words(self.weight, self.threshold, neuron_base=self.neuron_base,
+                                            sources=self.sources, t_end=self.t_end)
 
 
 def golden_times(cfg: PEConfig, weight, threshold, t_end: int, inputs) -> np.ndarray:
@@ -68,18 +67,18 @@ def merge_sources(cfg: PEConfig, times, t_end: int, sources: int, rng, defer_dep
     """Input events of one inference sent by ``sources`` senders (inputs dealt at random), each sender
     step-ordered, merged at random with senders up to one step ahead, never more early events than
     ``defer_depth`` (the PE's defer FIFO) outstanding."""
-    lay = L.event_layout(cfg)
+    codec = PECodec(cfg)
     owner = rng.integers(0, sources, size=len(times))
     per = []
     for s in range(sources):
         ev = []
         for t in range(t_end + 1):
             idx = [int(i) for i in rng.permutation(np.flatnonzero((times == t) & (owner == s)))]
-            ev += [(t, driver.pack(lay, kind=L.EventKind.SPIKE, index=i, time=t)) for i in idx]
-            ev.append((t, driver.pack(lay, kind=L.EventKind.STEP_END, time=t), ))
+            ev += [(t, codec.spike(i, t)) for i in idx]
+            ev.append((t, codec.step_end(t)))
         per.append(ev)
     pos = [0] * sources
-    out = [driver.pack(lay, kind=L.EventKind.START)]
+    out = [codec.start()]
     cur, ends, early = 0, 0, 0
     while any(p < len(e) for p, e in zip(pos, per, strict=True)):
         options = []
@@ -94,13 +93,13 @@ def merge_sources(cfg: PEConfig, times, t_end: int, sources: int, rng, defer_dep
         out.append(word)
         if t > cur:
             early += 1
-        elif driver.unpack(lay, word)["kind"] == L.EventKind.STEP_END.value:
+        elif codec.decode_event(word).kind == L.EventKind.STEP_END:
             ends += 1
             if ends == sources:
                 cur, ends = cur + 1, 0
                 # Parked events of the new step replay; their STEP_ENDs count now.
                 ends = sum(1 for p, e in zip(pos, per, strict=True) for k in range(p)
-                           if e[k][0] == cur and driver.unpack(lay, e[k][1])["kind"] == L.EventKind.STEP_END.value)
+                           if e[k][0] == cur and codec.decode_event(e[k][1]).kind == L.EventKind.STEP_END)
                 early = 0
                 if ends == sources:
                     raise AssertionError("merge: a whole step parked (cannot happen with one step of skew)")
@@ -109,19 +108,18 @@ def merge_sources(cfg: PEConfig, times, t_end: int, sources: int, rng, defer_dep
 
 def skewed_merge(cfg, times, t_end, sources, rng, skew):
     """Per-sender step-ordered streams merged at random, senders up to ``skew`` steps ahead of the slowest."""
-    lay = L.event_layout(cfg)
+    codec = PECodec(cfg)
     owner = rng.integers(0, sources, size=len(times))
     per = []
     for s in range(sources):
         ev = []
         for t in range(t_end + 1):
-            ev += [(t, driver.pack(lay, kind=L.EventKind.SPIKE, index=int(i), time=t))
-                   for i in rng.permutation(np.flatnonzero((times == t) & (owner == s)))]
-            ev.append((t, driver.pack(lay, kind=L.EventKind.STEP_END, time=t)))
+            ev += [(t, codec.spike(int(i), t)) for i in rng.permutation(np.flatnonzero((times == t) & (owner == s)))]
+            ev.append((t, codec.step_end(t)))
         per.append(ev)
     pos = [0] * sources
     done = [-1] * sources  # last step whose STEP_END each sender has sent
-    out = [driver.pack(lay, kind=L.EventKind.START)]
+    out = [codec.start()]
     while any(p < len(e) for p, e in zip(pos, per, strict=True)):
         slowest = min(done)
         options = [s for s in range(sources) if pos[s] < len(per[s]) and per[s][pos[s]][0] <= slowest + 1 + skew]
@@ -129,7 +127,7 @@ def skewed_merge(cfg, times, t_end, sources, rng, skew):
         t, word = per[s][pos[s]]
         pos[s] += 1
         out.append(word)
-        if driver.unpack(lay, word)["kind"] == L.EventKind.STEP_END.value:
+        if codec.decode_event(word).kind == L.EventKind.STEP_END:
             done[s] = t
     return out
 
@@ -200,7 +198,7 @@ def make_case(cfg: PEConfig, scenario: str, seed: int, *, n_inferences: int = 2)
     if sources > 1:
         streams = [merge_sources(cfg, t, t_end, sources, rng, cfg.defer_depth) for t in inputs]
     else:
-        streams = [driver.input_events(cfg, t, t_end, rng=rng) for t in inputs]
+        streams = [PECodec(cfg).input_events(t, t_end, rng=rng) for t in inputs]
     expected = list(golden_times(cfg, weight, threshold, t_end, inputs))
     return Case(scenario=scenario, seed=seed, weight=weight, threshold=threshold, t_end=t_end, inputs=inputs,
                 streams=streams, sources=sources, neuron_base=neuron_base, idle=idle, stall=stall,

@@ -1,10 +1,10 @@
 """A whole network on one PE: every dense/conv2d layer is loaded through ``cfg`` in turn (in slices of
 ``neurons`` outputs when it has more) and all input images run through it; maxpool2d layers, which have no
-neurons, are done by the host. The result has the layout of ``yoso infer --dump-spikes`` (docs/spec.md
-section 8), so it is compared with the golden model's dump array by array.
+neurons, are done by the host (model.maxpool_times). The result has the layout of ``yoso infer --dump-spikes``
+(docs/spec.md section 8), so it is compared with the golden model's results array by array.
 
-Host side (this module, imported by pytest and the CLI) and simulator side (``run_network_in_sim``, called
-from verif/cocotb_pe.py) share the plan below.
+Host side (this module, imported by pytest) and simulator side (``run_network_layers`` in verif/cocotb_pe.py)
+share the plan below.
 """
 
 from __future__ import annotations
@@ -18,36 +18,16 @@ from pathlib import Path
 import numpy as np
 
 import model
+from host.plan import pe_config
 from rtl.config import PEConfig
 
-__all__ = ["pe_layers", "run_network", "maxpool_times"]
+__all__ = ["pe_layers", "layer_slices", "run_network"]
 
 
 def pe_layers(net: model.Network):
     """Per layer of ``net``: ("pe", weight (in, out), threshold (out,)) or ("pool", layer)."""
-    out = []
-    for layer in net.layers:
-        if layer.kind == "dense":
-            out.append(("pe", layer.weight, layer.threshold))
-        elif layer.kind == "conv2d":
-            oh_ow = int(np.prod(layer.out_shape[1:]))
-            out.append(("pe", model.conv_as_dense(layer), np.repeat(layer.threshold, oh_ow)))
-        else:
-            out.append(("pool", layer))
-    return out
-
-
-def maxpool_times(t: np.ndarray, layer) -> np.ndarray:
-    """Spike-time max pooling (earliest time of each window), docs/spec.md section 5; (batch, out_size)."""
-    c, h, w = layer.in_shape
-    _, oh, ow = layer.out_shape
-    x = t.reshape(len(t), c, h, w)
-    out = np.empty((len(t), c, oh, ow), dtype=np.int64)
-    k, s = layer.kernel, layer.stride
-    for y in range(oh):
-        for xx in range(ow):
-            out[:, :, y, xx] = x[:, :, y * s:y * s + k, xx * s:xx * s + k].min(axis=(2, 3))
-    return out.reshape(len(t), -1)
+    return [("pool", layer) if layer.kind == "maxpool2d" else ("pe", *model.dense_equivalent(layer))
+            for layer in net.layers]
 
 
 def run_network(net_path: str | os.PathLike, input_times: np.ndarray, *, lanes: int = 4,
@@ -59,9 +39,7 @@ def run_network(net_path: str | os.PathLike, input_times: np.ndarray, *, lanes: 
     from . import runner
 
     net = model.load(net_path)
-    cfg = PEConfig.for_network(net, lanes=lanes)
-    if neurons is not None:
-        cfg = dataclasses.replace(cfg, neurons=neurons)
+    cfg = pe_config(net, lanes=lanes, neurons=neurons)
     with tempfile.TemporaryDirectory() as tmp:
         times = Path(tmp) / "inputs.npy"
         result = Path(tmp) / "result.npz"
@@ -75,7 +53,7 @@ def run_network(net_path: str | os.PathLike, input_times: np.ndarray, *, lanes: 
     return out
 
 
-def layer_jobs(cfg: PEConfig, weight: np.ndarray, threshold: np.ndarray):
+def layer_slices(cfg: PEConfig, weight: np.ndarray):
     """Slices (start, stop) of a layer's outputs that fit the PE's neurons."""
     n_out = weight.shape[1]
     if weight.shape[0] > cfg.fan_in:
@@ -83,19 +61,15 @@ def layer_jobs(cfg: PEConfig, weight: np.ndarray, threshold: np.ndarray):
     return [(s, min(n_out, s + cfg.neurons)) for s in range(0, n_out, cfg.neurons)]
 
 
-def describe(cfg: PEConfig) -> str:
-    return json.dumps(dataclasses.asdict(cfg))
-
-
 def main(argv=None) -> int:
     """``python -m verif.single_pe --net FILE --dataset fashion-mnist --limit 100``: run the network on one
-    simulated PE and compare every layer with ``yoso infer --dump-spikes``; exit 1 on any mismatch."""
+    simulated PE and compare every layer with the golden model (model.run); exit 1 on any mismatch."""
     import argparse
     import time
 
-    from yoso.cli import main as yoso_main
+    from model.datasets import load_dataset
 
-    from .driver import first_mismatch
+    from .scoreboard import first_mismatch
 
     p = argparse.ArgumentParser(prog="python -m verif.single_pe", description=main.__doc__)
     p.add_argument("--net", required=True)
@@ -106,13 +80,11 @@ def main(argv=None) -> int:
     p.add_argument("--sim", choices=("icarus", "verilator"), default="verilator")
     args = p.parse_args(argv)
     net = model.load(args.net)
-    with tempfile.TemporaryDirectory() as tmp:
-        dump = Path(tmp) / "golden.npz"
-        if yoso_main(["infer", "--net", args.net, "--dataset", args.dataset, "--limit", str(args.limit), "--json",
-                      "--dump-spikes", str(dump)]):
-            return 2
-        with np.load(dump) as z:
-            want = {k: z[k] for k in z.files}
+    pixels = load_dataset(args.dataset, "test").images[:args.limit]
+    images = pixels.reshape(len(pixels), -1)
+    inputs = model.encode(images, net.encoding, net.time_bits)
+    golden = model.run(net, inputs)
+    want = {"input": inputs, **{f"layer{k}": t for k, t in enumerate(golden.times)}}
     start = time.perf_counter()
     got = run_network(args.net, want["input"], lanes=args.lanes, neurons=args.neurons, sim=args.sim,
                       name="cli")

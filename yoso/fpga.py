@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 import tempfile
 import time
@@ -14,6 +13,7 @@ import numpy as np
 import model
 
 from .util import CliError, atomic_path
+from .verify import parse_mesh
 
 BOARD_NAMES = ("icebreaker", "ulx3s-85f")
 
@@ -26,7 +26,7 @@ def register(sub) -> None:
                                    "simulated run x period).")
     p.add_argument("--board", required=True, choices=BOARD_NAMES)
     p.add_argument("--net", required=True, help="network file (.npz, docs/spec.md section 7)")
-    p.add_argument("--mesh", help="mesh of WxH nodes (router + PE each, rtl/mesh.py) mapped by rtl/mapping.py; "
+    p.add_argument("--mesh", help="mesh of WxH nodes (router + PE each, rtl/mesh.py) mapped by host/plan.py; "
                    "without it one PE runs the layers in turn")
     p.add_argument("--neurons", type=int, default=64, help="neurons per PE with --mesh (default 64)")
     p.add_argument("--lanes", type=int, default=4, help="neurons updated per cycle in the PE (default 4)")
@@ -50,12 +50,13 @@ def _latency_cycles(net, pe, placement, image, depths, mapping=None) -> tuple[in
     times = model.encode(image[None], net.encoding, net.time_bits)[0]
     if mapping is not None:
         # Mesh: loading every weight through the simulated engine takes too long for big networks; the mesh
-        # is fed directly at its host port, one flit per cycle (verif/mesh_sim.py), as the board's RUN
+        # is fed directly at its host port, one flit per cycle (host/pysim.py), as the board's RUN
         # replays its buffered flits. tests/fpga checks the full path through the engine on small meshes.
-        from verif.mesh_sim import run_images
+        from host.pysim import run_images
 
-        results, _ = run_images(mapping, times[None])
-        got = results[0]
+        got = run_images(mapping, times[None])[0]
+        if got.error is not None:
+            raise RuntimeError(f"simulated run: {got.error}")
         ref = model.run(net, times[None])
         for n, (t, want) in enumerate(zip(got.times, ref.times, strict=True)):
             if t is not None and not np.array_equal(t, want.reshape(-1)):
@@ -74,7 +75,7 @@ def _latency_cycles(net, pe, placement, image, depths, mapping=None) -> tuple[in
 
 def main(args) -> int:
     from fpga.boards import BOARDS, FitError, estimate, place_and_route, program
-    from fpga.driver import Placement
+    from host.plan import StackPlan, plan_mesh
 
     if args.lanes < 1 or args.lanes & (args.lanes - 1) or args.lanes > 64:
         raise CliError(f"--lanes: must be a power of two in 1..64, got {args.lanes}")
@@ -82,22 +83,18 @@ def main(args) -> int:
     board = BOARDS[args.board]
     mapping, noc, placement = None, None, None
     if args.mesh is not None:
-        m = re.fullmatch(r"(\d+)x(\d+)", args.mesh)
-        if not m:
-            raise CliError(f"--mesh: expected WxH such as 2x2, got {args.mesh!r}")
+        width, height = parse_mesh(args.mesh)
         if args.neurons < args.lanes:
             raise CliError(f"--neurons: {args.neurons} is below --lanes {args.lanes}")
-        from rtl.mapping import map_network
-
-        mapping = map_network(net, int(m[1]), int(m[2]), neurons=args.neurons, lanes=args.lanes)
+        mapping = plan_mesh(net, width, height, neurons=args.neurons, lanes=args.lanes)
         pe, noc = mapping.pe, mapping.noc
         # Image flits: START to every node, then per step each first-layer PE gets its spikes and a marker.
-        n_first = len(mapping.layer_pes(0))
+        n_first = len(mapping.layer_slices(0))
         depths = dict(in_depth=noc.n_nodes + n_first * (net.t_end + 1 + net.n_inputs),
                       out_depth=sum(w.shape[1] for w in mapping.weights))
     else:
         try:
-            placement = Placement.of(net)
+            placement = StackPlan.of(net)
             pe = placement.pe_config(net, lanes=args.lanes)
         except ValueError as e:
             raise CliError(str(e)) from None

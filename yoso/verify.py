@@ -14,7 +14,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("verify", help="run a network on the mesh RTL (cocotb) and compare it bit for bit with "
                                       "the golden model",
-                       description="Maps the network onto a W x H mesh (rtl/mapping.py), generates the mesh "
+                       description="Maps the network onto a W x H mesh (host/plan.py), generates the mesh "
                                    "Verilog, runs the images under cocotb and compares every neuron's spike time "
                                    "in every layer with model.run. Exits 1 on any mismatch (docs/noc.md).")
     p.add_argument("--net", required=True, help="network file (.npz, docs/spec.md section 7)")
@@ -60,19 +60,17 @@ def main(args) -> int:
             raise CliError(f"--{name}: must be >= {lo}, got {v}")
     net = model.load(args.net)
     inputs, labels = load_inputs(net, dataset=args.dataset, input_times=args.input_times, limit=args.images)
-    from rtl.mapping import map_network
+    from host.plan import plan_mesh
 
-    mapping = map_network(net, width, height, neurons=args.neurons, lanes=args.lanes,
-                          window=args.window)  # fit errors first
+    plan = plan_mesh(net, width, height, neurons=args.neurons, lanes=args.lanes, window=args.window)  # fit errors
     from tqdm import tqdm
 
     from verif.mesh_verify import verify
 
     with tqdm(total=len(inputs), desc="verify", unit="img", disable=args.json) as bar:
-        summary = verify(args.net, width, height, inputs, labels=labels, sim=args.sim, neurons=args.neurons,
-                         lanes=args.lanes, chunk=args.chunk, progress=bar.update, window=args.window,
+        summary = verify(net, plan, inputs, labels=labels, sim=args.sim, chunk=args.chunk, progress=bar.update,
                          profile=args.profile, early_exit=args.early_exit, jobs=args.jobs)
-    summary["mapping"] = mapping.describe()
+    summary["mapping"] = plan.describe()
     if args.json:
         print(json.dumps(summary))
     else:

@@ -44,7 +44,9 @@ def config_from_args(args):
         net = model.load(args.net)
     try:
         if net is not None:
-            need = PEConfig.for_network(net, lanes=args.lanes)
+            from host.plan import pe_config
+
+            need = pe_config(net, lanes=args.lanes)
             for name in ("weight_bits", "time_bits", "threshold_bits"):
                 if name in kw and kw[name] != getattr(need, name):
                     raise CliError(f"--{name.replace('_', '-')}: {kw[name]} differs from the network's "

@@ -9,7 +9,7 @@ import pytest
 
 import model
 from fpga.boards import BOARDS, BoardTop, FitError, estimate, memory_blocks
-from fpga.driver import Placement
+from host.plan import StackPlan
 from yoso.cli import main as yoso
 
 
@@ -23,7 +23,7 @@ def small(tmp_path, arch="20-8-4", seed=2) -> tuple[Path, model.Network]:
 @pytest.mark.parametrize("board", sorted(BOARDS))
 def test_board_top_elaborates(board, tmp_path):
     _, net = small(tmp_path)
-    pl = Placement.of(net)
+    pl = StackPlan.of(net)
     b = BOARDS[board]
     top = BoardTop(pl.pe_config(net, lanes=2), board=b, baud=1_000_000, in_depth=20, out_depth=8)
     plan = b.platform().prepare(top, name="yoso")
@@ -41,7 +41,7 @@ def test_memory_blocks():
 
 def test_fit_error_names_the_numbers():
     net = model.random_network("784-100-10", seed=0)
-    pl = Placement.of(net)
+    pl = StackPlan.of(net)
     pe = pl.pe_config(net, lanes=4)
     with pytest.raises(FitError, match=r"does not fit iCE40UP5K: needs about \d+ block RAMs \(weights \d+: "
                                        r"884 rows x 112 neurons x 8 bits = 792064 bits\), the device has 30"):

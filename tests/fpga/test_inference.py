@@ -5,17 +5,17 @@ import numpy as np
 import pytest
 
 import model
-from fpga.driver import HostLink, LinkError, Placement, infer, infer_mesh, load_mesh, load_network
+from fpga.driver import HostLink, LinkError, infer, infer_mesh, load_mesh, load_network
 from fpga.sim import SimTransport
 from fpga.top import LinkCore, UARTTop
-from rtl.mapping import map_network
+from host.plan import StackPlan, plan_mesh
 
 
 @pytest.mark.parametrize("seed", [11])
 def test_uart_inference_matches_golden_model(seed):
     print(f"seed={seed}")
     net = model.random_network("10-6-4", seed=seed, time_bits=6)
-    pl = Placement.of(net)
+    pl = StackPlan.of(net)
     pe = pl.pe_config(net, lanes=2)
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, size=(2, net.n_inputs))
@@ -40,7 +40,7 @@ def test_stream_link_two_layers_back_to_back():
     seed = 12
     print(f"seed={seed}")
     net = model.random_network("12-8-5", seed=seed, time_bits=6)
-    pl = Placement.of(net)
+    pl = StackPlan.of(net)
     pe = pl.pe_config(net, lanes=4)
     x = model.encode(np.random.default_rng(seed).integers(0, 256, size=(3, 12)), net.encoding, net.time_bits)
     ref = model.run(net, x)
@@ -56,7 +56,7 @@ def test_stream_link_two_layers_back_to_back():
 
 def test_geometry_checks():
     net = model.random_network("10-6-4", seed=1, time_bits=6)
-    pl = Placement.of(net)
+    pl = StackPlan.of(net)
     assert pl.row_base == (0, 10) and pl.neuron_base == (0, 6) and (pl.rows, pl.neurons) == (16, 10)
     pe = pl.pe_config(net, lanes=2)
     link = HostLink(SimTransport(LinkCore(pe, in_depth=4, out_depth=8)))
@@ -82,7 +82,7 @@ def test_uart_inference_on_mesh_matches_golden_model(seed):
     every layer's spike times (every PE reports to the host) and the prediction match the golden model."""
     print(f"seed={seed}")
     net = model.random_network("8-4-3", seed=seed, time_bits=5)
-    mp = map_network(net, 2, 1, neurons=4, lanes=2)
+    mp = plan_mesh(net, 2, 1, neurons=4, lanes=2)
     x = model.encode(np.random.default_rng(seed).integers(0, 256, size=(1, net.n_inputs)), net.encoding,
                      net.time_bits)
     ref = model.run(net, x)

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 
 import model
-from fpga.driver import BoardError, HostLink, Placement
+from fpga.driver import BoardError, HostLink
 from fpga.protocol import MAX_PAYLOAD, SYNC_RESP, Cmd, ProtocolLayout, Status, crc8, request, response
 from fpga.sim import SimTransport
 from fpga.top import LinkCore
-from verif import driver
+from host.codec import PECodec
+from host.plan import StackPlan
 
 
 def test_crc8_check_value():
@@ -30,7 +31,7 @@ def test_spike_packing_roundtrip():
 @pytest.fixture(scope="module")
 def link():
     net = model.random_network("6-4-3", seed=5, time_bits=5)
-    pl = Placement.of(net)
+    pl = StackPlan.of(net)
     pe = pl.pe_config(net, lanes=1)
     return HostLink(SimTransport(LinkCore(pe, in_depth=6, out_depth=4), timeout=100_000)), pe
 
@@ -91,7 +92,7 @@ def test_run_output_full(link):
     link, pe = link
     weight = np.zeros((pe.fan_in, pe.neurons), dtype=np.int64)
     weight[0] = 1
-    link.cfg(driver.layer_cfg_words(pe, weight, np.ones(pe.neurons, dtype=np.int64), t_end=pe.max_t_end))
+    link.cfg(PECodec(pe).layer_cfg_words(weight, np.ones(pe.neurons, dtype=np.int64), t_end=pe.max_t_end))
     res = link.run(pe.max_t_end)
     assert res.cycles > pe.max_t_end
     assert pe.neurons == 7

@@ -1,4 +1,5 @@
-"""Mapper: placement, sources and destinations, capacity errors with numbers, flit streams."""
+"""Mesh plans: placement, sources and destinations, capacity errors with numbers, flit streams, the plan as
+data; the one PE derivation."""
 
 from __future__ import annotations
 
@@ -6,41 +7,41 @@ import numpy as np
 import pytest
 
 import model
+from host.codec import unpack
+from host.plan import MappingError, MeshPlan, pe_config, plan_mesh
 from rtl import layouts as L
-from rtl.mapping import MappingError, map_network
 from rtl.noc_layouts import FlitKind, flit_layout
-from verif.driver import unpack
 
 
 def test_placement_sources_dests():
     net = model.random_network("20-10-9-3", seed=0, time_bits=4)
-    mp = map_network(net, 3, 3, neurons=4, lanes=2, window=1)
-    assert [len(mp.layer_pes(n)) for n in range(3)] == [3, 3, 1]
+    mp = plan_mesh(net, 3, 3, neurons=4, lanes=2, window=1)
+    assert [len(mp.layer_slices(n)) for n in range(3)] == [3, 3, 1]
     # row-major nodes, layer after layer
-    assert [p.node for p in mp.placements] == [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1), (0, 2)]
-    assert [p.sources for p in mp.placements] == [1, 1, 1, 3, 3, 3, 3]
-    assert mp.placements[0].dests == ((0, 1, 0), (1, 1, 0), (2, 1, 0), (0, 0, 1))
-    assert mp.placements[-1].dests == ((0, 0, 1),)
-    assert [(p.lo, p.hi) for p in mp.layer_pes(0)] == [(0, 4), (4, 8), (8, 10)]
+    assert [p.node for p in mp.slices] == [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1), (0, 2)]
+    assert [p.sources for p in mp.slices] == [1, 1, 1, 3, 3, 3, 3]
+    assert mp.slices[0].dests == ((0, 1, 0), (1, 1, 0), (2, 1, 0), (0, 0, 1))
+    assert mp.slices[-1].dests == ((0, 0, 1),)
+    assert [(p.lo, p.hi) for p in mp.layer_slices(0)] == [(0, 4), (4, 8), (8, 10)]
     # window 1, deepest layer 2: a source runs at most 1 + 2 steps ahead (one marker each) and holds at most
     # all its neurons' spikes; 2 other sources
     assert mp.pe.defer_depth == 2 * (3 + mp.pe.neurons) + 2
     with pytest.raises(MappingError, match="window"):
-        map_network(net, 3, 3, neurons=4, lanes=2, monitor=False, window=1)
+        plan_mesh(net, 3, 3, neurons=4, lanes=2, monitor=False, window=1)
 
 
 def test_monitor_off_only_output_layer_reports():
     net = model.random_network("8-6-3", seed=0, time_bits=4)
-    mp = map_network(net, 2, 2, neurons=4, lanes=2, monitor=False)
+    mp = plan_mesh(net, 2, 2, neurons=4, lanes=2, monitor=False)
     assert mp.n_reporting == 1
-    assert all(h == 0 for p in mp.layer_pes(0) for _, _, h in p.dests)
+    assert all(h == 0 for p in mp.layer_slices(0) for _, _, h in p.dests)
 
 
 def test_does_not_fit_names_numbers():
     net = model.random_network("784-100-10", seed=0)
     with pytest.raises(MappingError,
                        match=r"--mesh 2x1: the network needs 3 PEs of at most 64 neurons .* the mesh has 2"):
-        map_network(net, 2, 1, neurons=64, lanes=4)
+        plan_mesh(net, 2, 1, neurons=64, lanes=4)
 
 
 def test_maxpool_rejected():
@@ -50,18 +51,18 @@ def test_maxpool_rejected():
     dense = model.Dense(weight=np.ones((4, 2), dtype=np.int64), threshold=np.array([2, 3]))
     net = model.Network.build(input_shape=(1, 4, 4), layers=[conv, pool, dense], time_bits=4)
     with pytest.raises(MappingError, match=r"layers\[1\]: maxpool2d does not run on the mesh"):
-        map_network(net, 2, 2)
+        plan_mesh(net, 2, 2)
 
 
 def test_image_flits_protocol():
     net = model.random_network("4-3", seed=0, time_bits=3)
-    mp = map_network(net, 1, 1, neurons=4, lanes=2)
+    mp = plan_mesh(net, 1, 1, neurons=4, lanes=2)
     times = np.array([2, net.no_spike, 0, 2])
     fl, ev = flit_layout(mp.noc), L.event_layout(mp.pe)
     events = []
     for w in mp.image_flits(times):
         f = unpack(fl, w)
-        assert (f["x"], f["y"], f["host"], f["kind"]) == (0, 0, 0, FlitKind.EVENT.value)
+        assert (f["x"], f["y"], f["host"], f["kind"]) == (0, 0, 0, FlitKind.EVENT)
         e = unpack(ev, f["payload"])
         events.append((L.EventKind(e["kind"]).name, e["index"], e["time"]))
     want = [("START", 0, 0), ("SPIKE", 2, 0), ("STEP_END", 0, 0), ("STEP_END", 0, 1), ("SPIKE", 0, 2),
@@ -73,8 +74,8 @@ def test_image_flits_interleave_first_layer_pes():
     # Two first-layer PEs: each event goes to both in turn (so both work while the host port is blocked on one),
     # and each PE still receives its own events in order.
     net = model.random_network("4-6-2", seed=0, time_bits=3)
-    mp = map_network(net, 2, 2, neurons=4, lanes=2)
-    first = [p.node for p in mp.layer_pes(0)]
+    mp = plan_mesh(net, 2, 2, neurons=4, lanes=2)
+    first = [p.node for p in mp.layer_slices(0)]
     assert len(first) == 2
     fl, ev = flit_layout(mp.noc), L.event_layout(mp.pe)
     groups = dict(mp.image_steps(np.array([0, net.no_spike, 0, 1])))
@@ -91,15 +92,36 @@ def test_image_flits_interleave_first_layer_pes():
 def test_window_must_be_positive(window):
     net = model.random_network("6-4", seed=0)
     with pytest.raises(MappingError, match=r"window: must be None or an integer >= 1"):
-        map_network(net, 1, 1, neurons=4, lanes=2, window=window)
+        plan_mesh(net, 1, 1, neurons=4, lanes=2, window=window)
 
 
 def test_even_split():
     """A layer takes ceil(n / neurons) PEs with equal shares rounded up to whole lanes; the PE is sized for the
     largest share."""
     net = model.random_network("20-100-10", seed=0)
-    mp = map_network(net, 2, 2, neurons=64, lanes=4)
-    assert [(p.layer, p.lo, p.hi) for p in mp.placements] == [(0, 0, 52), (0, 52, 100), (1, 0, 10)]
+    mp = plan_mesh(net, 2, 2, neurons=64, lanes=4)
+    assert [(p.layer, p.lo, p.hi) for p in mp.slices] == [(0, 0, 52), (0, 52, 100), (1, 0, 10)]
     assert mp.pe.neurons == 52
-    mp = map_network(net, 4, 1, neurons=40, lanes=4)
-    assert [(p.lo, p.hi) for p in mp.layer_pes(0)] == [(0, 36), (36, 72), (72, 100)]
+    mp = plan_mesh(net, 4, 1, neurons=40, lanes=4)
+    assert [(p.lo, p.hi) for p in mp.layer_slices(0)] == [(0, 36), (36, 72), (72, 100)]
+
+
+def test_plan_round_trips_as_data(tmp_path):
+    """A saved plan loads equal in every field the simulator processes use (fifo_depth included) and gives the
+    same flits."""
+    net = model.random_network("6-7-3", seed=3, time_bits=4)
+    mp = plan_mesh(net, 2, 2, neurons=4, lanes=2, window=2, fifo_depth=3)
+    mp.save(tmp_path / "plan.npz")
+    back = MeshPlan.load(tmp_path / "plan.npz")
+    assert (back.pe, back.noc, back.slices, back.t_end, back.window, back.monitor) == \
+        (mp.pe, mp.noc, mp.slices, mp.t_end, mp.window, mp.monitor)
+    assert back.noc.fifo_depth == 3
+    assert back.config_flits() == mp.config_flits()
+    times = np.array([0, 1, net.no_spike, 2, 3, 0])
+    assert back.image_flits(times) == mp.image_flits(times)
+
+
+def test_pe_config_fits_every_layer():
+    net = model.random_network("50-30-10", seed=0, time_bits=6)
+    cfg = pe_config(net, lanes=4)
+    assert (cfg.fan_in, cfg.neurons, cfg.time_bits) == (50, 32, 6)

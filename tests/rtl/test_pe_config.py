@@ -6,7 +6,6 @@ import dataclasses
 
 import pytest
 
-import model
 from model.network import potential_bits, weight_sum_bits
 from rtl.config import PEConfig
 
@@ -47,9 +46,3 @@ def test_widths_follow_the_spec_functions():
     assert cfg.words == 100 and cfg.weight_words == 78_400
     assert cfg.index_bits == 10 and cfg.neuron_bits == 10 and cfg.lane_bits == 3
     assert cfg.no_spike == 255 and cfg.max_t_end == 254
-
-
-def test_for_network_fits_every_layer():
-    net = model.random_network("50-30-10", seed=0, time_bits=6)
-    cfg = PEConfig.for_network(net, lanes=4)
-    assert (cfg.fan_in, cfg.neurons, cfg.time_bits) == (50, 32, 6)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from host.codec import PECodec, unpack
 from rtl import layouts as L
 from rtl.config import PEConfig
 from rtl.load import Load
-from verif import driver
 from verif.pysim_pe import stream_put
 from verif.scenarios import merge_sources, skewed_merge
 
@@ -40,7 +40,7 @@ def reference_tokens(cfg, events, *, active, sources, t_end, bits):
             out.append((op, word, last, addr, t))
 
     for w in events:
-        e = driver.unpack(lay, w)
+        e = unpack(lay, w)
         kind = L.EventKind(e["kind"])
         if kind == L.EventKind.START:
             cur = count = 0
@@ -122,7 +122,7 @@ def test_single_source_tokens_match_reference(seed):
     active = int(rng.integers(1, CFG.neurons + 1))
     t_end = int(rng.integers(3, CFG.max_t_end + 1))
     times = rng.integers(0, t_end + 1, size=CFG.fan_in)
-    events = driver.input_events(CFG, times, t_end, rng=rng) * 2  # two inferences back to back
+    events = PECodec(CFG).input_events(times, t_end, rng=rng) * 2  # two inferences back to back
     want = reference_tokens(CFG, events, active=active, sources=1, t_end=t_end, bits=rising_bits(seed))
     got, hazards = simulate(CFG, events, active=active, sources=1, t_end=t_end, seed=seed, n_tokens=len(want))
     assert not hazards, f"word read while its write was pending: {hazards[:3]}"
@@ -179,7 +179,7 @@ def load_reference(cfg, events, *, sources, t_end, defer_depth):
             e, from_defer = parked.popleft(), True
             replay -= 1
         elif pending:
-            e, from_defer = driver.unpack(lay, pending.popleft()), False
+            e, from_defer = unpack(lay, pending.popleft()), False
         else:
             return out
         kind = L.EventKind(e["kind"])
@@ -234,10 +234,10 @@ def _steps_ahead(cfg, events, sources):
     lay = L.event_layout(cfg)
     ends, completed, out = {}, 0, []
     for w in events:
-        e = driver.unpack(lay, w)
-        if e["kind"] == L.EventKind.SPIKE.value:
+        e = unpack(lay, w)
+        if e["kind"] == L.EventKind.SPIKE:
             out.append(e["time"] - completed)
-        elif e["kind"] == L.EventKind.STEP_END.value:
+        elif e["kind"] == L.EventKind.STEP_END:
             ends[e["time"]] = ends.get(e["time"], 0) + 1
             while ends.get(completed, 0) >= sources:
                 completed += 1

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from host.codec import PECodec, pack
 from rtl import layouts as L
 from rtl.config import PEConfig
 from rtl.memory_interface import MemoryInterface
-from verif import driver
 from verif.pysim_pe import stream_get, stream_put
 
 CFG = PEConfig(neurons=8, fan_in=5, lanes=4, threshold_bits=12, time_bits=5, max_sources=3)
@@ -19,7 +19,7 @@ CFG = PEConfig(neurons=8, fan_in=5, lanes=4, threshold_bits=12, time_bits=5, max
 def _request(op, word, weight_addr=0):
     lay = L.read_request_layout(CFG)
     tok = L.token_layout(CFG)
-    token = driver.pack(tok, op=op, word=word)
+    token = pack(tok, op=op, word=word)
     return token << lay["token"].offset | weight_addr << lay["weight_addr"].offset
 
 
@@ -29,7 +29,7 @@ def test_config_writes_read_back_under_stalls(seed):
     rng = np.random.default_rng(seed)
     w = rng.integers(-128, 128, size=(CFG.fan_in, CFG.neurons))
     th = rng.integers(1, 1 << 12, size=CFG.neurons)
-    words = driver.layer_cfg_words(CFG, w, th, neuron_base=0, sources=3, t_end=17)
+    words = PECodec(CFG).layer_cfg_words(w, th, neuron_base=0, sources=3, t_end=17)
     rng.shuffle(words[4:])  # any order of SRAM writes
     dut = MemoryInterface(CFG)
     resp_lay = L.read_response_layout(CFG)
@@ -75,14 +75,14 @@ def test_core_read_wins_over_cfg_write():
         ctx.set(dut.read_req.valid, 1)
         ctx.set(dut.read_req.payload.as_value(), _request(L.Op.SPIKE, 0, 0))
         ctx.set(dut.cfg.valid, 1)
-        ctx.set(dut.cfg.payload.as_value(), driver.pack(cfg_lay, target=L.CfgTarget.WEIGHT, row=0, neuron=0, data=5))
+        ctx.set(dut.cfg.payload.as_value(), pack(cfg_lay, target=L.CfgTarget.WEIGHT, row=0, neuron=0, data=5))
         for _ in range(3):
             await ctx.tick()
             trace.append(("weight", ctx.get(dut.cfg.ready)))
-        ctx.set(dut.cfg.payload.as_value(), driver.pack(cfg_lay, target=L.CfgTarget.THRESHOLD, neuron=1, data=9))
+        ctx.set(dut.cfg.payload.as_value(), pack(cfg_lay, target=L.CfgTarget.THRESHOLD, neuron=1, data=9))
         await ctx.delay(1e-9)
         trace.append(("threshold", ctx.get(dut.cfg.ready)))
-        ctx.set(dut.cfg.payload.as_value(), driver.pack(cfg_lay, target=L.CfgTarget.WEIGHT, row=0, neuron=0, data=5))
+        ctx.set(dut.cfg.payload.as_value(), pack(cfg_lay, target=L.CfgTarget.WEIGHT, row=0, neuron=0, data=5))
         ctx.set(dut.read_req.valid, 0)  # core idle: the weight write goes through
         await ctx.delay(1e-9)
         trace.append(("weight-idle", ctx.get(dut.cfg.ready)))

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from host.codec import PECodec, pack, unpack
 from rtl import layouts as L
 from rtl.config import PEConfig
 from rtl.pe import PE
-from verif import driver
 from verif.pysim_pe import run_case, run_streams, stream_get, stream_put
 from verif.scenarios import SCENARIOS, golden_times, make_case, skewed_merge
+from verif.scoreboard import first_mismatch
 
 CONFIGS = {
     "lanes2": PEConfig(neurons=8, fan_in=12, lanes=2, time_bits=4, max_sources=3, defer_depth=4, fifo_depth=2),
@@ -29,7 +30,7 @@ def test_pe_matches_golden_model(config, scenario, seed):
     case = make_case(cfg, scenario, seed)
     got, _ = run_case(cfg, case)
     for k, (g, w) in enumerate(zip(got, case.expected, strict=True)):
-        msg = driver.first_mismatch(g, w, cfg.no_spike)
+        msg = first_mismatch(g, w, cfg.no_spike)
         assert msg is None, f"inference {k}: {msg}"
 
 
@@ -38,7 +39,7 @@ def cycles_between_events(cfg: PEConfig, events: list[int], n_cfg_neurons: int, 
     ``weight`` and every threshold the largest (nothing fires)."""
     dut = PE(cfg)
     accepted, cycle = [], [0]
-    words = driver.layer_cfg_words(cfg, np.full((16, n_cfg_neurons), weight, dtype=np.int64),
+    words = PECodec(cfg).layer_cfg_words(np.full((16, n_cfg_neurons), weight, dtype=np.int64),
                                    np.full(n_cfg_neurons, (1 << cfg.threshold_bits) - 1), t_end=cfg.max_t_end)
 
     async def count(ctx):
@@ -72,9 +73,9 @@ def test_cycle_model(neurons, lanes):
     is."""
     cfg = PEConfig(neurons=neurons, fan_in=16, lanes=lanes, time_bits=4)
     lay = L.event_layout(cfg)
-    events = [driver.pack(lay, kind=L.EventKind.START)]
-    events += [driver.pack(lay, kind=L.EventKind.SPIKE, index=i % 16, time=0) for i in range(12)]
-    events += [driver.pack(lay, kind=L.EventKind.STEP_END, time=t) for t in range(6)]
+    events = [pack(lay, kind=L.EventKind.START)]
+    events += [pack(lay, kind=L.EventKind.SPIKE, index=i % 16, time=0) for i in range(12)]
+    events += [pack(lay, kind=L.EventKind.STEP_END, time=t) for t in range(6)]
     W = neurons // lanes
     rising = cycles_between_events(cfg, events, neurons, weight=1)
     assert list(rising[1:12]) == [max(W, 5)] * 11      # SPIKE after SPIKE
@@ -101,9 +102,9 @@ def test_backpressure_fills_every_fifo():
     lay = L.event_layout(cfg)
 
     async def feed(ctx):
-        for w in driver.layer_cfg_words(cfg, weight, threshold, t_end=t_end):
+        for w in PECodec(cfg).layer_cfg_words(weight, threshold, t_end=t_end):
             await stream_put(ctx, dut.cfg, w)
-        for e in driver.input_events(cfg, times, t_end):
+        for e in PECodec(cfg).input_events(times, t_end):
             await stream_put(ctx, dut.i, e)
 
     async def drain(ctx):
@@ -112,10 +113,10 @@ def test_backpressure_fills_every_fifo():
         words = []
         while True:
             words.append(await stream_get(ctx, dut.o))
-            e = driver.unpack(lay, words[-1])
-            if e["kind"] == L.EventKind.STEP_END.value and e["time"] == t_end:
+            e = unpack(lay, words[-1])
+            if e["kind"] == L.EventKind.STEP_END and e["time"] == t_end:
                 break
-        out.append(driver.decode_output(cfg, words, 16, t_end))
+        out.append(PECodec(cfg).decode_output(words, 16, t_end))
 
     names = list(dut.fifos)
 
@@ -130,7 +131,7 @@ def test_backpressure_fills_every_fifo():
     sim.add_process(watch)
     sim.run()
     assert levels == {name: 2 for name in dut.fifos}
-    assert driver.first_mismatch(out[0], want, cfg.no_spike) is None
+    assert first_mismatch(out[0], want, cfg.no_spike) is None
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -147,6 +148,6 @@ def test_senders_two_steps_ahead(seed):
     sources = 3
     streams = [skewed_merge(cfg, times, t_end, sources, rng, skew=2)]
     want = golden_times(cfg, weight, threshold, t_end, [times])[0]
-    words = driver.layer_cfg_words(cfg, weight, threshold, sources=sources, t_end=t_end)
+    words = PECodec(cfg).layer_cfg_words(weight, threshold, sources=sources, t_end=t_end)
     got, _ = run_streams(cfg, words, streams, n_out=cfg.neurons, t_end=t_end, seed=seed, idle=0.2, stall=0.3)
-    assert driver.first_mismatch(got[0], want, cfg.no_spike) is None
+    assert first_mismatch(got[0], want, cfg.no_spike) is None

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from host.codec import pack
 from rtl import layouts as L
 from rtl.config import PEConfig
 from rtl.store import Store
-from verif import driver
 from verif.pysim_pe import stream_get, stream_put
 
 CFG = PEConfig(neurons=16, fan_in=20, lanes=4, time_bits=5)
@@ -36,16 +36,16 @@ def test_store_events_and_writes(seed):
         newly = int(rng.integers(0, 1 << CFG.lanes)) if op == L.Op.SWEEP else 0
         state = int(rng.integers(0, 1 << 62))
         rising = int(rng.integers(0, 2))
-        t = driver.pack(tok, op=op, word=word, time=time, last=last)
-        items.append(driver.pack(lay, token=t, state=state, newly=newly, rising=rising))
+        t = pack(tok, op=op, word=word, time=time, last=last)
+        items.append(pack(lay, token=t, state=state, newly=newly, rising=rising))
         if op != L.Op.MARK:
             want_writes.append((word, state, rising))
         for j in range(CFG.lanes):
             if newly >> j & 1:
-                want_events.append(driver.pack(ev, kind=L.EventKind.SPIKE, index=base + word * CFG.lanes + j,
+                want_events.append(pack(ev, kind=L.EventKind.SPIKE, index=base + word * CFG.lanes + j,
                                                time=time + 1))
         if last and op != L.Op.SPIKE:
-            want_events.append(driver.pack(ev, kind=L.EventKind.STEP_END,
+            want_events.append(pack(ev, kind=L.EventKind.STEP_END,
                                            time=0 if op == L.Op.CLEAR else time + 1))
     dut = Store(CFG)
     wr = L.write_request_layout(CFG)

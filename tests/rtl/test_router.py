@@ -4,7 +4,6 @@ random backpressure; every flit arrives exactly once, at the port XY routing nam
 
 from __future__ import annotations
 
-import os
 import random
 
 import pytest
@@ -14,7 +13,7 @@ from rtl.noc_layouts import FlitKind, NocConfig, Port
 from rtl.router import Router
 from verif.router_traffic import SEQ_BITS, check_delivery, make_traffic
 
-SEED = int(os.environ.get("SEED", random.randrange(1 << 30)))
+
 def run_router(cfg, x, y, seed, *, per_port=40, p_idle=0.3, p_stall=0.3, max_cycles=20000):
     rng = random.Random(seed)
     dut = Router(cfg, x=x, y=y)
@@ -69,24 +68,21 @@ def run_router(cfg, x, y, seed, *, per_port=40, p_idle=0.3, p_stall=0.3, max_cyc
 
 
 @pytest.mark.parametrize("x,y", [(1, 1), (0, 0), (2, 1)])
-def test_random_traffic_backpressure(x, y):
-    print(f"SEED={SEED}")
-    run_router(NocConfig(width=3, height=2, payload_bits=16), x, y, SEED + 10 * x + y)
+def test_random_traffic_backpressure(x, y, seed):
+    run_router(NocConfig(width=3, height=2, payload_bits=16), x, y, seed + 10 * x + y)
 
 
-def test_saturation_ends():
+def test_saturation_ends(seed):
     """All inputs always valid, all outputs always ready: every output moves one flit per cycle."""
-    print(f"SEED={SEED}")
     cfg = NocConfig(width=3, height=3, payload_bits=16)
-    cycles = run_router(cfg, 1, 1, SEED, per_port=60, p_idle=0.0, p_stall=0.0)
+    cycles = run_router(cfg, 1, 1, seed, per_port=60, p_idle=0.0, p_stall=0.0)
     # 300 flits through 5 outputs; random destinations make some outputs busier than others.
     assert cycles < 300, cycles
 
 
-def test_saturation_backpressure_shallow_fifo():
-    print(f"SEED={SEED}")
+def test_saturation_backpressure_shallow_fifo(seed):
     cfg = NocConfig(width=2, height=2, payload_bits=16, fifo_depth=2)
-    run_router(cfg, 1, 0, SEED + 1, per_port=40, p_idle=0.0, p_stall=0.7)
+    run_router(cfg, 1, 0, seed + 1, per_port=40, p_idle=0.0, p_stall=0.7)
 
 
 def test_round_robin_is_fair():

@@ -5,18 +5,16 @@ gives the golden results; `yoso verify` end to end."""
 from __future__ import annotations
 
 import json
-import os
-import random
 import shutil
 
 import numpy as np
 import pytest
 
 import model
+from host.plan import plan_mesh
 from verif.mesh_verify import verify
 from yoso.cli import main as yoso
 
-SEED = int(os.environ.get("SEED", random.randrange(1 << 30)))
 pytestmark = pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog (iverilog) not installed")
 
 
@@ -30,32 +28,34 @@ def net_and_inputs(tmp_path, arch, seed, n, time_bits=4):
     return net, str(path), t
 
 
+def run(net, mesh, inputs, *, neurons, lanes, window=1, **kwargs):
+    """verify() on the plan of ``net`` on a ``mesh`` (W, H)."""
+    return verify(net, plan_mesh(net, *mesh, neurons=neurons, lanes=lanes, window=window), inputs, **kwargs)
+
+
 @pytest.mark.parametrize("arch,mesh,neurons,lanes", [("6-7-3", (2, 2), 4, 2), ("5-6-4-2", (3, 2), 2, 1)])
-def test_random_network_stalls(tmp_path, arch, mesh, neurons, lanes):
-    print(f"SEED={SEED}")
-    net, path, inputs = net_and_inputs(tmp_path, arch, SEED, 3)
-    s = verify(path, *mesh, inputs, neurons=neurons, lanes=lanes, seed=SEED, idle=0.3, stall=0.3)
+def test_random_network_stalls(tmp_path, arch, mesh, neurons, lanes, seed):
+    net, path, inputs = net_and_inputs(tmp_path, arch, seed, 3)
+    s = run(net, mesh, inputs, neurons=neurons, lanes=lanes, seed=seed, idle=0.3, stall=0.3)
     assert s["spikes_compared"] == 3 * sum(int(np.prod(layer.out_shape)) for layer in net.layers)
     assert (s["mismatches"], s["protocol_errors"]) == (0, 0), s
     assert s["predictions_equal_golden"]
 
 
-def test_reset_mid_inference(tmp_path):
+def test_reset_mid_inference(tmp_path, seed):
     """Reset 60 cycles into the first image (events in flight in routers, NIs and PEs), reconfigure, run:
     every spike time still equals the golden model's."""
-    print(f"SEED={SEED}")
-    _, path, inputs = net_and_inputs(tmp_path, "6-7-3", SEED + 1, 2)
-    s = verify(path, 2, 2, inputs, neurons=4, lanes=2, seed=SEED, reset_after=60)
+    net, path, inputs = net_and_inputs(tmp_path, "6-7-3", seed + 1, 2)
+    s = run(net, (2, 2), inputs, neurons=4, lanes=2, seed=seed, reset_after=60)
     assert (s["mismatches"], s["protocol_errors"]) == (0, 0), s
 
 
-def test_early_exit_stalls(tmp_path):
+def test_early_exit_stalls(tmp_path, seed):
     """Early exit under host idle cycles and backpressure: each image is aborted once its prediction is decided
     (flits still in flight everywhere), and the next image runs from START on the same configuration: every
     spike time the host saw, and every prediction, equal the golden model's."""
-    print(f"SEED={SEED}")
-    _, path, inputs = net_and_inputs(tmp_path, "6-7-3", SEED + 4, 4)
-    s = verify(path, 2, 2, inputs, neurons=4, lanes=2, seed=SEED, idle=0.3, stall=0.3, early_exit=True)
+    net, path, inputs = net_and_inputs(tmp_path, "6-7-3", seed + 4, 4)
+    s = run(net, (2, 2), inputs, neurons=4, lanes=2, seed=seed, idle=0.3, stall=0.3, early_exit=True)
     assert (s["mismatches"], s["protocol_errors"]) == (0, 0), s
     assert s["predictions_equal_golden"]
 
@@ -74,8 +74,8 @@ def test_early_exit_saves_cycles(tmp_path):
     inputs = rng.integers(0, 6, size=(3, 8))
     golden = model.run(net, inputs)
     assert (golden.times[-1].min(axis=1) < net.t_end - 10).all()  # the premise: decided well before t_end
-    full = verify(str(path), 2, 2, inputs, neurons=4, lanes=2)
-    early = verify(str(path), 2, 2, inputs, neurons=4, lanes=2, early_exit=True)
+    full = run(net, (2, 2), inputs, neurons=4, lanes=2)
+    early = run(net, (2, 2), inputs, neurons=4, lanes=2, early_exit=True)
     for s in (full, early):
         assert (s["mismatches"], s["protocol_errors"]) == (0, 0), s
         assert s["predictions_equal_golden"]
@@ -85,11 +85,11 @@ def test_early_exit_saves_cycles(tmp_path):
     assert early["sops_until_decision_per_image"] <= full["sops_per_image"]
 
 
-def test_profile_counts(tmp_path):
+def test_profile_counts(tmp_path, seed):
     """--profile: the host-port categories cover every cycle of an image and agree with the flit counts; every
     used PE is seen taking input and issuing word reads."""
-    _, path, inputs = net_and_inputs(tmp_path, "6-7-3", SEED + 3, 2)
-    s = verify(path, 2, 2, inputs, neurons=4, lanes=2, seed=SEED, profile=True)
+    net, path, inputs = net_and_inputs(tmp_path, "6-7-3", seed + 3, 2)
+    s = run(net, (2, 2), inputs, neurons=4, lanes=2, seed=seed, profile=True)
     assert (s["mismatches"], s["protocol_errors"]) == (0, 0), s
     p = s["profile_per_image"]
     host = sum(p.get(f"host_in_{k}", 0) for k in ("sent", "blocked", "gated", "idle"))
@@ -100,8 +100,8 @@ def test_profile_counts(tmp_path):
         assert p[f"pe{x}_{y}_in"] > 0 and p[f"pe{x}_{y}_load"] > 0, p
 
 
-def test_cli_verify_json(tmp_path, capsys):
-    _, path, inputs = net_and_inputs(tmp_path, "6-5-3", SEED + 2, 2)
+def test_cli_verify_json(tmp_path, capsys, seed):
+    _, path, inputs = net_and_inputs(tmp_path, "6-5-3", seed + 2, 2)
     np.save(tmp_path / "in.npy", inputs)
     rc = yoso(["verify", "--net", path, "--mesh", "2x1", "--input-times", str(tmp_path / "in.npy"),
                "--neurons", "8", "--lanes", "2", "--json", "--chunk", "1", "--jobs", "2"])
@@ -123,12 +123,11 @@ def test_cli_verify_does_not_fit(tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("k", range(6))
-def test_many_seeds(tmp_path, k):
-    seed = SEED + 100 * k
-    print(f"SEED={SEED} (case seed {seed})")
+def test_many_seeds(tmp_path, k, seed):
+    seed += 100 * k
     rng = np.random.default_rng(seed)
     sizes = [int(rng.integers(3, 12)) for _ in range(int(rng.integers(2, 5)))]
-    _, path, inputs = net_and_inputs(tmp_path, sizes, seed, 4, time_bits=int(rng.integers(3, 6)))
+    net, path, inputs = net_and_inputs(tmp_path, sizes, seed, 4, time_bits=int(rng.integers(3, 6)))
     neurons = 4 if sum(sizes[1:]) <= 4 * 12 - 3 * len(sizes) else 8  # fits 4x3 nodes either way
-    s = verify(path, 4, 3, inputs, neurons=neurons, lanes=2, seed=seed, idle=0.2 * (k % 3), stall=0.2 * (k % 4))
+    s = run(net, (4, 3), inputs, neurons=neurons, lanes=2, seed=seed, idle=0.2 * (k % 3), stall=0.2 * (k % 4))
     assert (s["mismatches"], s["protocol_errors"]) == (0, 0), s

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import random
 import shutil
 
 import pytest
@@ -16,13 +14,12 @@ from rtl.noc_layouts import NocConfig
 from rtl.router import Router
 from verif.noc_runner import build, run_test
 
-SEED = int(os.environ.get("SEED", random.randrange(1 << 30)))
 pytestmark = pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog (iverilog) not installed")
 
 
 def run(cfg: NocConfig, x: int, y: int, *, seed: int, flits: int, idle: float, stall: float, name: str,
         sim: str = "icarus"):
-    print(f"SEED={SEED} (case seed {seed})")
+    print(f"case seed {seed}")
     bdir = build(Router(cfg, x=x, y=y), "yoso_router", sim)
     spec = {**dataclasses.asdict(cfg), "x": x, "y": y}
     spec.pop("max_dests")
@@ -31,23 +28,23 @@ def run(cfg: NocConfig, x: int, y: int, *, seed: int, flits: int, idle: float, s
                   "ROUTER_IDLE": str(idle), "ROUTER_STALL": str(stall)})
 
 
-def test_random_traffic_backpressure():
-    run(NocConfig(width=3, height=3, payload_bits=16), 1, 1, seed=SEED, flits=200, idle=0.3, stall=0.3,
+def test_random_traffic_backpressure(seed):
+    run(NocConfig(width=3, height=3, payload_bits=16), 1, 1, seed=seed, flits=200, idle=0.3, stall=0.3,
         name="random")
 
 
-def test_saturation_heavy_backpressure():
-    run(NocConfig(width=3, height=3, payload_bits=16), 1, 1, seed=SEED + 1, flits=200, idle=0.0, stall=0.8,
+def test_saturation_heavy_backpressure(seed):
+    run(NocConfig(width=3, height=3, payload_bits=16), 1, 1, seed=seed + 1, flits=200, idle=0.0, stall=0.8,
         name="saturation")
 
 
-def test_corner_router_shallow_fifo():
-    run(NocConfig(width=4, height=2, payload_bits=16, fifo_depth=2), 0, 0, seed=SEED + 2, flits=200,
+def test_corner_router_shallow_fifo(seed):
+    run(NocConfig(width=4, height=2, payload_bits=16, fifo_depth=2), 0, 0, seed=seed + 2, flits=200,
         idle=0.1, stall=0.5, name="corner")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("k", range(20))
-def test_many_seeds(k):
-    run(NocConfig(width=4, height=3, payload_bits=16, fifo_depth=2 + k % 3), k % 4, k % 3, seed=SEED + 100 + k,
+def test_many_seeds(k, seed):
+    run(NocConfig(width=4, height=3, payload_bits=16, fifo_depth=2 + k % 3), k % 4, k % 3, seed=seed + 100 + k,
         flits=500, idle=(k % 4) / 5, stall=(k % 5) / 5, name=f"seed{k}")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import model
-from verif.driver import first_mismatch
+from verif.scoreboard import first_mismatch
 from verif.single_pe import run_network
 from yoso.cli import main
 

@@ -1,0 +1,261 @@
+"""The one codec between numpy and the stream ports: PE events, PE configuration words, mesh flits and network
+interface words, all packed and unpacked through the Amaranth layouts of rtl/layouts.py and rtl/noc_layouts.py
+(``Layout.const(...).as_bits()``, ``Layout.from_bits(...)``), and the one checked decoder of output event
+streams (:class:`StreamCheck`, one set of protocol-error messages).
+
+The same integers travel on the PE's ``cfg`` / ``i`` / ``o`` streams and the mesh's host port in the Amaranth
+simulator, under cocotb and over the board link.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from amaranth.hdl import Shape
+from amaranth.lib import data
+
+from rtl import layouts as L
+from rtl.config import PEConfig
+from rtl.mesh import ni_value_bits
+from rtl.noc_layouts import FlitKind, NiReg, NocConfig, flit_layout, ni_cfg_layout
+
+__all__ = ["ProtocolError", "pack", "unpack", "Event", "PECodec", "HostFlit", "FlitCodec", "StreamCheck"]
+
+
+class ProtocolError(Exception):
+    """An output stream broke the event protocol of docs/pe.md / docs/noc.md (one line naming the event)."""
+
+
+def _field_bits(shape) -> int:
+    return Shape.cast(shape).width
+
+
+def pack(layout: data.Layout, **fields) -> int:
+    """The integer of a payload of ``layout`` with the given fields (enums by member or value; fields left out
+    are 0). Every value must fit its field: a ValueError names the field otherwise (no silent truncation)."""
+    init = {}
+    for name, value in fields.items():
+        shape = layout[name].shape
+        v = int(value.value if hasattr(value, "value") else value)
+        width = _field_bits(shape)
+        if not 0 <= v < 1 << width:
+            raise ValueError(f"{name}: {v} does not fit the {width}-bit field")
+        # A nested layout (a token inside a pipeline word, a lane array) is given as its packed integer.
+        init[name] = shape.from_bits(v) if isinstance(shape, data.Layout) else value
+    return layout.const(init).as_bits()
+
+
+def unpack(layout: data.Layout, word: int) -> data.Const:
+    """A view of a packed payload: ``view.kind`` (enum member for enum fields), ``view.index`` (int) ..."""
+    return layout.from_bits(int(word))
+
+
+def _twos(value: int, bits: int) -> int:
+    """Two's complement of a signed value in ``bits`` bits (weights travel in unsigned data fields)."""
+    return int(value) & ((1 << bits) - 1)
+
+
+class Event(NamedTuple):
+    """A decoded PE event (``index`` and ``time`` as unsigned integers)."""
+
+    kind: L.EventKind
+    index: int
+    time: int
+
+
+class PECodec:
+    """Events and configuration words of a PE with ``cfg``.
+
+    Raises
+    ------
+    ValueError
+        A value outside the PE's range: one line naming the field and its limits.
+    """
+
+    def __init__(self, cfg: PEConfig):
+        if not isinstance(cfg, PEConfig):
+            raise TypeError(f"cfg: expected a PEConfig, got {type(cfg).__name__}")
+        self.cfg = cfg
+        self.event_layout = L.event_layout(cfg)
+        self.cfg_layout = L.cfg_layout(cfg)
+
+    # ---- events ----
+    def start(self) -> int:
+        return pack(self.event_layout, kind=L.EventKind.START)
+
+    def spike(self, index: int, time: int) -> int:
+        return pack(self.event_layout, kind=L.EventKind.SPIKE, index=index, time=time)
+
+    def step_end(self, time: int) -> int:
+        return pack(self.event_layout, kind=L.EventKind.STEP_END, time=time)
+
+    def decode_event(self, word: int) -> Event:
+        e = unpack(self.event_layout, word)
+        return Event(e.kind, int(e.index), int(e.time))
+
+    def steps(self, times: np.ndarray, t_end: int, *, rng: np.random.Generator | None = None
+              ) -> list[tuple[int, list[int]]]:
+        """Per step t = 0..t_end: (t, the SPIKE words of every input ``i`` with ``times[i] == t``), inputs in
+        index order (shuffled within the step when ``rng`` is given). Inputs after t_end never spike."""
+        times = np.asarray(times, dtype=np.int64).reshape(-1)
+        by_t: dict[int, list[int]] = {}
+        for i in np.argsort(times, kind="stable"):
+            if times[i] <= t_end:
+                by_t.setdefault(int(times[i]), []).append(int(i))
+        out = []
+        for t in range(t_end + 1):
+            idx = by_t.get(t, [])
+            if rng is not None:
+                idx = [int(i) for i in rng.permutation(idx)]
+            out.append((t, [self.spike(i, t) for i in idx]))
+        return out
+
+    def input_events(self, times: np.ndarray, t_end: int, *, rng: np.random.Generator | None = None,
+                     sources: int = 1) -> list[int]:
+        """The ``i`` stream of one inference: START, then per step t = 0..t_end its SPIKEs (:meth:`steps`) and
+        ``sources`` STEP_END(t) markers."""
+        events = [self.start()]
+        for t, spikes in self.steps(times, t_end, rng=rng):
+            events += spikes + [self.step_end(t)] * sources
+        return events
+
+    # ---- configuration ----
+    def reg(self, reg: L.Reg, value: int) -> int:
+        return pack(self.cfg_layout, target=L.CfgTarget.REG, row=reg.value, data=value)
+
+    def threshold(self, neuron: int, value: int) -> int:
+        return pack(self.cfg_layout, target=L.CfgTarget.THRESHOLD, neuron=neuron, data=value)
+
+    def weight(self, row: int, neuron: int, value: int) -> int:
+        return pack(self.cfg_layout, target=L.CfgTarget.WEIGHT, row=row, neuron=neuron,
+                    data=_twos(value, self.cfg.weight_bits))
+
+    def registers(self, *, active: int, neuron_base: int, sources: int, t_end: int) -> list[int]:
+        """The four runtime registers (docs/pe.md), range-checked."""
+        cfg = self.cfg
+        checks = [("neurons", active, 1, cfg.neurons), ("t_end", t_end, 1, cfg.max_t_end),
+                  ("sources", sources, 1, cfg.max_sources),
+                  ("neuron_base", neuron_base, 0, (1 << cfg.index_bits) - active)]
+        for name, v, lo, hi in checks:
+            if not lo <= v <= hi:
+                raise ValueError(f"{name}: {v} is outside the allowed range {lo}..{hi} of this PE")
+        return [self.reg(L.Reg.ACTIVE, active), self.reg(L.Reg.NEURON_BASE, neuron_base),
+                self.reg(L.Reg.SOURCES, sources), self.reg(L.Reg.T_END, t_end)]
+
+    def check_weights(self, weight: np.ndarray, threshold: np.ndarray) -> None:
+        cfg = self.cfg
+        n = weight.shape[1]
+        wlo, whi = -(1 << (cfg.weight_bits - 1)), (1 << (cfg.weight_bits - 1)) - 1
+        if weight.size and (weight.min() < wlo or weight.max() > whi):
+            raise ValueError(f"weight: values must lie in {wlo}..{whi}")
+        if threshold.shape != (n,) or (n and (threshold.min() < 1 or threshold.max() >= 1 << cfg.threshold_bits)):
+            raise ValueError(f"threshold: expected {n} values in 1..{(1 << cfg.threshold_bits) - 1}")
+
+    def layer_cfg_words(self, weight: np.ndarray, threshold: np.ndarray, *, neuron_base: int = 0,
+                        sources: int = 1, t_end: int | None = None) -> list[int]:
+        """Configuration words that load one layer slice (``weight`` (n_in, n), ``threshold`` (n,)) and set the
+        registers. Every value is range-checked (output indices neuron_base + j must fit index_bits); a
+        ValueError names the field and the limit."""
+        weight = np.asarray(weight, dtype=np.int64)
+        threshold = np.asarray(threshold, dtype=np.int64)
+        n_in, n = weight.shape
+        t_end = self.cfg.max_t_end if t_end is None else t_end
+        if not 1 <= n_in <= self.cfg.fan_in:
+            raise ValueError(f"weight rows: {n_in} is outside the allowed range 1..{self.cfg.fan_in} of this PE")
+        words = self.registers(active=n, neuron_base=neuron_base, sources=sources, t_end=t_end)
+        self.check_weights(weight, threshold)
+        words += [self.threshold(j, int(threshold[j])) for j in range(n)]
+        words += [self.weight(i, j, int(weight[i, j])) for i in range(n_in) for j in range(n)]
+        return words
+
+    # ---- output ----
+    def decode_output(self, words: list[int], n_out: int, t_end: int, *, neuron_base: int = 0) -> np.ndarray:
+        """Spike times (n_out,) of one inference's ``o`` words, checked by :class:`StreamCheck`: STEP_END(0),
+        then per t = 1..t_end the spikes at t (each neuron at most once) and STEP_END(t); nothing else."""
+        out = np.full(n_out, self.cfg.no_spike, dtype=np.int64)
+        check = StreamCheck(out, lo=neuron_base, no_spike=self.cfg.no_spike, name="output")
+        for k, w in enumerate(words):
+            check.event(self.decode_event(w), f"output event {k}")
+        check.finish(t_end)
+        return out
+
+
+class HostFlit(NamedTuple):
+    """A decoded flit: the sending node, the flit kind and, for EVENT flits, the PE event."""
+
+    src: tuple[int, int]
+    kind: FlitKind
+    event: Event | None
+
+
+class FlitCodec:
+    """Flits of the mesh with ``noc`` carrying events and configuration words of PEs with ``pe``."""
+
+    def __init__(self, pe: PEConfig, noc: NocConfig):
+        self.pe, self.noc = PECodec(pe), noc
+        self.flit_layout = flit_layout(noc)
+        self.ni_layout = ni_cfg_layout(noc, ni_value_bits(pe))
+
+    def flit(self, node: tuple[int, int], kind: FlitKind, payload: int, *, host: int = 0,
+             src: tuple[int, int] = (0, 0)) -> int:
+        return pack(self.flit_layout, x=node[0], y=node[1], host=host, src_x=src[0], src_y=src[1], kind=kind,
+                    payload=payload)
+
+    def event(self, node: tuple[int, int], word: int) -> int:
+        return self.flit(node, FlitKind.EVENT, word)
+
+    def ni_words(self, *, sources: int, t_end: int, dests) -> list[int]:
+        """NI_CFG payloads: SOURCES, T_END and the destination table ``dests`` ((x, y, host) in order)."""
+        lay = self.ni_layout
+        return ([pack(lay, reg=NiReg.SOURCES, value=sources), pack(lay, reg=NiReg.T_END, value=t_end)]
+                + [pack(lay, reg=NiReg.DEST, index=k, x=x, y=y, host=h) for k, (x, y, h) in enumerate(dests)])
+
+    def decode(self, word: int) -> HostFlit:
+        f = unpack(self.flit_layout, word)
+        src = (int(f.src_x), int(f.src_y))
+        kind = f.kind
+        event = self.pe.decode_event(int(f.payload)) if kind == FlitKind.EVENT else None
+        return HostFlit(src, kind, event)
+
+
+class StreamCheck:
+    """The checked decoder of one sender's output events (a PE's ``o`` stream, or the events one node sends to
+    the host): STEP_END(0), STEP_END(1), ... in order, each SPIKE inside the open step, each neuron index in
+    ``lo .. lo + len(out) - 1`` at most once. Spike times go to ``out[index - lo]`` (which starts silent).
+
+    ``step`` is the last step closed (-1 before STEP_END(0)); a neuron still silent is known only to spike
+    after it.
+    """
+
+    def __init__(self, out: np.ndarray, *, lo: int, no_spike: int, name: str):
+        self.out, self.lo, self.no_spike, self.name = out, lo, no_spike, name
+        self.step = -1
+
+    def event(self, e: Event, where: str) -> None:
+        if e.kind == L.EventKind.STEP_END:
+            if e.time != self.step + 1:
+                raise ProtocolError(f"{where}: {self.name} sent STEP_END({e.time}) after STEP_END({self.step})")
+            self.step += 1
+        elif e.kind == L.EventKind.SPIKE:
+            if self.step < 0 or e.time != self.step + 1:
+                raise ProtocolError(f"{where}: {self.name} sent a SPIKE at {e.time} while step {self.step + 1} "
+                                    "is open")
+            self.spike(e.index, e.time, where)
+        else:
+            raise ProtocolError(f"{where}: {self.name} sent an unexpected {e.kind.name}")
+
+    def spike(self, index: int, time: int, where: str) -> None:
+        """A spike of neuron ``index`` at ``time`` (the board's RUN result carries spikes without markers)."""
+        j = index - self.lo
+        if not 0 <= j < len(self.out):
+            raise ProtocolError(f"{where}: {self.name} spiked neuron {index}, outside "
+                                f"{self.lo}..{self.lo + len(self.out) - 1}")
+        if self.out[j] != self.no_spike:
+            raise ProtocolError(f"{where}: {self.name}: neuron {index} spiked twice ({self.out[j]} and {time})")
+        self.out[j] = time
+
+    def finish(self, t_end: int) -> None:
+        """The stream is complete: its last marker must be STEP_END(t_end)."""
+        if self.step != t_end:
+            raise ProtocolError(f"{self.name} ended after STEP_END({self.step}), expected STEP_END({t_end})")
