@@ -121,11 +121,14 @@ class HostLink:
         for k in range(0, len(words), per):
             self.transact(Cmd.SPIKES, b"".join(int(w).to_bytes(nb, "little") for w in words[k:k + per]))
 
-    def run(self, t_end: int, *, completions: int | None = None, pred_node: int | None = None) -> RunResult:
-        """RUN; a mesh also needs ``completions`` (flits that end the run) and ``pred_node``."""
+    def run(self, t_end: int, *, completions: int | None = None, pred_node: int | None = None,
+            pe_nodes: int | None = None, window: int | None = None, early_exit: bool = False) -> RunResult:
+        """RUN; a mesh also needs ``completions`` (flits that end the run), ``pred_node``, ``pe_nodes``, the
+        run-ahead ``window`` (None: none) and ``early_exit`` (fpga.protocol.Cmd.RUN)."""
         payload = t_end.to_bytes(2, "little")
         if completions is not None:
-            payload += completions.to_bytes(2, "little") + pred_node.to_bytes(2, "little")
+            payload += b"".join(int(v).to_bytes(2, "little") for v in
+                                (completions, pred_node, pe_nodes, window or 0, int(early_exit)))
         return self._result(*self.transact(Cmd.RUN, payload, ok=(Status.OK, Status.OUTPUT_FULL)))
 
     def result(self) -> RunResult:
@@ -188,6 +191,8 @@ class Inference:
     times: tuple[np.ndarray, ...]
     prediction: int
     cycles: tuple[int, ...]
+    #: Early exit on a mesh: the step at which the prediction was decided (None: ran to completion).
+    decided: int | None = None
 
     @property
     def total_cycles(self) -> int:
@@ -238,15 +243,18 @@ def load_mesh(link: HostLink, plan: MeshPlan) -> None:
     link.cfg(plan.config_flits())
 
 
-def infer_mesh(link: HostLink, plan: MeshPlan, input_times) -> Inference:
-    """One inference on the mesh: the plan's image flits are buffered on the board and replayed by RUN;
-    the output spikes carry their node, which tells the layers apart (checked by host.codec.StreamCheck)."""
+def infer_mesh(link: HostLink, plan: MeshPlan, input_times, *, early_exit: bool = False) -> Inference:
+    """One inference on the mesh: the plan's image flits are buffered on the board and replayed by RUN under
+    the plan's run-ahead window; the output spikes carry their node, which tells the layers apart (checked by
+    host.codec.StreamCheck). ``early_exit``: the board ends the run once the prediction is decided (the spikes
+    seen until then come back; ``Inference.decided`` is the decision step)."""
     lay = link.layout
     flits = plan.image_flits(np.asarray(input_times, dtype=np.int64).reshape(-1))
     if len(flits) > lay.in_depth:
         raise ValueError(f"input buffer (in_depth): the image needs {len(flits)} flits, the board has {lay.in_depth}")
     link.words(flits)
-    res = link.run(plan.t_end, completions=plan.completions, pred_node=plan.pred_node)
+    res = link.run(plan.t_end, completions=plan.completions, pred_node=plan.pred_node, pe_nodes=len(plan.slices),
+                   window=plan.window, early_exit=early_exit)
     if res.overflow:
         raise LinkError(f"RUN: more output spikes than the board's output buffer ({lay.out_depth})")
     xb = plan.noc.x_bits
@@ -258,5 +266,8 @@ def infer_mesh(link: HostLink, plan: MeshPlan, input_times) -> Inference:
         if xy not in checks:
             raise LinkError(f"RUN: spike {k} from node {xy}, which holds no PE of this plan")
         checks[xy].spike(index, time, f"RUN spike {k}")
-    return Inference(times=tuple(times), prediction=-1 if res.prediction is None else res.prediction,
-                     cycles=(res.cycles,))
+    pred = -1 if res.prediction is None else res.prediction
+    decided = None
+    if early_exit and pred >= 0:
+        decided = int(times[-1][pred])   # the decision step is the earliest output spike's
+    return Inference(times=tuple(times), prediction=pred, cycles=(res.cycles,), decided=decided)

@@ -8,7 +8,7 @@ full speed with the STEP_END markers of every step, and captures the output spik
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -54,7 +54,14 @@ class ProtocolEngine(wiring.Component):
     cfg : Out(stream of layouts.cfg_layout), configuration words to the accelerator
     i : Out(stream of layouts.event_layout), input events to the accelerator
     o : In(stream of layouts.event_layout), output events of the accelerator (always accepted)
+    host_i, host_o : (mesh, instead of cfg / i / o) the mesh's host port: flits out, flits in (always accepted)
+    abort : Out(1), (mesh) high for one cycle when a run exits early: the mesh drops the inference
     busy : Out(1), a run is in progress (for a LED)
+
+    With a mesh, RUN replays the buffered flits under the host's run-ahead window (a flit of step s waits until
+    every PE node has sent STEP_END(s - window)) and, with early exit, ends the run once the prediction is
+    decided (the earliest output spike's step is closed by every output-layer node), as host/runner.py does
+    in simulation.
     """
 
     def __init__(self, config: PEConfig, *, in_depth: int, out_depth: int, timeout: int = 1 << 20,
@@ -85,7 +92,8 @@ class ProtocolEngine(wiring.Component):
                                           cfg_bits=flit.size, weight_bits=config.weight_bits,
                                           in_depth=in_depth, out_depth=out_depth, node_bits=noc.x_bits + noc.y_bits,
                                           in_bits=flit.size)
-            ports.update({"host_i": Out(stream.Signature(flit)), "host_o": In(stream.Signature(flit))})
+            ports.update({"host_i": Out(stream.Signature(flit)), "host_o": In(stream.Signature(flit)),
+                          "abort": Out(1)})
         if 8 + out_depth * self._layout.spike_bytes > 0xFFFF:
             raise ValueError(f"out_depth: {out_depth} spikes of {self._layout.spike_bytes} bytes exceed the 65535-byte "
                              "response")
@@ -173,6 +181,10 @@ class ProtocolEngine(wiring.Component):
         completions = Signal(16)   # mesh: DONE / STEP_END(t_end) flits that end a run
         seen = Signal(16)
         pred_node = Signal(16)     # mesh: spikes from nodes y * width + x >= pred_node are output-layer spikes
+        n_pe = Signal(16)          # mesh: PE nodes (node numbers 0 .. n_pe - 1, row-major)
+        window = Signal(16)        # mesh: run-ahead window in steps (0: none)
+        early = Signal()           # mesh: end the run once the prediction is decided
+        abort = Signal()           # mesh: the early-exit abort pulse (registered)
         m.d.comb += self.busy.eq(running)
 
         # ---- response ----
@@ -211,6 +223,25 @@ class ProtocolEngine(wiring.Component):
                 m.d.sync += seen.eq(seen + 1)
                 with m.If(seen + 1 == completions):
                     m.d.sync += [running.eq(0), done.eq(1)]
+            # The last step each node closed (STEP_END to the host), -1 before its STEP_END(0): the run-ahead
+            # window gates the replay on the slowest PE node, early exit waits for the output-layer nodes.
+            n_nodes = self._noc.n_nodes
+            last_end = [Signal(signed(tb + 2), name=f"last_end_{n}", init=-1) for n in range(n_nodes)]
+            node_no = f.src_y * self._noc.width + f.src_x
+            with m.If(self.host_o.valid & (f.kind == FlitKind.EVENT) & (o.kind == L.EventKind.STEP_END)):
+                for n in range(n_nodes):
+                    with m.If(node_no == n):
+                        m.d.sync += last_end[n].eq(o.time)
+            top = Const((1 << tb) - 1, signed(tb + 2))
+            floor, out_floor = top, top    # min of last_end over the PE nodes / the output-layer nodes
+            for n in range(n_nodes):
+                pe_node = n < n_pe
+                floor = Mux(pe_node & (last_end[n] < floor), last_end[n], floor)
+                out_floor = Mux(pe_node & (n >= pred_node) & (last_end[n] < out_floor), last_end[n], out_floor)
+            m.d.sync += abort.eq(0)
+            m.d.comb += self.abort.eq(abort)
+            with m.If(running & early & have_best & (out_floor >= best_time)):
+                m.d.sync += [running.eq(0), done.eq(1), abort.eq(1)]
         else:
             o = self.o.payload
             m.d.comb += self.o.ready.eq(1)
@@ -325,7 +356,7 @@ class ProtocolEngine(wiring.Component):
                                 with m.Else():
                                     m.next = "FETCH"
                             with m.Case(Cmd.RUN):
-                                with m.If(length != (6 if mesh else 2)):
+                                with m.If(length != (12 if mesh else 2)):
                                     respond(Status.BAD_LENGTH)
                                 with m.Else():
                                     m.next = "FETCH"
@@ -384,12 +415,21 @@ class ProtocolEngine(wiring.Component):
                             m.d.sync += [in_count.eq(in_count + 1), last_time.eq(s_time)]
                             m.next = "FETCH"
                     with m.Case(Cmd.RUN):
-                        # Words: t_end, then (mesh) completions and pred_node.
+                        # Words: t_end, then (mesh) completions, pred_node, PE nodes, window, early exit.
                         with m.If(count == 1):
                             m.d.sync += completions.eq(word(2))
                             m.next = "FETCH"
                         with m.Elif(count == 2):
                             m.d.sync += pred_node.eq(word(2))
+                            m.next = "FETCH"
+                        with m.Elif(count == 3):
+                            m.d.sync += n_pe.eq(word(2))
+                            m.next = "FETCH"
+                        with m.Elif(count == 4):
+                            m.d.sync += window.eq(word(2))
+                            m.next = "FETCH"
+                        with m.Elif(count == 5):
+                            m.d.sync += early.eq(word(2) != 0)
                             m.next = "FETCH"
                         with m.Elif((word(2) < 1) | (word(2) > cfg.max_t_end) |
                                     ((in_count != 0) & (last_time > word(2)))):
@@ -418,6 +458,7 @@ class ProtocolEngine(wiring.Component):
                 if mesh:
                     # The buffered flits carry START, spikes and markers for every node.
                     m.d.sync += [running.eq(1), cycles.eq(1)]
+                    m.d.sync += [e.eq(-1) for e in last_end]
                     m.next = "RUN_READ"
                 else:
                     emit_event(L.EventKind.START)
@@ -425,7 +466,9 @@ class ProtocolEngine(wiring.Component):
                         m.d.sync += [running.eq(1), cycles.eq(1)]
                         m.next = "RUN_READ"
             with m.State("RUN_READ"):
-                with m.If(k == in_count):
+                with m.If(done if mesh else Const(0)):   # early exit: the rest of the image is dropped
+                    m.next = "RUN_WAIT"
+                with m.Elif(k == in_count):
                     m.next = "RUN_WAIT" if mesh else "RUN_TAIL"
                 with m.Else():
                     m.d.comb += [inbuf.r_en.eq(1), inbuf.r_addr.eq(k)]
@@ -440,9 +483,16 @@ class ProtocolEngine(wiring.Component):
                         m.next = "RUN_READ"
 
                 if mesh:
-                    m.d.comb += [in_out.valid.eq(1), in_out.payload.as_value().eq(inbuf.r_data)]
-                    with m.If(in_out.ready):
-                        consume()
+                    fl = flit_layout(self._noc)(inbuf.r_data)
+                    ev = L.event_layout(cfg)(fl.payload[:L.event_layout(cfg).size])
+                    step_of = (fl.kind == FlitKind.EVENT) & (ev.kind != L.EventKind.START)  # STARTs never wait
+                    go = (window == 0) | ~step_of | (ev.time <= floor + window)
+                    with m.If(done):
+                        m.next = "RUN_WAIT"
+                    with m.Elif(go):
+                        m.d.comb += [in_out.valid.eq(1), in_out.payload.as_value().eq(inbuf.r_data)]
+                        with m.If(in_out.ready):
+                            consume()
                 else:
                     s_index, s_time = inbuf.r_data[:ib], inbuf.r_data[ib:ib + tb]
                     with m.If(s_time != cur_t):

@@ -28,8 +28,8 @@ __all__ = [
 
 SYNC_REQ = 0xA5
 SYNC_RESP = 0x5A
-#: Protocol version reported by INFO.
-VERSION = 1
+#: Protocol version reported by INFO (2: the mesh RUN carries the run-ahead window and early exit).
+VERSION = 2
 #: Largest request payload in bytes (the board's frame buffer; one 512-byte block RAM).
 MAX_PAYLOAD = 512
 #: Prediction field value when every output neuron is silent.
@@ -49,11 +49,14 @@ class Cmd(enum.IntEnum):
     #: Payload: input words (``in_bytes`` each: a spike, or a whole flit for a mesh), appended to the
     #: board's input buffer. Spike times must not decrease (across frames too) until the next RUN.
     SPIKES = 0x04
-    #: Payload: ``t_end`` (2 bytes); for a mesh also ``completions`` (2) and ``pred_node`` (2). One PE:
-    #: START, then every step 0..t_end with its buffered spikes and a STEP_END, then wait for the PE's
-    #: STEP_END(t_end). Mesh: replay the buffered flits, then wait for ``completions`` DONE / STEP_END(t_end)
-    #: flits; spikes from nodes ``y * width + x >= pred_node`` count for the prediction. Empties the input
-    #: buffer. Response: the result.
+    #: Payload: ``t_end`` (2 bytes); for a mesh also ``completions`` (2), ``pred_node`` (2), ``pe_nodes`` (2),
+    #: ``window`` (2) and ``early_exit`` (2). One PE: START, then every step 0..t_end with its buffered spikes
+    #: and a STEP_END, then wait for the PE's STEP_END(t_end). Mesh: replay the buffered flits (a flit of step s
+    #: only once every PE node 0 .. pe_nodes - 1 has sent STEP_END(s - window); window 0: no gating), then
+    #: wait for ``completions`` DONE / STEP_END(t_end) flits; spikes from nodes ``y * width + x >= pred_node``
+    #: count for the prediction; with ``early_exit`` != 0 the run ends (the mesh is aborted) as soon as every
+    #: output-layer node has closed the step of the earliest output spike. Empties the input buffer.
+    #: Response: the result.
     RUN = 0x05
     #: Empty payload. Response: the result of the last RUN again (after a corrupted response).
     RESULT = 0x06

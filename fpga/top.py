@@ -10,7 +10,7 @@ per layer and feeds each layer's output spikes back as the next one's input.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Mux, ResetInserter, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -24,7 +24,33 @@ from rtl.pe import PE
 from .engine import ProtocolEngine
 from .uart import UARTRx, UARTTx
 
-__all__ = ["LinkCore", "UARTTop"]
+__all__ = ["LinkCore", "UARTTop", "Throttle"]
+
+
+class Throttle(wiring.Component):
+    """A stream pass-through that refuses transfers on pseudo-random cycles (a 16-bit Galois LFSR): about a
+    ``stall_16ths`` / 16 share of cycles pass nothing. Simulation aid for testing the board path under
+    backpressure; 0 makes it a plain wire.
+
+    Ports
+    -----
+    i : In(stream of ``shape``); o : Out(stream of ``shape``)
+    """
+
+    def __init__(self, shape, *, stall_16ths: int, seed: int = 0xACE1):
+        if not 0 <= stall_16ths <= 15:
+            raise ValueError(f"stall_16ths: {stall_16ths} is outside 0..15")
+        self._stall, self._seed = stall_16ths, seed & 0xFFFF or 1
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        lfsr = Signal(16, init=self._seed)
+        m.d.sync += lfsr.eq(Mux(lfsr[0], (lfsr >> 1) ^ 0xB400, lfsr >> 1))
+        go = lfsr[:4] >= self._stall
+        m.d.comb += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid & go),
+                     self.i.ready.eq(self.o.ready & go)]
+        return m
 
 
 class LinkCore(wiring.Component):
@@ -36,11 +62,14 @@ class LinkCore(wiring.Component):
     tx : Out(stream of unsigned(8)), bytes to the host
     rx_error : In(1), receiver error (see :class:`fpga.engine.ProtocolEngine`)
     busy : Out(1), an inference is running
+
+    ``host_stall_16ths`` (mesh, simulation aid): a :class:`Throttle` between the mesh's host output and the
+    engine refuses flits on that many sixteenths of the cycles (host backpressure, as a slow host makes it).
     """
 
     def __init__(self, config: PEConfig, *, in_depth: int, out_depth: int, timeout: int = 1 << 20,
-                 noc: NocConfig | None = None):
-        self._config, self._noc = config, noc
+                 noc: NocConfig | None = None, host_stall_16ths: int = 0):
+        self._config, self._noc, self._stall = config, noc, host_stall_16ths
         self.engine = ProtocolEngine(config, in_depth=in_depth, out_depth=out_depth, timeout=timeout, noc=noc)
         super().__init__({"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8)),
                           "rx_error": In(1), "busy": Out(1)})
@@ -58,11 +87,19 @@ class LinkCore(wiring.Component):
         m.submodules.engine = engine = self.engine
         if self._noc is not None:
             m.submodules.mesh = mesh = Mesh(self._config, self._noc)
-            # A registered FIFO between the engine and the host port (as for one PE below).
-            m.submodules.host_fifo = host_fifo = StreamFIFO(flit_layout(self._noc), depth=2)
+            # A registered FIFO between the engine and the host port (as for one PE below); an early-exit abort
+            # drops the flits it holds along with everything in the mesh.
+            host_fifo = StreamFIFO(flit_layout(self._noc), depth=2)
+            m.submodules.host_fifo = ResetInserter(engine.abort)(host_fifo)
             wiring.connect(m, engine.host_i, host_fifo.i)
             wiring.connect(m, host_fifo.o, mesh.host_i)
-            wiring.connect(m, mesh.host_o, engine.host_o)
+            if self._stall:
+                m.submodules.host_throttle = throttle = Throttle(flit_layout(self._noc), stall_16ths=self._stall)
+                wiring.connect(m, mesh.host_o, throttle.i)
+                wiring.connect(m, throttle.o, engine.host_o)
+            else:
+                wiring.connect(m, mesh.host_o, engine.host_o)
+            m.d.comb += mesh.abort.eq(engine.abort)
             wiring.connect(m, wiring.flipped(self.rx), engine.rx)
             wiring.connect(m, engine.tx, wiring.flipped(self.tx))
             m.d.comb += [engine.rx_error.eq(self.rx_error), self.busy.eq(engine.busy)]
@@ -94,11 +131,12 @@ class UARTTop(wiring.Component):
     """
 
     def __init__(self, config: PEConfig, *, divisor: int, in_depth: int, out_depth: int,
-                 timeout: int | None = None, noc: NocConfig | None = None):
+                 timeout: int | None = None, noc: NocConfig | None = None, host_stall_16ths: int = 0):
         self._config, self._divisor = config, divisor
         # Drop a partial frame after 64 byte times of silence.
         timeout = 64 * 10 * divisor if timeout is None else timeout
-        self.core = LinkCore(config, in_depth=in_depth, out_depth=out_depth, timeout=timeout, noc=noc)
+        self.core = LinkCore(config, in_depth=in_depth, out_depth=out_depth, timeout=timeout, noc=noc,
+                             host_stall_16ths=host_stall_16ths)
         self.uart_rx = UARTRx(divisor=divisor)
         self.uart_tx = UARTTx(divisor=divisor)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1)})

@@ -56,12 +56,7 @@ def test_every_package_is_listed():
     assert found - {"tests"} == set(LAYERS), "a package without a layer (or a layer without a package)"
 
 
-@pytest.mark.parametrize("package", [
-    *[p for p in LAYERS if p != "training"],
-    # training/train.py raises yoso.util.CliError (three function-local imports); its owner is moving it to a
-    # training error of its own. strict: this fails once it is fixed, so the mark goes with the fix.
-    pytest.param("training", marks=pytest.mark.xfail(strict=True, reason="training/train.py imports yoso.util")),
-])
+@pytest.mark.parametrize("package", list(LAYERS))
 def test_no_import_runs_up(package):
     bad = violations(package)
     assert not bad, "\n".join(bad)
