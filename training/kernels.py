@@ -3,8 +3,9 @@
 One row is one set of inputs (a sample of a dense layer, a receptive field of a conv layer); every neuron of
 the row shares the row's inputs. The forward kernel sorts the row's input times once and walks them in order
 for all neurons together, adding each input's weight to the slope ``S`` and ``w * t`` to the offset ``P`` of
-every neuron that has not fired yet, and checks ``V = S * right - P >= theta`` at the right end of the segment
-(the next input time, or ``t_end``): the segment logic of ``model/golden.py`` and of the two torch algorithms
+neuron, and checks ``V = S * right - P >= theta`` for the neurons that have not fired yet at the right end of
+the segment (the next input time, or ``t_end``; segments of zero length, inputs at equal times, are not
+checked twice): the segment logic of ``model/golden.py`` and of the two torch algorithms
 in ``training/stdbp.py``, in float64 accumulators. Work per row is ``N log N + N * M`` with early exit once
 every neuron has fired, and no ``(rows, inputs, neurons)`` tensor is ever formed.
 
@@ -53,13 +54,14 @@ def forward_rows(t, w, theta, t_end, integer):  # pragma: no cover - compiled
                 tn = np.float64(t[r, order[q + 1]])
                 if tn < right:
                     right = tn
-            for j in range(m):
-                if done[j]:
-                    continue
+            for j in range(m):  # branch-free, vectorised; a fired neuron's sums are not read again
                 wij = np.float64(w[i, j])
                 s[j] += wij
                 p[j] += wij * ti
-                if s[j] * right - p[j] >= theta[j]:
+            if right == ti:  # zero-length segment: V(ti) was checked at the end of the previous one
+                continue
+            for j in range(m):
+                if not done[j] and s[j] * right - p[j] >= theta[j]:
                     done[j] = True
                     left -= 1
                     t_star[r, j] = (theta[j] + p[j]) / s[j]

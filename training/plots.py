@@ -33,15 +33,24 @@ def write_plots(out: Path, history: list[dict], result: model.Result, labels: np
 
     written = []
     ep = [h["epoch"] for h in history]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(15, 4))
     a1.plot(ep, [h["loss"] for h in history], "o-")
     a1.set_xlabel("epoch")
     a1.set_ylabel("training loss")
     a2.plot(ep, [h["train_accuracy"] for h in history], "o-", label="train")
-    a2.plot(ep, [h["test_accuracy"] for h in history], "s-", label="test")
+    if any(h.get("val_accuracy") is not None for h in history):
+        a2.plot(ep, [h["val_accuracy"] for h in history], "s-", label="validation")
     a2.set_xlabel("epoch (QAT epochs last)")
     a2.set_ylabel("accuracy")
     a2.legend()
+    dead = [h.get("dead_ratio") for h in history]
+    if dead and all(d is not None for d in dead):
+        for k in range(len(dead[0]) - 1):  # hidden layers (pool layers repeat their input's ratio)
+            if net.layers[k].kind != "maxpool2d":
+                a3.plot(ep, [d[k] for d in dead], "o-", label=f"layer {k} ({net.layers[k].kind})")
+        a3.legend()
+    a3.set_xlabel("epoch")
+    a3.set_ylabel("dead ratio (silent on every validation sample)")
     fig.tight_layout()
     written.append(_save(fig, out / "curves.png"))
     plt.close(fig)

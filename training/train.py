@@ -31,9 +31,16 @@ from model.datasets import load_dataset
 
 from .net import SpikingNet, to_network
 
-__all__ = ["TrainConfig", "train", "loss_fn", "predict", "evaluate_float", "golden_eval"]
+__all__ = ["TrainConfig", "TrainError", "train", "loss_fn", "live_penalty", "augment", "predict", "evaluate_float",
+           "golden_eval"]
 
 CHECKPOINT = "checkpoint.pt"
+
+
+class TrainError(ValueError):
+    """A training setting does not fit the data or the run folder; the message names the flag."""
+
+
 NETWORK = "network.npz"
 REPORT = "report.json"
 
@@ -52,17 +59,23 @@ class TrainConfig:
     tau: float = 3.0  # softmax temperature in time steps: logits are -t_out / tau
     out_window: int = 1000  # training-only firing window of the output layer (gives silent outputs a gradient)
     late_weight: float = 1.0  # weight of the penalty on correct outputs firing after t_end - 20 (see loss_fn)
-    lr_decay: float = 0.85  # learning rate multiplied by this after each float epoch
+    schedule: str = "cosine"  # float-phase learning rate: "cosine" (per batch, to lr * 0.02) or "exp"
+    lr_decay: float = 0.85  # "exp" schedule: learning rate multiplied by this after each float epoch
+    live_weight: float = 1.0  # dead-neuron regulariser (see live_penalty); 0 = off
+    input_drop: float = 0.0  # float epochs: each input spike is dropped (made silent) with this probability
+    jitter: int = 0  # float epochs: each input spike moves by a uniform integer in [-jitter, jitter] steps
+    weight_decay: float = 0.0  # AdamW decoupled weight decay (0: plain Adam)
+    val_size: int | None = None  # held out of the training set for per-epoch curves; None: min(5000, 10 %)
     train_limit: int | None = None
     test_limit: int | None = None
     qat_limit: int | None = None  # QAT epochs use only the first N training samples (slow layers: conv)
-    curve_test_limit: int | None = None  # per-epoch curves on the first N test samples (final: all of them)
     threads: int = 1
     t_in_max: int = 31
     time_bits: int = 8
     weight_bits: int = 8
     threshold_bits: int = 16
     resume: bool = False
+    stop_after: int | None = None  # stop after this many epochs in total (a later --resume continues)
     progress: bool = True
     plots: bool = True
     command: list[str] = field(default_factory=lambda: list(sys.argv))
@@ -81,6 +94,45 @@ def loss_fn(out_times: torch.Tensor, labels: torch.Tensor, tau: float, late_afte
         t_label = flat.gather(1, labels[:, None])[:, 0]
         loss = loss + late_weight * torch.relu(t_label - late_after).mean() / tau
     return loss
+
+
+def live_penalty(net: SpikingNet, t_in: torch.Tensor, times: list[torch.Tensor]) -> torch.Tensor:
+    """Dead-neuron regulariser: for every hidden neuron that is silent on the whole batch, how far its
+    largest potential at ``t_end`` (over the batch) stays below threshold, ``relu(1 - max_b V_j(t_end) /
+    theta_j)``, averaged over the layer's neurons and summed over hidden weight layers.
+
+    A neuron that never fires gets no STDBP gradient at all (its spike time does not depend on anything), so
+    once the loss has pushed it past ``t_end`` on every sample it stays dead; this term is the only gradient
+    it sees and lifts its weights on the inputs of the sample closest to firing until it fires again. Live
+    neurons contribute nothing, so the term vanishes once every neuron fires on some sample of the batch."""
+    total = t_in.new_zeros(())
+    t = t_in.reshape(len(t_in), *net.input_shape)
+    for n, spec in enumerate(net.specs[:-1]):
+        if spec.kind != "maxpool2d":
+            silent = (times[n] > net.t_end).reshape(len(t), -1).all(dim=0)
+            if bool(silent.any()):
+                w, theta = net.layer_params(n, quantised=False)
+                ramp = (net.t_end - t.to(w.dtype)).clamp(min=0)  # silent inputs (t_end + 1) add nothing
+                if spec.kind == "dense":
+                    v = ramp.reshape(len(t), -1) @ w
+                else:
+                    v = F.conv2d(ramp.reshape(len(t), *spec.in_shape), w, stride=spec.stride, padding=spec.padding)
+                v = v.reshape(len(t), -1).amax(dim=0)
+                th = theta.repeat_interleave(v.numel() // theta.numel())  # conv: one threshold per channel
+                total = total + (torch.relu(1 - v / th) * silent).sum() / v.numel()
+        t = times[n]
+    return total
+
+
+def augment(x: torch.Tensor, t_end: int, t_in_max: int, drop: float, jitter: int,
+            gen: torch.Generator) -> torch.Tensor:
+    """Input-spike dropout and integer time jitter (float epochs only); silent inputs stay silent."""
+    if drop:
+        x = torch.where(torch.rand(x.shape, generator=gen) < drop, torch.full_like(x, t_end + 1.0), x)
+    if jitter:
+        moved = (x + torch.randint(-jitter, jitter + 1, x.shape, generator=gen)).clamp(0, t_in_max)
+        x = torch.where(x <= t_end, moved.to(x.dtype), x)
+    return x
 
 
 def predict(out_times: torch.Tensor, t_end: int) -> torch.Tensor:
@@ -140,9 +192,18 @@ def _save_checkpoint(path: Path, net: SpikingNet, opt, epoch: int, history: list
 def _cfg_key(cfg: TrainConfig) -> dict:
     """The settings a checkpoint must match to be resumed (everything that changes the trajectory)."""
     d = asdict(cfg)
-    for k in ("out", "resume", "progress", "plots", "command", "threads", "epochs", "qat_epochs"):
+    for k in ("out", "resume", "progress", "plots", "command", "threads", "epochs", "qat_epochs", "stop_after"):
         d.pop(k)
+    if cfg.schedule == "cosine":  # the cosine schedule spans the float epochs: their number is part of it
+        d["epochs"] = cfg.epochs
     return d
+
+
+def _float_lr(cfg: TrainConfig, epoch: int, batch: int, batches: int) -> float:
+    if cfg.schedule == "exp":
+        return cfg.lr * cfg.lr_decay ** epoch
+    progress = (epoch * batches + batch) / max(1, cfg.epochs * batches)
+    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def _dist():
@@ -175,32 +236,39 @@ def train(cfg: TrainConfig) -> dict:
     te_px, te_y = te.images, te.labels
     if cfg.test_limit:
         te_px, te_y = te_px[:cfg.test_limit], te_y[:cfg.test_limit]
+    # Validation: a fixed part of the training set (the same for every seed), never trained on; per-epoch
+    # curves use it, the test set is touched once, at the end.
+    n_val = min(5000, len(tr_px) // 10) if cfg.val_size is None else cfg.val_size
+    if not 0 <= n_val < len(tr_px):
+        raise TrainError(f"--val-size: must lie in 0..{len(tr_px) - 1} (the training set has {len(tr_px)} samples), "
+                         f"got {n_val}")
+    split = np.random.default_rng(20221947).permutation(len(tr_px))
+    va_px, va_y = tr_px[split[len(split) - n_val:]], tr_y[split[len(split) - n_val:]]
+    tr_px, tr_y = tr_px[np.sort(split[:len(split) - n_val])], tr_y[np.sort(split[:len(split) - n_val])]
 
     net = build_net(cfg, tr.shape)
     if math.prod(net.input_shape) != math.prod(tr.shape) or (len(net.input_shape) == 3
                                                                and tuple(net.input_shape) != tuple(tr.shape)):
-        from yoso.util import CliError
-        raise CliError(f"--arch: input {'x'.join(map(str, net.input_shape))} does not match the dataset's "
+        raise TrainError(f"--arch: input {'x'.join(map(str, net.input_shape))} does not match the dataset's "
                        f"images {'x'.join(map(str, tr.shape))}")
     n_out = math.prod(net.specs[-1].out_shape)
     if max(tr_y.max(), te_y.max()) >= n_out:
-        from yoso.util import CliError
-        raise CliError(f"--arch: the output layer has {n_out} neurons but the labels go up to "
+        raise TrainError(f"--arch: the output layer has {n_out} neurons but the labels go up to "
                        f"{int(max(tr_y.max(), te_y.max()))}")
     if rank == 0:  # only after the inputs are known to be good: a failed start leaves nothing behind
         out.mkdir(parents=True, exist_ok=True)
     x_tr, y_tr = net.encode(tr_px), torch.from_numpy(tr_y)
     x_te, y_te = net.encode(te_px), torch.from_numpy(te_y)
+    x_va, y_va = net.encode(va_px), torch.from_numpy(va_y)
     net.calibrate(x_tr[:512])
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     history: list[dict] = []
     first_epoch = 0
     ckpt = out / CHECKPOINT
     if cfg.resume and ckpt.exists():
         state = torch.load(ckpt, weights_only=True)
         if json.loads(state["config"]) != _cfg_key(cfg):
-            from yoso.util import CliError
-            raise CliError(f"--resume: {ckpt} was written with different settings; use another --out")
+            raise TrainError(f"--resume: {ckpt} was written with different settings; use another --out")
         net.load_state_dict(state["state"])
         opt.load_state_dict(state["optim"])
         first_epoch = int(state["epoch"])
@@ -208,23 +276,32 @@ def train(cfg: TrainConfig) -> dict:
     ddp = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
 
     total = cfg.epochs + cfg.qat_epochs
-    for epoch in range(first_epoch, total):
+    last = total if cfg.stop_after is None else min(total, cfg.stop_after)
+    float_batches = len(x_tr) // cfg.batch if len(x_tr) >= cfg.batch else 1
+    for epoch in range(first_epoch, last):
         quantised = epoch >= cfg.epochs
-        lr = cfg.qat_lr if quantised else cfg.lr * cfg.lr_decay ** epoch
-        for g in opt.param_groups:
-            g["lr"] = lr
         t0 = time.perf_counter()
         n_train = min(len(x_tr), cfg.qat_limit) if quantised and cfg.qat_limit else len(x_tr)
         order = np.random.default_rng([cfg.seed, epoch]).permutation(n_train)
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
         n_batches = len(order) // cfg.batch if len(order) >= cfg.batch else 1
-        loss_sum, correct, seen = 0.0, 0, 0
+        loss_sum, correct, seen, live_sum = 0.0, 0, 0, 0.0
         bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{total}{' qat' if quantised else ''}",
                    disable=not cfg.progress or rank != 0, leave=False)
         for b in bar:
+            lr = cfg.qat_lr if quantised else _float_lr(cfg, epoch, b, float_batches)
+            for g in opt.param_groups:
+                g["lr"] = lr
             idx = order[b * cfg.batch:(b + 1) * cfg.batch][rank::world]
             x, y = x_tr[idx], y_tr[idx]
+            if not quantised:
+                x = augment(x, net.t_end, cfg.t_in_max, cfg.input_drop, cfg.jitter, gen)
             times = ddp(x.double() if quantised else x, quantised=quantised, out_window=cfg.out_window)
             loss = loss_fn(times[-1].float(), y, cfg.tau, net.t_end - 20.0, cfg.late_weight)
+            if cfg.live_weight and not quantised:
+                live = live_penalty(net, x, times)
+                live_sum += float(live.detach()) * len(idx)
+                loss = loss + cfg.live_weight * live
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -235,32 +312,32 @@ def train(cfg: TrainConfig) -> dict:
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         epoch_time = time.perf_counter() - t0
         if rank == 0:
-            n_curve = min(len(x_te), cfg.curve_test_limit or len(x_te))
-            ev = evaluate_float(net, x_te[:n_curve], y_te[:n_curve], quantised=quantised)
+            ev = evaluate_float(net, x_va, y_va, quantised=quantised) if len(x_va) else None
             rec = {"epoch": epoch + 1, "phase": "qat" if quantised else "float", "lr": lr,
-                   "loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1),
-                   "test_accuracy": ev["accuracy"], "dead_ratio": ev["dead_ratio"],
-                   "mean_spike_time": ev["mean_spike_time"], "epoch_time_s": epoch_time,
-                   "train_samples": n_train, "curve_test_samples": n_curve}
+                   "loss": loss_sum / max(seen, 1), "live_penalty": live_sum / max(seen, 1),
+                   "train_accuracy": correct / max(seen, 1),
+                   "val_accuracy": ev["accuracy"] if ev else None, "dead_ratio": ev["dead_ratio"] if ev else None,
+                   "mean_spike_time": ev["mean_spike_time"] if ev else None, "epoch_time_s": epoch_time,
+                   "train_samples": n_train, "val_samples": len(x_va)}
             history.append(rec)
             if cfg.progress:
+                val = f"val {rec['val_accuracy']:.4f} dead {[round(d, 3) for d in rec['dead_ratio']]}" if ev else ""
                 print(f"epoch {epoch + 1}/{total} {rec['phase']}: loss {rec['loss']:.4f} train "
-                      f"{rec['train_accuracy']:.4f} test {rec['test_accuracy']:.4f} dead "
-                      f"{[round(d, 3) for d in rec['dead_ratio']]} ({epoch_time:.0f} s)", file=sys.stderr)
+                      f"{rec['train_accuracy']:.4f} {val} ({epoch_time:.0f} s)", file=sys.stderr)
             _save_checkpoint(ckpt, net, opt, epoch + 1, history, cfg)
         if world > 1:
             torch.distributed.barrier()
 
-    if rank != 0:
+    if rank != 0 or last < total:
         _finish(world)
-        return {}
+        return {"stopped_after": last} if rank == 0 else {}
     float_eval = evaluate_float(net, x_te, y_te)
     integer_net = to_network(net)
     fixed_acc, result = golden_eval(integer_net, te_px, te_y, progress=cfg.progress)
     report = {
         "dataset": cfg.dataset, "arch": cfg.arch, "network": integer_net.describe(),
         "epochs": cfg.epochs, "qat_epochs": cfg.qat_epochs, "seed": cfg.seed,
-        "train_samples": int(len(x_tr)), "test_samples": int(len(x_te)),
+        "train_samples": int(len(x_tr)), "val_samples": int(len(x_va)), "test_samples": int(len(x_te)),
         "float_test_accuracy": float_eval["accuracy"],
         "fixed_point_test_accuracy": fixed_acc,
         "fixed_point_judge": "model.run (golden model) on the exported network file",

@@ -23,7 +23,20 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output folder (created)")
     p.add_argument("--batch", type=int, default=64, help="global batch size (default 64)")
     p.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate of the float phase (default 5e-3)")
-    p.add_argument("--lr-decay", type=float, default=0.85, help="per-epoch learning rate factor (default 0.85)")
+    p.add_argument("--schedule", choices=("cosine", "exp"), default="cosine",
+                   help="float-phase learning rate: cosine over all float batches down to 2 %% of --lr "
+                        "(default), or exp (times --lr-decay per epoch)")
+    p.add_argument("--lr-decay", type=float, default=0.85, help="per-epoch factor of --schedule exp (default 0.85)")
+    p.add_argument("--live-weight", type=float, default=1.0,
+                   help="dead-neuron regulariser: lifts hidden neurons silent on a whole batch toward threshold "
+                        "(default 1; 0 = off)")
+    p.add_argument("--input-drop", type=float, default=0.0,
+                   help="float epochs: drop each input spike with this probability (default 0)")
+    p.add_argument("--jitter", type=int, default=0,
+                   help="float epochs: move each input spike by up to this many steps (default 0)")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default 0)")
+    p.add_argument("--val-size", type=int,
+                   help="training samples held out for the per-epoch curves (default min(5000, 10 %%))")
     p.add_argument("--qat-lr", type=float, default=5e-4, help="learning rate of the QAT phase (default 5e-4)")
     p.add_argument("--tau", type=float, default=3.0, help="softmax temperature in time steps (default 3)")
     p.add_argument("--late-weight", type=float, default=1.0,
@@ -31,8 +44,6 @@ def register(sub) -> None:
     p.add_argument("--train-limit", type=int, help="first N training samples only")
     p.add_argument("--test-limit", type=int, help="first N test samples only (default: the full test set)")
     p.add_argument("--qat-limit", type=int, help="QAT epochs on the first N training samples only")
-    p.add_argument("--curve-test-limit", type=int,
-                   help="per-epoch test curves on the first N test samples (final accuracies use all)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads per process (default 1: faster than 2 on a busy 2-core machine)")
     p.add_argument("--t-in-max", type=int, default=31, help="latest input spike time of the encoding (default 31)")
@@ -45,7 +56,7 @@ def register(sub) -> None:
 
 def main(args) -> int:
     for name, lo in (("epochs", 0), ("qat_epochs", 0), ("batch", 1), ("threads", 1), ("train_limit", 1),
-                     ("test_limit", 1), ("qat_limit", 1), ("curve_test_limit", 1)):
+                     ("test_limit", 1), ("qat_limit", 1), ("val_size", 0), ("jitter", 0)):
         v = getattr(args, name)
         if v is not None and v < lo:
             raise CliError(f"--{name.replace('_', '-')}: must be >= {lo}, got {v}")
@@ -54,14 +65,17 @@ def main(args) -> int:
     for name in ("lr", "qat_lr", "tau", "lr_decay"):
         if not getattr(args, name) > 0:
             raise CliError(f"--{name.replace('_', '-')}: must be > 0, got {getattr(args, name)}")
-    if args.late_weight < 0:
-        raise CliError(f"--late-weight: must be >= 0, got {args.late_weight}")
+    for name in ("late_weight", "live_weight", "weight_decay"):
+        if not getattr(args, name) >= 0:
+            raise CliError(f"--{name.replace('_', '-')}: must be >= 0, got {getattr(args, name)}")
+    if not 0 <= args.input_drop < 1:
+        raise CliError(f"--input-drop: must lie in [0, 1), got {args.input_drop}")
     if not 2 <= args.weight_bits <= 16:
         raise CliError(f"--weight-bits: must lie in 2..16, got {args.weight_bits}")
     if not 0 <= args.t_in_max <= 254:
         raise CliError(f"--t-in-max: must lie in 0..254 (t_end), got {args.t_in_max}")
     from training.net import ArchError, parse_arch
-    from training.train import TrainConfig, train
+    from training.train import TrainConfig, TrainError, train
 
     try:
         parse_arch(args.arch)
@@ -69,18 +83,19 @@ def main(args) -> int:
         raise CliError(str(e)) from None
     cfg = TrainConfig(dataset=args.dataset, arch=args.arch, out=args.out, epochs=args.epochs,
                       qat_epochs=args.qat_epochs, seed=args.seed, batch=args.batch, lr=args.lr,
-                      qat_lr=args.qat_lr, tau=args.tau, late_weight=args.late_weight, lr_decay=args.lr_decay,
-                      train_limit=args.train_limit,
-                      test_limit=args.test_limit, qat_limit=args.qat_limit,
-                      curve_test_limit=args.curve_test_limit, threads=args.threads, t_in_max=args.t_in_max,
+                      qat_lr=args.qat_lr, tau=args.tau, late_weight=args.late_weight, schedule=args.schedule,
+                      lr_decay=args.lr_decay, live_weight=args.live_weight, input_drop=args.input_drop,
+                      jitter=args.jitter, weight_decay=args.weight_decay, val_size=args.val_size,
+                      train_limit=args.train_limit, test_limit=args.test_limit, qat_limit=args.qat_limit,
+                      threads=args.threads, t_in_max=args.t_in_max,
                       weight_bits=args.weight_bits, resume=args.resume, progress=not args.quiet,
                       plots=not args.no_plots, command=["yoso", *sys.argv[1:]] if sys.argv[0].endswith("yoso")
                       else list(sys.argv))
     try:
         report = train(cfg)
-    except ArchError as e:
+    except (ArchError, TrainError) as e:
         raise CliError(str(e)) from None
-    if report:
+    if report and "float_test_accuracy" in report:
         print(f"float test accuracy       {report['float_test_accuracy']:.4f} (torch, {report['test_samples']} "
               "samples)")
         print(f"fixed-point test accuracy {report['fixed_point_test_accuracy']:.4f} (golden model on "

@@ -24,7 +24,7 @@ def test_digits_train_export_golden(tmp_path, capsys):
     assert report["float_test_accuracy"] >= 0.93
     assert f"{report['fixed_point_test_accuracy']:.4f}" in printed
     assert len(report["history"]) == 7 and report["history"][-1]["phase"] == "qat"
-    for key in ("loss", "train_accuracy", "test_accuracy", "dead_ratio", "mean_spike_time"):
+    for key in ("loss", "train_accuracy", "val_accuracy", "dead_ratio", "mean_spike_time", "live_penalty"):
         assert key in report["history"][0]
     for name in ("network.npz", "checkpoint.pt", "curves.png", "spike_hist.png", "raster.png", "confusion.png"):
         assert (out / name).stat().st_size > 0, name
@@ -39,11 +39,16 @@ def test_digits_train_export_golden(tmp_path, capsys):
     assert infer["accuracy"] == pytest.approx(report["fixed_point_test_accuracy"])
 
 
-def test_resume_is_deterministic(tmp_path):
+@pytest.mark.parametrize("schedule", ["cosine", "exp"])
+def test_resume_is_deterministic(tmp_path, schedule):
+    """A run stopped after its first epoch (cosine: as if killed) or extended by an epoch (exp: a first run
+    of 1 float epoch, resumed with 2) ends with exactly the weights of an uninterrupted run; augmentation
+    and the live-neuron regulariser included."""
     base = dict(dataset="digits", arch="64-20-10", epochs=2, qat_epochs=1, train_limit=300, test_limit=100,
-                progress=False, plots=False, seed=7)
+                progress=False, plots=False, seed=7, schedule=schedule, input_drop=0.1, jitter=1)
     full = train(TrainConfig(out=str(tmp_path / "a"), **base))
-    train(TrainConfig(out=str(tmp_path / "b"), **{**base, "epochs": 1, "qat_epochs": 0}))
+    first = {"stop_after": 1} if schedule == "cosine" else {"epochs": 1, "qat_epochs": 0}
+    train(TrainConfig(out=str(tmp_path / "b"), **{**base, **first}))
     resumed = train(TrainConfig(out=str(tmp_path / "b"), resume=True, **base))
     sa = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)["state"]
     sb = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["state"]
