@@ -22,7 +22,11 @@ class Load(wiring.Component):
     * ``STEP_END(t)``: counted; the ``sources``-th completes the step: if ``t < t_end``, ``SWEEP`` tokens
       for the *rising* words only (see below), in ascending order, then one ``MARK`` token (STORE emits
       ``STEP_END(t + 1)`` for it); then the step advances;
-    * events of a later step are parked in the defer FIFO and replayed when the step completes.
+    * events of a later step are parked in the defer FIFO and replayed when the step completes;
+    * **START guard**: between inferences (after reset, an abort, or the last step's completion) and before
+      the next START, every other event is parked too and replayed after that START, so a source whose START
+      came first may send its ``STEP_END(0)`` before this PE's START arrives without the marker being lost
+      (START clears the marker count). Correctness does not rest on the order in which STARTs arrive.
 
     ``W = ceil(active / lanes)`` words per CLEAR / SPIKE event. Per word LOAD keeps two bits: ``pending``
     (a token of the word was issued and STORE has not written it back yet) and ``rising`` (the word's last
@@ -38,7 +42,6 @@ class Load(wiring.Component):
     done : In(1), STORE wrote one state word this cycle; done_word : In(word_bits), which one;
     done_rising : In(1), whether it is rising
     sources : In(bits(max_sources)), t_end : In(time_bits), active : In(bits(neurons)) — registers
-    step : Out(time_bits + 1), the step being worked on (time steps; t_end + 1 once all are complete)
     n_active : Out(bits(neurons)), ACTIVE as latched at the last START (to COMPUTE)
 
     ACTIVE, SOURCES and T_END are latched when START is processed (after the previous inference's words
@@ -56,7 +59,6 @@ class Load(wiring.Component):
             "sources": In(c.sources_bits),
             "t_end": In(c.time_bits),
             "active": In(c.active_bits),
-            "step": Out(c.time_bits + 1),
             "n_active": Out(c.active_bits),
         })
         self.active_latched = Signal(c.active_bits, init=c.neurons)
@@ -74,8 +76,9 @@ class Load(wiring.Component):
         t_end = Signal(c.time_bits, init=c.max_t_end)
         m.d.comb += self.n_active.eq(self.active_latched)
 
-        cur = self.step
+        cur = Signal(c.time_bits + 1)   # the step being worked on (t_end + 1 once all are complete)
         count = Signal(c.sources_bits)
+        armed = Signal()   # a START was processed and its inference is not complete yet (START guard)
         replay = Signal(range(c.defer_depth + 2))
         pending = Signal(c.words)  # word issued, not yet written back
         rising = Signal(c.words)   # word's last write-back had a lane that may still fire
@@ -117,7 +120,7 @@ class Load(wiring.Component):
         def fetch():
             """Take the next event (if any) and decide what it does; used in FETCH and, so that events
             follow each other without a gap, in the cycle that issues the last word of an event."""
-            early = (ev.kind != L.EventKind.START) & (ev.time > cur)
+            early = (ev.kind != L.EventKind.START) & ((ev.time > cur) | ~armed)
             with m.If(src_valid):
                 with m.If(early):
                     # Park it; from the input only while a spare entry stays free for replays.
@@ -130,7 +133,10 @@ class Load(wiring.Component):
                 with m.If(~early):
                     with m.Switch(ev.kind):
                         with m.Case(L.EventKind.START):
+                            # START is never parked, so it comes from the input: everything parked before
+                            # it (START guard) replays in this inference.
                             m.d.sync += [cur.eq(0), count.eq(0), op.eq(L.Op.CLEAR), time.eq(0), k.eq(0),
+                                         armed.eq(1), replay.eq(defer.level),
                                          n_words.eq(((self.active - 1) >> c.lane_bits) + 1),
                                          self.active_latched.eq(self.active),
                                          sources.eq(self.sources), t_end.eq(self.t_end)]
@@ -147,6 +153,8 @@ class Load(wiring.Component):
                                 with m.If(cur < t_end):
                                     m.d.sync += [op.eq(L.Op.SWEEP), time.eq(cur), k.eq(0)]
                                     m.next = "ISSUE"
+                                with m.Else():
+                                    m.d.sync += armed.eq(0)   # the inference is complete: wait for START
                             with m.Else():
                                 m.d.sync += count.eq(count + 1)
 
