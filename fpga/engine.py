@@ -17,18 +17,9 @@ from rtl.config import PEConfig
 from rtl.noc_layouts import FlitKind, NocConfig, flit_layout
 from rtl.sram import SRAM
 
-from .protocol import MAX_PAYLOAD, NO_PREDICTION, SYNC_REQ, SYNC_RESP, Cmd, ProtocolLayout, Status
+from .protocol import CRC8, MAX_PAYLOAD, NO_PREDICTION, SYNC_REQ, SYNC_RESP, Cmd, ProtocolLayout, Status
 
-__all__ = ["ProtocolEngine", "crc8_next"]
-
-
-def crc8_next(crc, byte):
-    """Amaranth expression of the CRC-8 (poly 0x07) register after shifting in ``byte`` (MSB first)."""
-    bits = [crc[k] ^ byte[k] for k in range(8)]
-    for _ in range(8):
-        msb = bits[7]
-        bits = [msb, bits[0] ^ msb, bits[1] ^ msb] + bits[2:7]
-    return Cat(*bits)
+__all__ = ["ProtocolEngine"]
 
 
 class ProtocolEngine(wiring.Component):
@@ -133,7 +124,9 @@ class ProtocolEngine(wiring.Component):
         length = Signal(16)
         count = Signal(16)             # payload bytes received / consumed
         wpos = Signal(range(acc_bytes + 1))   # byte position inside a word while receiving
-        crc = Signal(8)
+        # Request CRC: restarted at the sync byte, fed every byte after it up to the CRC byte.
+        m.submodules.rx_crc = rx_crc = CRC8.create()
+        crc = rx_crc.crc
         lost = Signal()                # a byte was lost since the last response
         idle = Signal(range(self._timeout + 1))
         status = Signal(8)
@@ -189,7 +182,12 @@ class ProtocolEngine(wiring.Component):
 
         # ---- response ----
         resp_len = Signal(16)
-        tx_crc = Signal(8)
+        # Response CRC: restarted at the sync byte, fed every byte sent after it up to the CRC byte.
+        m.submodules.tx_crc = tx_crc_proc = CRC8.create()
+        tx_crc = tx_crc_proc.crc
+
+        def tx_crc_feed(byte):
+            m.d.comb += [tx_crc_proc.valid.eq(1), tx_crc_proc.data.eq(byte)]
         spk = Signal(range(lay.out_depth + 1))
         spk_word = Signal(8 * lay.spike_bytes)
         spk_byte = Signal(range(lay.spike_bytes + 1))
@@ -282,12 +280,14 @@ class ProtocolEngine(wiring.Component):
             # ---------------- receive a request ----------------
             with m.State("HUNT"):
                 with m.If(rx_take & (rx_byte == SYNC_REQ)):
-                    m.d.sync += [crc.eq(0), count.eq(0), wpos.eq(0), idle.eq(0)]
+                    m.d.comb += rx_crc.start.eq(1)
+                    m.d.sync += [count.eq(0), wpos.eq(0), idle.eq(0)]
                     m.next = "CMD"
             for st, nxt in (("CMD", "LEN0"), ("LEN0", "LEN1")):
                 with m.State(st):
                     with m.If(rx_take):
-                        m.d.sync += [crc.eq(crc8_next(crc, rx_byte)), idle.eq(0)]
+                        m.d.comb += [rx_crc.valid.eq(1), rx_crc.data.eq(rx_byte)]
+                        m.d.sync += idle.eq(0)
                         if st == "CMD":
                             m.d.sync += cmd.eq(rx_byte)
                         else:
@@ -299,7 +299,8 @@ class ProtocolEngine(wiring.Component):
                         m.d.sync += idle.eq(idle + 1)
             with m.State("LEN1"):
                 with m.If(rx_take):
-                    m.d.sync += [crc.eq(crc8_next(crc, rx_byte)), idle.eq(0), length[8:].eq(rx_byte)]
+                    m.d.comb += [rx_crc.valid.eq(1), rx_crc.data.eq(rx_byte)]
+                    m.d.sync += [idle.eq(0), length[8:].eq(rx_byte)]
                     with m.If(Cat(length[:8], rx_byte) > MAX_PAYLOAD):
                         m.d.sync += resp_len.eq(0)
                         respond(Status.BAD_LENGTH)
@@ -314,7 +315,8 @@ class ProtocolEngine(wiring.Component):
             with m.State("PAYLOAD"):
                 with m.If(rx_take):
                     m.d.comb += [frame.w_en.eq(1), frame.w_addr.eq(count), frame.w_data.eq(rx_byte)]
-                    m.d.sync += [crc.eq(crc8_next(crc, rx_byte)), idle.eq(0), count.eq(count + 1),
+                    m.d.comb += [rx_crc.valid.eq(1), rx_crc.data.eq(rx_byte)]
+                    m.d.sync += [idle.eq(0), count.eq(count + 1),
                                  wpos.eq(Array([wpos + 1, 0])[wpos + 1 == word_bytes])]
                     with m.If(count + 1 == length):
                         m.next = "CRC"
@@ -521,12 +523,13 @@ class ProtocolEngine(wiring.Component):
                 m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(byte)]
                 with m.If(self.tx.ready):
                     if crc_in:
-                        m.d.sync += tx_crc.eq(crc8_next(tx_crc, byte))
+                        tx_crc_feed(byte)
                     m.next = nxt
                     return True
 
             with m.State("SEND_SYNC"):
-                m.d.sync += [tx_crc.eq(0), count.eq(0)]
+                m.d.comb += tx_crc_proc.start.eq(1)
+                m.d.sync += count.eq(0)
                 send(Const(SYNC_RESP, 8), "SEND_CMD", crc_in=False)
             with m.State("SEND_CMD"):
                 send(cmd, "SEND_STATUS")
@@ -544,14 +547,16 @@ class ProtocolEngine(wiring.Component):
             with m.State("SEND_INFO"):
                 m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(info[count])]
                 with m.If(self.tx.ready):
-                    m.d.sync += [tx_crc.eq(crc8_next(tx_crc, info[count])), count.eq(count + 1)]
+                    tx_crc_feed(info[count])
+                    m.d.sync += count.eq(count + 1)
                     with m.If(count + 1 == resp_len):
                         m.next = "SEND_CRC"
             with m.State("SEND_HDR"):
                 byte = result_hdr.word_select(count[:3], 8)
                 m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(byte)]
                 with m.If(self.tx.ready):
-                    m.d.sync += [tx_crc.eq(crc8_next(tx_crc, byte)), count.eq(count + 1), spk.eq(0)]
+                    tx_crc_feed(byte)
+                    m.d.sync += [count.eq(count + 1), spk.eq(0)]
                     with m.If(count == 7):
                         with m.If(out_count == 0):
                             m.next = "SEND_CRC"
@@ -567,7 +572,8 @@ class ProtocolEngine(wiring.Component):
                 byte = spk_word[:8]
                 m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(byte)]
                 with m.If(self.tx.ready):
-                    m.d.sync += [tx_crc.eq(crc8_next(tx_crc, byte)), spk_word.eq(spk_word >> 8),
+                    tx_crc_feed(byte)
+                    m.d.sync += [spk_word.eq(spk_word >> 8),
                                  spk_byte.eq(spk_byte + 1)]
                     with m.If(spk_byte + 1 == lay.spike_bytes):
                         m.d.sync += spk.eq(spk + 1)

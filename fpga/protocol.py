@@ -1,7 +1,8 @@
 """The framed host protocol of the board tops: constants, CRC-8 and byte layouts shared by the gateware
 (:mod:`fpga.engine`), the host driver (:mod:`fpga.driver`) and docs/fpga.md.
 
-Plain Python (no amaranth): everything here is about bytes on the serial line.
+Everything here is about bytes on the serial line; the CRC is amaranth.lib.crc's CRC-8/SMBUS, whose software
+form the host uses and whose hardware form (``Processor``) the engine uses.
 
 Request (host -> board)::
 
@@ -21,9 +22,11 @@ from __future__ import annotations
 import enum
 import math
 
+from amaranth.lib.crc import catalog
+
 __all__ = [
     "SYNC_REQ", "SYNC_RESP", "VERSION", "MAX_PAYLOAD", "Cmd", "Status", "crc8", "request", "response",
-    "ProtocolLayout", "NO_PREDICTION",
+    "ProtocolLayout", "NO_PREDICTION", "CRC8",
 ]
 
 SYNC_REQ = 0xA5
@@ -162,13 +165,13 @@ class ProtocolLayout:
         return index, time, word >> (self.index_bits + self.time_bits) & ((1 << self.node_bits) - 1)
 
 
-def crc8(data: bytes, crc: int = 0) -> int:
-    """CRC-8, polynomial x^8 + x^2 + x + 1 (0x07), MSB first, init 0, no final XOR."""
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc << 1 ^ 0x07) & 0xFF if crc & 0x80 else crc << 1 & 0xFF
-    return crc
+#: The link's CRC: CRC-8/SMBUS (polynomial x^8 + x^2 + x + 1, MSB first, init 0, no final XOR), bytewise.
+CRC8 = catalog.CRC8_SMBUS(data_width=8)
+
+
+def crc8(data: bytes) -> int:
+    """CRC-8/SMBUS of ``data`` (:data:`CRC8`)."""
+    return CRC8.compute(data)
 
 
 def request(cmd: int, payload: bytes = b"") -> bytes:

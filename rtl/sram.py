@@ -9,10 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import bits_for
 
-__all__ = ["SRAM", "READ_LATENCY"]
-
-#: Cycles from a read request (``r_en`` high with ``r_addr``) to its data on ``r_data``.
-READ_LATENCY = 1
+__all__ = ["SRAM"]
 
 
 class SRAM(wiring.Component):
@@ -32,7 +29,7 @@ class SRAM(wiring.Component):
     r_addr : In(bits(depth - 1)), unsigned word address
     r_en : In(1)
         Read enable. Data of the address presented with ``r_en`` high appears on ``r_data`` one cycle later
-        (:data:`READ_LATENCY`) and then holds while ``r_en`` is low.
+        (the read latency every user of this wrapper is built for) and then holds while ``r_en`` is low.
     r_data : Out(shape)
     w_addr : In(bits(depth - 1))
     w_en : In(width // granularity) (1 without granularity), one bit per written slice
