@@ -97,9 +97,10 @@ def loss_fn(out_times: torch.Tensor, labels: torch.Tensor, tau: float, late_afte
 
 
 def live_penalty(net: SpikingNet, t_in: torch.Tensor, times: list[torch.Tensor]) -> torch.Tensor:
-    """Dead-neuron regulariser: for every hidden neuron that is silent on the whole batch, how far its
-    largest potential at ``t_end`` (over the batch) stays below threshold, ``relu(1 - max_b V_j(t_end) /
-    theta_j)``, averaged over the layer's neurons and summed over hidden weight layers.
+    """Dead-neuron regulariser: for every neuron that is silent within ``t_end`` on the whole batch, how far
+    its largest potential at ``t_end`` (over the batch) stays below threshold, ``relu(1 - max_b V_j(t_end) /
+    theta_j)``, averaged over the layer's neurons and summed over weight layers (the output layer included:
+    an output that never fires within ``t_end`` loses its class).
 
     A neuron that never fires gets no STDBP gradient at all (its spike time does not depend on anything), so
     once the loss has pushed it past ``t_end`` on every sample it stays dead; this term is the only gradient
@@ -107,7 +108,7 @@ def live_penalty(net: SpikingNet, t_in: torch.Tensor, times: list[torch.Tensor])
     neurons contribute nothing, so the term vanishes once every neuron fires on some sample of the batch."""
     total = t_in.new_zeros(())
     t = t_in.reshape(len(t_in), *net.input_shape)
-    for n, spec in enumerate(net.specs[:-1]):
+    for n, spec in enumerate(net.specs):
         if spec.kind != "maxpool2d":
             silent = (times[n] > net.t_end).reshape(len(t), -1).all(dim=0)
             if bool(silent.any()):
