@@ -20,6 +20,7 @@ from host.plan import MeshPlan
 from rtl.mesh import Mesh
 
 from .noc_runner import build, run_test
+from .scoreboard import compare
 
 __all__ = ["verify", "TOP"]
 
@@ -105,19 +106,9 @@ def verify(net: model.Network, plan: MeshPlan, inputs: np.ndarray, *, labels: np
         errors += [f"image {c * chunk + int(e.split(':')[0].split()[1])}:{e.split(':', 1)[1]}"
                    for e in r["errors"] if e]
     wall = time.perf_counter() - start
-    compared, mismatches, first = 0, 0, None
-    for n, got in enumerate(layers):
-        want = golden.times[n].reshape(len(inputs), -1)
-        compared += want.size
-        # A neuron the host did not see spike must spike after the last step its PE closed (without early
-        # exit that is t_end, so only a silent neuron qualifies): anything else is a mismatch.
-        unseen_ok = (got == net.no_spike) & (want > horizons[n])
-        bad = np.argwhere((got != want) & ~unseen_ok)
-        mismatches += len(bad)
-        if len(bad) and first is None:
-            b, j = map(int, bad[0])
-            first = (f"image {b} layer {n} neuron {j}: RTL {int(got[b, j])}, golden model {int(want[b, j])} "
-                     f"(host saw steps 0..{int(horizons[n][b, j])} of its PE)")
+    # A neuron the host did not see spike must spike after the last step its PE closed (without early exit that
+    # is t_end, so only a silent neuron qualifies): anything else is a mismatch.
+    score = compare(layers, [t.reshape(len(inputs), -1) for t in golden.times], net.no_spike, horizons=horizons)
     pred = model.decide(layers[-1], net.no_spike)
     per_image = [tuple(t[b] for t in golden.times) for b in range(len(inputs))]
     sops = np.array([mp.sops(g, inputs[b]) for b, g in enumerate(per_image)])
@@ -127,7 +118,8 @@ def verify(net: model.Network, plan: MeshPlan, inputs: np.ndarray, *, labels: np
         "images": int(len(inputs)), "simulator": sim, "window": window, "early_exit": early_exit,
         "mesh": f"{mp.noc.width}x{mp.noc.height}", "pes_used": pes,
         "pe": {"neurons": mp.pe.neurons, "lanes": mp.pe.lanes, "fan_in": mp.pe.fan_in},
-        "spikes_compared": int(compared), "mismatches": int(mismatches), "first_mismatch": first,
+        "spikes_compared": score.compared, "mismatches": len(score.mismatches),
+        "first_mismatch": None if score else str(score.first),
         "protocol_errors": len(errors), "first_protocol_error": errors[0] if errors else None,
         "predictions_equal_golden": bool((pred == golden.prediction).all()),
         "cycles_per_image": float(cycles.mean()), "cycles_max": int(cycles.max()),
