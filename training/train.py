@@ -53,7 +53,7 @@ class TrainConfig:
     epochs: int = 10
     qat_epochs: int = 1
     seed: int = 0
-    batch: int = 64
+    batch: int = 32
     lr: float = 5e-3
     qat_lr: float = 5e-4
     tau: float = 3.0  # softmax temperature in time steps: logits are -t_out / tau

@@ -21,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("--qat-epochs", type=int, default=1, help="quantisation-aware epochs after them (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights and shuffling (default 0)")
     p.add_argument("--out", required=True, help="output folder (created)")
-    p.add_argument("--batch", type=int, default=64, help="global batch size (default 64)")
+    p.add_argument("--batch", type=int, default=32, help="global batch size (default 32)")
     p.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate of the float phase (default 5e-3)")
     p.add_argument("--schedule", choices=("cosine", "exp"), default="cosine",
                    help="float-phase learning rate: cosine over all float batches down to 2 %% of --lr "
