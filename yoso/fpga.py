@@ -30,6 +30,8 @@ def register(sub) -> None:
                    "without it one PE runs the layers in turn")
     p.add_argument("--neurons", type=int, default=64, help="neurons per PE with --mesh (default 64)")
     p.add_argument("--lanes", type=int, default=4, help="neurons updated per cycle in the PE (default 4)")
+    p.add_argument("--window", type=int, default=1, help="with --mesh: run-ahead window in time steps that the "
+                   "board's RUN enforces (as yoso verify --window); sizes the PEs' defer FIFOs (default 1)")
     p.add_argument("--baud", type=int, default=1_000_000, help="UART baud rate (default 1000000)")
     p.add_argument("--build-dir", help="keep the build files here (default: a temporary folder)")
     p.add_argument("--dataset", help="latency image: first test image of this dataset (default: random "
@@ -86,7 +88,9 @@ def main(args) -> int:
         width, height = parse_mesh(args.mesh)
         if args.neurons < args.lanes:
             raise CliError(f"--neurons: {args.neurons} is below --lanes {args.lanes}")
-        mapping = plan_mesh(net, width, height, neurons=args.neurons, lanes=args.lanes)
+        if args.window < 1:
+            raise CliError(f"--window: must be >= 1, got {args.window}")
+        mapping = plan_mesh(net, width, height, neurons=args.neurons, lanes=args.lanes, window=args.window)
         pe, noc = mapping.pe, mapping.noc
         # Image flits: START to every node, then per step each first-layer PE gets its spikes and a marker.
         n_first = len(mapping.layer_slices(0))
