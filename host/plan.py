@@ -25,7 +25,7 @@ import numpy as np
 
 import model
 from model.network import NetworkError
-from rtl.config import PEConfig
+from rtl.config import MAX_DEFER_DEPTH, PEConfig
 from rtl.mesh import done_layout, noc_config
 from rtl.noc_layouts import FlitKind, NocConfig
 
@@ -243,6 +243,11 @@ def plan_mesh(net: model.Network, width: int, height: int, *, neurons: int = 64,
         # inference). The slowest source is never ahead.
         ahead = (window if window is not None else 0) + len(counts) - 1
         defer = max(8, (max_sources - 1) * (ahead + per_pe) + 2)
+        if window is not None and defer > MAX_DEFER_DEPTH:  # name the setting that asked for it, not defer_depth
+            fit = (MAX_DEFER_DEPTH - 2) // (max_sources - 1) - per_pe - (len(counts) - 1)
+            raise MappingError(f"window: {window} needs defer FIFOs of {defer} entries, above the PE limit of "
+                               f"{MAX_DEFER_DEPTH}; " + (f"the largest window this mapping allows is {fit}"
+                                                         if fit >= 1 else "no window fits this mapping"))
         try:
             pe = pe_config(net, lanes=lanes, neurons=per_pe, fan_in=max(max(w.shape) for w in weights),
                            defer_depth=defer, max_sources=max_sources)
