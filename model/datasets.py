@@ -8,6 +8,8 @@ Images come back as uint8 pixels (N, C, H, W) in 0..255 and labels as int64 (N,)
 from __future__ import annotations
 
 import gzip
+import math
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,15 +41,17 @@ def _read_idx(path: Path) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             data = f.read()
-    except OSError as e:
-        raise DatasetError(f"{path}: cannot read IDX file ({e})") from None
+    except (OSError, EOFError, zlib.error) as e:  # EOFError: a truncated .gz; zlib.error: a corrupt one
+        raise DatasetError(f"{path}: cannot read IDX file ({str(e) or type(e).__name__})") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DatasetError(f"{path}: not an unsigned-byte IDX file (bad magic number)")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise DatasetError(f"{path}: IDX header truncated ({len(data)} bytes, {ndim} dimensions announced)")
     dims = [int.from_bytes(data[4 + 4 * k: 8 + 4 * k], "big") for k in range(ndim)]
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(dims)):
-        raise DatasetError(f"{path}: expected {int(np.prod(dims))} values for shape {dims}, found {body.size}")
+    if body.size != math.prod(dims):
+        raise DatasetError(f"{path}: expected {math.prod(dims)} values for shape {dims}, found {body.size}")
     return body.reshape(dims)
 
 
@@ -97,7 +101,10 @@ def load_dataset(spec: str, split: str = "test") -> Split:
         s = load_idx(FASHION_MNIST_DIR, split)
         return Split(s.images, s.labels, f"fashion-mnist:{split}")
     if spec.startswith(("mnist:", "idx:")):
-        return load_idx(spec.split(":", 1)[1], split)
+        folder = spec.split(":", 1)[1]
+        if not folder:
+            raise DatasetError(f"dataset: {spec!r} names no folder; expected {spec}DIR")
+        return load_idx(folder, split)
     if spec == "digits":
         return load_digits(split)
     raise DatasetError(f"dataset: unknown {spec!r}; expected {DATASET_HELP}")

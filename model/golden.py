@@ -63,15 +63,16 @@ def check_input_times(net: Network, input_times) -> np.ndarray:
     if t.dtype.kind not in "iu":
         raise ValueError(f"input times: expected an integer array, got dtype {t.dtype}")
     if t.ndim < 1 or (t.shape[1:] != tuple(net.input_shape) and t.shape[1:] != (net.n_inputs,)):
-        raise ValueError(f"input times: expected shape (batch, {net.n_inputs}) or (batch, "
-                         f"{', '.join(map(str, net.input_shape))}), got {t.shape}")
-    t = t.reshape(len(t), net.n_inputs).astype(np.int64)
+        shaped = f" or (batch, {', '.join(map(str, net.input_shape))})" if len(net.input_shape) > 1 else ""
+        raise ValueError(f"input times: expected shape (batch, {net.n_inputs}){shaped}, got {t.shape}")
+    t = t.reshape(len(t), net.n_inputs)
+    # Compare in the array's own dtype: casting first would wrap uint64 values above 2**63 to negatives.
     bad = ((t < 0) | (t > net.t_end)) & (t != net.no_spike)
     if bad.any():
         b, i = np.argwhere(bad)[0]
-        raise ValueError(f"input times: sample {b} input {i} is {t[b, i]}; allowed 0..t_end={net.t_end} or "
+        raise ValueError(f"input times: sample {b} input {i} is {int(t[b, i])}; allowed 0..t_end={net.t_end} or "
                          f"NO_SPIKE={net.no_spike}")
-    return t
+    return t.astype(np.int64)
 
 
 def conv_as_dense(layer: Conv2d) -> np.ndarray:

@@ -8,8 +8,10 @@ Layout: an array ``header`` (0-d unicode string holding JSON) plus, per layer n 
 from __future__ import annotations
 
 import json
+import math
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,10 @@ from .network import (
     Network,
     NetworkError,
 )
+from .network import MAX_LAYER_SYNAPSES as MAX_ARRAY_ELEMENTS
+
+#: Largest JSON header, in characters.
+MAX_HEADER_CHARS = 1 << 20
 
 __all__ = ["NetworkFileError", "load", "save", "header_of"]
 
@@ -110,13 +116,50 @@ def _field(obj: dict, key: str, where: str, kind=int):
     return value
 
 
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
+    """One ``.npy`` member, its header checked before any data is read: numpy magic, no pickled objects, and
+    at most :data:`MAX_ARRAY_ELEMENTS` values (a header claiming more is refused, not allocated)."""
+    key = info.filename[:-4]
+    with zf.open(info) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+        except ValueError:
+            raise NetworkFileError(f"{key}: not a .npy array (no numpy magic)") from None
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise NetworkFileError(f"{key}: unsupported .npy format version {version[0]}.{version[1]}")
+    if dtype.hasobject:
+        raise NetworkFileError(f"{key}: holds Python objects (dtype {dtype}); network files are not pickled")
+    size = math.prod(shape)
+    limit = MAX_HEADER_CHARS if key == "header" else MAX_ARRAY_ELEMENTS
+    if size > limit:
+        raise NetworkFileError(f"{key}: shape {shape} has {size:,} values, above the limit of {limit:,}")
+    with zf.open(info) as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
+
+
 def _read(path: Path) -> tuple[dict, dict]:
+    if path.is_dir():
+        raise NetworkFileError(f"{path}: is a folder, not a network file")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+        with zipfile.ZipFile(path) as zf:
+            arrays = {}
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise NetworkFileError(f"{info.filename}: unexpected zip member (a network file holds .npy "
+                                           "arrays only)")
+                key = info.filename[:-4]
+                if key in arrays:
+                    raise NetworkFileError(f"{key}: array stored twice")
+                arrays[key] = _read_member(zf, info)
     except FileNotFoundError:
         raise NetworkFileError(f"{path}: no such file") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as e:
+        if isinstance(e, NetworkFileError):
+            raise
         raise NetworkFileError(f"{path}: not a readable .npz network file ({e})") from None
     if "header" not in arrays:
         raise NetworkFileError("header: missing array (the file must hold a JSON header string)")
@@ -128,8 +171,12 @@ def _read(path: Path) -> tuple[dict, dict]:
         header = json.loads(str(raw))
     except json.JSONDecodeError as e:
         raise NetworkFileError(f"header: invalid JSON ({e})") from None
+    except RecursionError:
+        raise NetworkFileError("header: JSON nested too deeply") from None
     if not isinstance(header, dict):
         raise NetworkFileError("header: expected a JSON object")
+    if not isinstance(header.get("metadata", {}), dict):
+        raise NetworkFileError(f"metadata: expected a JSON object, got {type(header['metadata']).__name__}")
     return header, arrays
 
 
@@ -186,8 +233,13 @@ def _load(path: Path) -> Network:
                 layers.append(Dense(weight=weight, threshold=threshold))
             else:
                 in_shape = tuple(_field(spec, "in_shape", where, list))
-                kh, kw = _field(spec, "kernel", where, list) if isinstance(spec.get("kernel"), list) else (None,) * 2
-                shape = (_field(spec, "out_channels", where), in_shape[0] if in_shape else None, kh, kw)
+                if len(in_shape) != 3:
+                    raise NetworkFileError(f"{where}in_shape: expected [C, H, W], got {list(in_shape)}")
+                kernel = _field(spec, "kernel", where, list)
+                if len(kernel) != 2 or min(kernel) < 1:
+                    raise NetworkFileError(f"{where}kernel: expected [KH, KW] with KH, KW >= 1, got {kernel}")
+                kh, kw = kernel
+                shape = (_field(spec, "out_channels", where), in_shape[0], kh, kw)
                 if weight.shape != shape:
                     raise NetworkFileError(f"{wkey}: expected shape {shape} from the header, got {weight.shape}")
                 layers.append(Conv2d(in_shape=in_shape, weight=weight, threshold=threshold,
@@ -215,5 +267,4 @@ def _load(path: Path) -> Network:
 def metadata_of(path: str | os.PathLike) -> dict:
     """The free-form ``metadata`` object of a network file's header (provenance); {} when absent."""
     header, _ = _read(Path(path))
-    meta = header.get("metadata", {})
-    return meta if isinstance(meta, dict) else {}
+    return header.get("metadata", {})

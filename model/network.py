@@ -29,6 +29,8 @@ __all__ = [
     "signed_bits",
     "weight_sum_bits",
     "potential_bits",
+    "check_layer_size",
+    "MAX_LAYER_SYNAPSES",
 ]
 
 FORMAT_NAME = "yoso-relpsp"
@@ -37,6 +39,12 @@ FORMAT_VERSION = 1
 MAX_TIME_BITS = 16
 MAX_WEIGHT_BITS = 16
 MAX_THRESHOLD_BITS = 32
+#: Largest layer, counted as the synapses of its dense equivalent (inputs x neurons; a conv layer counts every
+#: input position against every output position, as ``conv_as_dense`` stores it): 2**27, 1 GiB of int64. The
+#: golden model and the mapper hold that matrix; a larger layer is refused before anything is allocated.
+MAX_LAYER_SYNAPSES = 1 << 27
+#: Largest number of input values (product of ``input_shape``).
+MAX_INPUTS = 1 << 24
 
 
 class NetworkError(ValueError):
@@ -84,6 +92,14 @@ def potential_bits(fan_in: int, weight_bits: int, t_end: int, threshold_bits: in
     if threshold_bits:
         hi = max(hi, (1 << threshold_bits) - 1)
     return signed_bits(lo, hi)
+
+
+def check_layer_size(name: str, n_in: int, n_out: int) -> None:
+    """Raise :class:`NetworkError` naming ``name`` if a layer of ``n_in`` inputs and ``n_out`` neurons (its
+    dense equivalent) exceeds :data:`MAX_LAYER_SYNAPSES`. Call it before allocating the layer."""
+    if n_in * n_out > MAX_LAYER_SYNAPSES:
+        raise NetworkError(f"{name}: {n_in} inputs x {n_out} neurons = {n_in * n_out:,} synapses exceeds the "
+                           f"limit of {MAX_LAYER_SYNAPSES:,} per layer")
 
 
 def _check_int(name: str, value, lo: int, hi: int) -> int:
@@ -222,6 +238,9 @@ class Network:
         input_shape = tuple(_check_int(f"input_shape[{k}]", d, 1, 1 << 24) for k, d in enumerate(input_shape))
         if not 1 <= len(input_shape) <= 3:
             raise NetworkError(f"input_shape: expected 1 to 3 dimensions, got {len(input_shape)}")
+        if math.prod(input_shape) > MAX_INPUTS:
+            raise NetworkError(f"input_shape: {math.prod(input_shape):,} input values exceed the limit of "
+                               f"{MAX_INPUTS:,}")
         if not layers:
             raise NetworkError("layers: a network needs at least one layer")
         wlo, whi = -(1 << (weight_bits - 1)), (1 << (weight_bits - 1)) - 1
@@ -233,6 +252,8 @@ class Network:
             if isinstance(layer, Dense):
                 size = math.prod(shape)
                 w = layer.weight
+                if isinstance(w, np.ndarray) and w.ndim == 2:
+                    check_layer_size(name, size, w.shape[1])
                 if not isinstance(w, np.ndarray) or w.ndim != 2 or w.shape[1] < 1:
                     got = tuple(w.shape) if isinstance(w, np.ndarray) else type(w).__name__
                     raise NetworkError(f"{name}.weight: expected shape ({size}, N_out >= 1), got {got}")
@@ -250,11 +271,14 @@ class Network:
                     raise NetworkError(f"{name}.in_shape: expected {shape} (C, H, W) from the previous layer, "
                                        f"got {tuple(layer.in_shape)}")
                 w = layer.weight
-                if not isinstance(w, np.ndarray) or w.ndim != 4 or w.shape[1] != shape[0] or w.shape[0] < 1:
+                if (not isinstance(w, np.ndarray) or w.ndim != 4 or w.shape[1] != shape[0]
+                        or min(w.shape[0], w.shape[2], w.shape[3]) < 1):
                     got = tuple(w.shape) if isinstance(w, np.ndarray) else type(w).__name__
-                    raise NetworkError(f"{name}.weight: expected shape (OC, {shape[0]}, KH, KW), got {got}")
+                    raise NetworkError(f"{name}.weight: expected shape (OC, {shape[0]}, KH, KW) with OC, KH, "
+                                       f"KW >= 1, got {got}")
                 stride = _check_int(f"{name}.stride", layer.stride, 1, 1 << 16)
-                padding = _check_int(f"{name}.padding", layer.padding, 0, 1 << 16)
+                # Padding beyond the kernel only adds output positions that see nothing but padding.
+                padding = _check_int(f"{name}.padding", layer.padding, 0, max(w.shape[2:]))
                 layer = Conv2d(
                     in_shape=shape,
                     weight=_check_array(f"{name}.weight", w, w.shape, wlo, whi),
@@ -265,6 +289,7 @@ class Network:
                 if min(layer.out_shape[1:]) < 1:
                     raise NetworkError(f"{name}.weight: kernel {w.shape[2:]} does not fit input {shape[1:]} "
                                        f"with padding {padding}")
+                check_layer_size(name, math.prod(shape), math.prod(layer.out_shape))
             elif isinstance(layer, MaxPool2d):
                 if len(shape) != 3 or tuple(layer.in_shape) != shape:
                     raise NetworkError(f"{name}.in_shape: expected {shape} (C, H, W) from the previous layer, "

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from .network import Dense, Encoding, Network
+from .network import (
+    MAX_THRESHOLD_BITS,
+    MAX_TIME_BITS,
+    MAX_WEIGHT_BITS,
+    Dense,
+    Encoding,
+    Network,
+    NetworkError,
+    _check_int,
+    check_layer_size,
+)
 
 __all__ = ["random_network", "parse_arch"]
 
@@ -14,18 +24,30 @@ def parse_arch(arch: str) -> list[int]:
     try:
         sizes = [int(s) for s in arch.split("-")]
     except ValueError:
-        raise ValueError(f"arch: expected sizes joined by '-', such as 784-800-10, got {arch!r}") from None
+        raise NetworkError(f"arch: expected sizes joined by '-', such as 784-800-10, got {arch!r}") from None
     if len(sizes) < 2 or min(sizes) < 1:
-        raise ValueError(f"arch: expected at least two positive sizes, got {arch!r}")
+        raise NetworkError(f"arch: expected at least two positive sizes, got {arch!r}")
+    # Refuse sizes that cannot be allocated before allocating them (a 31-digit size is a typo, not a network).
+    for n, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=False)):
+        check_layer_size(f"arch: layer {n + 1}", n_in, n_out)
     return sizes
 
 
 def random_network(arch: str | list[int], *, seed: int = 0, weight_bits: int = 8, time_bits: int = 8,
-                   t_end: int | None = None, t_in_max: int = 31, threshold_bits: int = 16,
+                   t_end: int | None = None, t_in_max: int | None = None, threshold_bits: int = 16,
                    bias: float = 0.15) -> Network:
     """A fully connected network with uniform random weights (mean shifted up by ``bias`` of full scale so
-    most neurons can fire) and per-neuron thresholds drawn so that hidden spikes spread over the window."""
+    most neurons can fire) and per-neuron thresholds drawn so that hidden spikes spread over the window.
+
+    ``t_in_max``: latest input spike time of the encoding; None: min(31, t_end). A given value outside
+    0..t_end raises :class:`NetworkError` (never clamped). ``seed``: 0 .. 2**64 - 1."""
     sizes = parse_arch(arch) if isinstance(arch, str) else list(arch)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 1 << 64:
+        raise NetworkError(f"seed: expected an integer in 0..2**64-1, got {seed!r}")
+    # The widths shape the random draws below: check them first (Network.build checks everything again).
+    _check_int("time_bits", time_bits, 2, MAX_TIME_BITS)
+    _check_int("weight_bits", weight_bits, 2, MAX_WEIGHT_BITS)
+    _check_int("threshold_bits", threshold_bits, 1, MAX_THRESHOLD_BITS)
     rng = np.random.default_rng(seed)
     wmax = (1 << (weight_bits - 1)) - 1
     tmax = (1 << threshold_bits) - 1
@@ -38,6 +60,8 @@ def random_network(arch: str | list[int], *, seed: int = 0, weight_bits: int = 8
         mean_drive = max(1.0, 0.5 * n_in * max(1.0, float(w.mean())))
         theta = np.clip(rng.uniform(4, 24, size=n_out) * mean_drive, 1, tmax).astype(np.int64)
         layers.append(Dense(weight=w.astype(np.int64), threshold=theta))
+    if t_in_max is None:
+        t_last = (1 << time_bits) - 2 if t_end is None else t_end
+        t_in_max = min(Encoding.t_in_max, t_last) if isinstance(t_last, int) else Encoding.t_in_max
     return Network.build(input_shape=(sizes[0],), layers=layers, time_bits=time_bits, t_end=t_end,
-                         weight_bits=weight_bits, threshold_bits=threshold_bits,
-                         encoding=Encoding(t_in_max=min(t_in_max, (1 << time_bits) - 2)))
+                         weight_bits=weight_bits, threshold_bits=threshold_bits, encoding=Encoding(t_in_max=t_in_max))
