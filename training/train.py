@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -75,6 +77,7 @@ class TrainConfig:
     weight_bits: int = 8
     threshold_bits: int = 16
     resume: bool = False
+    force: bool = False  # replace a run already in ``out`` (without it, or resume, such a folder is refused)
     stop_after: int | None = None  # stop after this many epochs in total (a later --resume continues)
     progress: bool = True
     plots: bool = True
@@ -193,11 +196,42 @@ def _save_checkpoint(path: Path, net: SpikingNet, opt, epoch: int, history: list
 def _cfg_key(cfg: TrainConfig) -> dict:
     """The settings a checkpoint must match to be resumed (everything that changes the trajectory)."""
     d = asdict(cfg)
-    for k in ("out", "resume", "progress", "plots", "command", "threads", "epochs", "qat_epochs", "stop_after"):
+    for k in ("out", "resume", "force", "progress", "plots", "command", "threads", "epochs", "qat_epochs",
+              "stop_after"):
         d.pop(k)
     if cfg.schedule == "cosine":  # the cosine schedule spans the float epochs: their number is part of it
         d["epochs"] = cfg.epochs
     return d
+
+
+#: Files of a run in its output folder (the plots are the names training/plots.py writes).
+RUN_FILES = (NETWORK, CHECKPOINT, REPORT, "curves.png", "spike_hist.png", "raster.png", "confusion.png")
+
+
+def check_out(out: Path, cfg: TrainConfig) -> list[str]:
+    """The output-folder check, before any work: ``out`` must be a folder or not exist; if it holds a run
+    (any of :data:`RUN_FILES`) it is refused unless ``cfg.resume`` (which needs its checkpoint) or ``cfg.force``.
+    Returns the run files found."""
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"--out: {out} is a file, not a folder")
+    found = [name for name in RUN_FILES if (out / name).exists()] if out.is_dir() else []
+    if not found or cfg.force:
+        return found
+    if not cfg.resume:
+        raise TrainError(f"--out: {out} already holds a run ({', '.join(found)}); pass --resume to continue it, "
+                         "--force to replace it, or choose another --out")
+    if CHECKPOINT not in found:
+        raise TrainError(f"--resume: {out} holds {', '.join(found)} but no {CHECKPOINT} to continue from; pass "
+                         "--force to replace the run")
+    return found
+
+
+def _first_line(e: BaseException) -> str:
+    """The gist of a library exception for a one-line message: its first sentence."""
+    if isinstance(e, KeyError):
+        return f"no entry {e}"
+    text = str(e).strip()
+    return text.splitlines()[0].split(". ")[0][:200] if text else type(e).__name__
 
 
 def _float_lr(cfg: TrainConfig, epoch: int, batch: int, batches: int) -> float:
@@ -229,6 +263,7 @@ def train(cfg: TrainConfig) -> dict:
     torch.set_num_threads(max(1, cfg.threads))
     world, rank = _dist()
     out = Path(cfg.out)
+    old_run = check_out(out, cfg)  # before any work: a finished run is never overwritten by accident
     tr = load_dataset(cfg.dataset, "train")
     te = load_dataset(cfg.dataset, "test")
     tr_px, tr_y = tr.images, tr.labels
@@ -258,6 +293,8 @@ def train(cfg: TrainConfig) -> dict:
                        f"{int(max(tr_y.max(), te_y.max()))}")
     if rank == 0:  # only after the inputs are known to be good: a failed start leaves nothing behind
         out.mkdir(parents=True, exist_ok=True)
+        for name in old_run if cfg.force else ():  # --force: no file of the old run survives to mix in
+            (out / name).unlink(missing_ok=True)
     x_tr, y_tr = net.encode(tr_px), torch.from_numpy(tr_y)
     x_te, y_te = net.encode(te_px), torch.from_numpy(te_y)
     x_va, y_va = net.encode(va_px), torch.from_numpy(va_y)
@@ -267,13 +304,30 @@ def train(cfg: TrainConfig) -> dict:
     first_epoch = 0
     ckpt = out / CHECKPOINT
     if cfg.resume and ckpt.exists():
-        state = torch.load(ckpt, weights_only=True)
-        if json.loads(state["config"]) != _cfg_key(cfg):
+        # A truncated, foreign or hostile file is a user error, not a crash (weights_only refuses pickled code).
+        try:
+            with warnings.catch_warnings():  # torch warns about foreign pickle protocols before refusing them
+                warnings.simplefilter("ignore")
+                state = torch.load(ckpt, weights_only=True)
+            saved_cfg = json.loads(state["config"])
+        except pickle.UnpicklingError:
+            raise TrainError(f"--resume: {ckpt} holds pickled Python objects, not only tensors and numbers; "
+                             "refused (loading it could run code): delete it or pass --force") from None
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError, EOFError, OSError) as e:
+            raise TrainError(f"--resume: {ckpt} is not a readable checkpoint ({_first_line(e)}); delete it "
+                             "or pass --force to start over") from None
+        if saved_cfg != _cfg_key(cfg):
             raise TrainError(f"--resume: {ckpt} was written with different settings; use another --out")
-        net.load_state_dict(state["state"])
-        opt.load_state_dict(state["optim"])
-        first_epoch = int(state["epoch"])
-        history = json.loads(state["history"])
+        try:
+            net.load_state_dict(state["state"])
+            opt.load_state_dict(state["optim"])
+            first_epoch = int(state["epoch"])
+            history = json.loads(state["history"])
+            if not (0 <= first_epoch <= cfg.epochs + cfg.qat_epochs and isinstance(history, list)):
+                raise ValueError(f"epoch {first_epoch} outside 0..{cfg.epochs + cfg.qat_epochs}")
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
+            raise TrainError(f"--resume: {ckpt} does not match this network ({_first_line(e)}); delete it "
+                             "or pass --force to start over") from None
     ddp = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
 
     total = cfg.epochs + cfg.qat_epochs

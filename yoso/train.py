@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import sys
 
 from model.datasets import DATASET_HELP
 
-from .util import CliError
+from .util import CliError, Interrupted
 
 
 def register(sub) -> None:
@@ -20,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=int, default=10, help="float STDBP epochs (default 10)")
     p.add_argument("--qat-epochs", type=int, default=1, help="quantisation-aware epochs after them (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights and shuffling (default 0)")
-    p.add_argument("--out", required=True, help="output folder (created)")
+    p.add_argument("--out", required=True, help="output folder (created with missing parents)")
     p.add_argument("--batch", type=int, default=32, help="global batch size (default 32)")
     p.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate of the float phase (default 5e-3)")
     p.add_argument("--schedule", choices=("cosine", "exp"), default="cosine",
@@ -49,6 +50,9 @@ def register(sub) -> None:
     p.add_argument("--t-in-max", type=int, default=31, help="latest input spike time of the encoding (default 31)")
     p.add_argument("--weight-bits", type=int, default=8, help="signed weight width of the export (default 8)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
+    p.add_argument("--force", action="store_true", help="replace the run already in OUT (its network.npz, "
+                   "checkpoint.pt, report.json and plots are deleted once the inputs are checked); without "
+                   "--force or --resume a folder holding a run is refused")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(func=main)
@@ -63,24 +67,29 @@ def main(args) -> int:
     if args.epochs + args.qat_epochs < 1:
         raise CliError("--epochs: --epochs + --qat-epochs must be >= 1")
     for name in ("lr", "qat_lr", "tau", "lr_decay"):
-        if not getattr(args, name) > 0:
-            raise CliError(f"--{name.replace('_', '-')}: must be > 0, got {getattr(args, name)}")
+        if not 0 < getattr(args, name) < math.inf:
+            raise CliError(f"--{name.replace('_', '-')}: must be a finite number > 0, got {getattr(args, name)}")
     for name in ("late_weight", "live_weight", "weight_decay"):
-        if not getattr(args, name) >= 0:
-            raise CliError(f"--{name.replace('_', '-')}: must be >= 0, got {getattr(args, name)}")
+        if not 0 <= getattr(args, name) < math.inf:
+            raise CliError(f"--{name.replace('_', '-')}: must be a finite number >= 0, got {getattr(args, name)}")
     if not 0 <= args.input_drop < 1:
         raise CliError(f"--input-drop: must lie in [0, 1), got {args.input_drop}")
     if not 2 <= args.weight_bits <= 16:
         raise CliError(f"--weight-bits: must lie in 2..16, got {args.weight_bits}")
     if not 0 <= args.t_in_max <= 254:
         raise CliError(f"--t-in-max: must lie in 0..254 (t_end), got {args.t_in_max}")
+    if not 0 <= args.seed < 1 << 32:
+        raise CliError(f"--seed: must lie in 0..{(1 << 32) - 1}, got {args.seed}")
+    if args.force and args.resume:
+        raise CliError("--force: cannot be combined with --resume (--force starts over, --resume continues)")
     from training.net import ArchError, parse_arch
     from training.train import TrainConfig, TrainError, train
 
     try:
-        parse_arch(args.arch)
+        _, specs = parse_arch(args.arch)
     except ArchError as e:
         raise CliError(str(e)) from None
+    check_arch_size(specs)
     cfg = TrainConfig(dataset=args.dataset, arch=args.arch, out=args.out, epochs=args.epochs,
                       qat_epochs=args.qat_epochs, seed=args.seed, batch=args.batch, lr=args.lr,
                       qat_lr=args.qat_lr, tau=args.tau, late_weight=args.late_weight, schedule=args.schedule,
@@ -88,13 +97,16 @@ def main(args) -> int:
                       jitter=args.jitter, weight_decay=args.weight_decay, val_size=args.val_size,
                       train_limit=args.train_limit, test_limit=args.test_limit, qat_limit=args.qat_limit,
                       threads=args.threads, t_in_max=args.t_in_max,
-                      weight_bits=args.weight_bits, resume=args.resume, progress=not args.quiet,
+                      weight_bits=args.weight_bits, resume=args.resume, force=args.force,
+                      progress=not args.quiet,
                       plots=not args.no_plots, command=["yoso", *sys.argv[1:]] if sys.argv[0].endswith("yoso")
                       else list(sys.argv))
     try:
         report = train(cfg)
     except (ArchError, TrainError) as e:
         raise CliError(str(e)) from None
+    except KeyboardInterrupt:
+        raise Interrupted(interrupt_note(args.out, args.epochs + args.qat_epochs)) from None
     if report and "float_test_accuracy" in report:
         print(f"float test accuracy       {report['float_test_accuracy']:.4f} (torch, {report['test_samples']} "
               "samples)")
@@ -102,3 +114,39 @@ def main(args) -> int:
               f"{args.out}/network.npz)")
         print(f"wall time {report['wall_time_s']:.0f} s; report {args.out}/report.json")
     return 0
+
+
+def check_arch_size(specs) -> None:
+    """Refuse, before torch allocates anything, a layer the exported network could not hold (the limits of
+    model/network.py: conv padding at most the kernel, at most MAX_LAYER_SYNAPSES synapses per layer)."""
+    from model.network import check_layer_size
+
+    for n, spec in enumerate(specs):
+        if spec.kind == "maxpool2d":
+            continue
+        if spec.kind == "conv2d" and spec.padding > spec.kernel:
+            raise CliError(f"--arch: layer {n + 1}: padding {spec.padding} exceeds the kernel {spec.kernel} "
+                           "(positions beyond it see only padding)")
+        try:
+            check_layer_size(f"layer {n + 1}", math.prod(spec.in_shape), math.prod(spec.out_shape))
+        except ValueError as e:
+            raise CliError(f"--arch: {e}") from None
+
+
+def interrupt_note(out: str, total: int) -> str:
+    """What a Ctrl-C leaves behind: the epoch the checkpoint holds and the flag that continues from it."""
+    from pathlib import Path
+
+    from training.train import CHECKPOINT
+
+    ckpt = Path(out) / CHECKPOINT
+    if not ckpt.is_file():
+        return f"interrupted (Ctrl-C) before the first epoch finished; {out} holds no checkpoint to resume"
+    try:
+        import torch
+
+        epoch = int(torch.load(ckpt, weights_only=True)["epoch"])
+    except Exception:  # noqa: BLE001 - only the note is lost: the command is ending anyway
+        epoch = None
+    done = f"epoch {epoch} of {total}" if epoch is not None else "the last finished epoch"
+    return (f"interrupted (Ctrl-C); {ckpt} holds {done}: run the same command with --resume to continue")
