@@ -33,6 +33,7 @@ OUTPUTS = {
     "fpga": {"verilog_only": "file", "build_dir": "dir"},
     "train": {"out": "dir"},
     "verify": {},
+    "flow": {"out": "dir"},
 }
 
 #: Input files an output must never replace (by argparse dest).
@@ -76,7 +77,8 @@ def name_flag(message: str, args, default: str | None = None) -> str:
     becomes ``--field:``; otherwise ``default`` (a dest) is prefixed when the command has it."""
     if message.startswith("--"):
         return message
-    m = re.match(r"([a-z_][a-z0-9_.]*): ", message)
+    # "field: ..." or, from a derived config, "PE: field: ..." (the config a command builds from its flags).
+    m = re.match(r"(?:PE: )?([a-z_][a-z0-9_.]*): ", message)
     if m:
         dest = FIELD_FLAGS.get(m[1], m[1])
         if dest in vars(args):
@@ -87,7 +89,11 @@ def name_flag(message: str, args, default: str | None = None) -> str:
 
 
 def check_outputs(args) -> None:
-    """The shared output-path check of every command, before it starts its work."""
+    """The shared checks of every command, before it starts its work: no option given an empty value, and every
+    output path writable without destroying anything (yoso/util.py)."""
+    for dest, value in vars(args).items():
+        if value == "":
+            raise CliError(f"{_flag(dest)}: empty value")
     inputs = {_flag(d): getattr(args, d) for d in INPUTS if getattr(args, d, None)}
     for dest, kind in OUTPUTS.get(args.command, {}).items():
         path = getattr(args, dest, None)

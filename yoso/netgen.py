@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import model
 
-from .util import atomic_path
+from .util import make_parents
 
 
 def register(sub) -> None:
@@ -26,7 +26,8 @@ def main(args) -> int:
     # allocates anything, and never clamps one.
     net = model.random_network(args.arch, seed=args.seed, weight_bits=args.weight_bits, time_bits=args.time_bits,
                                t_end=args.t_end, t_in_max=args.t_in_max)
-    with atomic_path(args.out) as tmp:
-        model.save(net, tmp, metadata={"generator": "yoso netgen", "arch": args.arch, "seed": args.seed})
+    # model.save writes atomically itself (a temporary renamed into place).
+    model.save(net, make_parents(args.out), metadata={"generator": "yoso netgen", "arch": args.arch,
+                                                       "seed": args.seed})
     print(f"wrote {args.out}: {net.describe()}")
     return 0

@@ -78,6 +78,10 @@ def main(args) -> int:
         raise CliError(f"--weight-bits: must lie in 2..16, got {args.weight_bits}")
     if not 0 <= args.t_in_max <= 254:
         raise CliError(f"--t-in-max: must lie in 0..254 (t_end), got {args.t_in_max}")
+    if not 0 <= args.jitter <= 254:
+        raise CliError(f"--jitter: must lie in 0..254 (t_end), got {args.jitter}")
+    if not 1 <= args.threads <= 256:
+        raise CliError(f"--threads: must lie in 1..256, got {args.threads}")
     if not 0 <= args.seed < 1 << 32:
         raise CliError(f"--seed: must lie in 0..{(1 << 32) - 1}, got {args.seed}")
     if args.force and args.resume:

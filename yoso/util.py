@@ -51,6 +51,8 @@ def check_output_file(path: str | os.PathLike, flag: str, *, inputs: dict[str, s
     p = Path(path)
     if p.is_dir():
         raise CliError(f"{flag}: {p} is a folder; give a file name")
+    if p.exists() and not p.is_file():  # a device, FIFO or socket: renaming over it would destroy it
+        raise CliError(f"{flag}: {p} is not a regular file (a device, FIFO or socket); give a file name")
     if p.exists() and not os.access(p.parent, os.W_OK | os.X_OK):
         raise CliError(f"{flag}: {p} cannot be replaced: folder {p.parent} is not writable")
     for other, src in (inputs or {}).items():
@@ -75,12 +77,19 @@ def check_output_dir(path: str | os.PathLike, flag: str) -> Path:
     return p
 
 
+def make_parents(path: str | os.PathLike) -> Path:
+    """Create the missing parent folders of an output file, at write time (the decision of the module
+    docstring)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path next to ``path``; rename it into place only if the block succeeds. Missing parent
-    folders are created first (the decision of the module docstring)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    folders are created first (:func:`make_parents`)."""
+    path = make_parents(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
     try:
         yield tmp
