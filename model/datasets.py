@@ -73,6 +73,8 @@ def load_idx(folder: str | Path, split: str) -> Split:
     labels = _read_idx(_find(folder, f"{prefix}-labels-idx1-ubyte")).astype(np.int64)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise DatasetError(f"{folder}: {prefix} images {images.shape} and labels {labels.shape} do not match")
+    if len(images) == 0 or 0 in images.shape[1:]:
+        raise DatasetError(f"{folder}: {prefix} images have shape {images.shape}: no images to use")
     return Split(images=images[:, None, :, :].copy(), labels=labels, name=f"idx:{folder}:{split}")
 
 

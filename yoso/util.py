@@ -147,7 +147,7 @@ def load_inputs(net, *, dataset: str | None, input_times: str | None, limit: int
         if int(np.prod(data.shape)) != net.n_inputs:
             raise CliError(f"--dataset: images of shape {data.shape} do not fit the network input {net.input_shape}")
         pixels, labels = data.images[:limit], data.labels[:limit]
-        return model.encode(pixels.reshape(len(pixels), -1), net.encoding, net.time_bits), labels
+        return model.encode(pixels.reshape(len(pixels), net.n_inputs), net.encoding, net.time_bits), labels
     times = load_array(input_times, flag)
     if len(times) == 0:
         raise CliError(f"{flag}: {input_times} holds 0 samples (shape {times.shape})")

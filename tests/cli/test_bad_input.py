@@ -95,10 +95,9 @@ class Hostile:
         return (os.system, ("touch HACKED",))
 
 
-def idx_folder(folder: Path, *, truncate=False, bad_magic=False) -> None:
+def idx_folder(folder: Path, *, truncate=False, bad_magic=False, n=5) -> None:
     folder.mkdir()
     for prefix in ("train", "t10k"):
-        n = 5
         images = b"\x00\x00\x08\x03" + b"".join(v.to_bytes(4, "big") for v in (n, 8, 8)) + bytes(n * 64)
         labels = b"\x00\x00\x08\x01" + n.to_bytes(4, "big") + bytes(n)
         if bad_magic:
@@ -150,6 +149,7 @@ SETUP = {
     # datasets
     "idx_trunc": lambda p: idx_folder(p, truncate=True),
     "idx_magic": lambda p: idx_folder(p, bad_magic=True),
+    "idx_empty": lambda p: idx_folder(p, n=0),
     # checkpoints for --resume (in a folder that is otherwise a run in progress)
     "ck_trunc/checkpoint.pt": lambda p: (p.parent.mkdir(), p.write_bytes(b"PK\x03\x04truncated")),
     "ck_pickle/checkpoint.pt": lambda p: (p.parent.mkdir(), p.write_bytes(pickle.dumps(Hostile()))),
@@ -269,6 +269,9 @@ CASES = [
     Case("dataset-missing-folder", infer("--dataset", "idx:{tmp}/nothing"), "--dataset"),
     Case("dataset-truncated-gz", infer("--dataset", "idx:{tmp}/idx_trunc"), "--dataset", ("idx_trunc",)),
     Case("dataset-bad-magic", infer("--dataset", "idx:{tmp}/idx_magic"), "--dataset", ("idx_magic",)),
+    Case("dataset-no-images", infer("--dataset", "idx:{tmp}/idx_empty"), "--dataset", ("idx_empty",)),
+    Case("train-dataset-no-images", ["train", "--dataset", "idx:{tmp}/idx_empty", "--arch", "64-10", "--out",
+                                     "{tmp}/r", "--quiet"], "--dataset", ("idx_empty",)),
     Case("train-dataset-empty", ["train", "--dataset", "", "--arch", TINY, "--out", "{tmp}/r"], "--dataset"),
     Case("train-dataset-truncated", ["train", "--dataset", "idx:{tmp}/idx_trunc", "--arch", "784-10", "--out",
                                      "{tmp}/r", "--quiet"], "--dataset", ("idx_trunc",)),
