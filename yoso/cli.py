@@ -18,11 +18,11 @@ from model.datasets import DatasetError
 from model.netfile import NetworkFileError
 from model.network import NetworkError
 
-from . import fpga, infer, netgen, train, verify, verilog
+from . import flow, fpga, infer, netgen, train, verify, verilog
 from .util import CliError, check_output_dir, check_output_file
 
 # Subcommand modules, in --help order.
-COMMANDS = [infer, netgen, verilog, fpga, train, verify]
+COMMANDS = [infer, netgen, verilog, fpga, train, verify, flow]
 
 #: Every output path of every command, by argparse dest: "file" or "dir". Checked (yoso/util.py) before the
 #: command starts its work; tests/cli/test_bad_input.py fails on an output flag missing here.

@@ -16,14 +16,28 @@ def register(sub) -> None:
                                    "semantics, export to OUT/network.npz and judge it with the golden model. "
                                    "OUT also gets report.json, checkpoint.pt and PNG plots. Runs under "
                                    "torchrun (DistributedDataParallel, gloo) too.")
-    p.add_argument("--dataset", required=True, help=f"dataset: {DATASET_HELP}")
-    p.add_argument("--arch", required=True, help="784-800-10 (dense) or 1x28x28-c16k5-p2-c32k5-p2-10 (conv)")
-    p.add_argument("--epochs", type=int, default=10, help="float STDBP epochs (default 10)")
-    p.add_argument("--qat-epochs", type=int, default=1, help="quantisation-aware epochs after them (default 1)")
+    add_arguments(p)
+    p.set_defaults(func=main)
+
+
+def add_arguments(p, defaults: dict | None = None) -> None:
+    """The training options, shared with ``yoso flow`` (which passes its own ``defaults`` for dataset, arch,
+    epochs, ...); an option without a default (--dataset, --arch in ``yoso train``) is required."""
+    d = {"dataset": None, "arch": None, "epochs": 10, "qat_epochs": 1, "lr": 5e-3, "input_drop": 0.0, "jitter": 0,
+         **(defaults or {})}
+    p.add_argument("--dataset", required=d["dataset"] is None, default=d["dataset"],
+                   help=f"dataset: {DATASET_HELP}" + (f" (default {d['dataset']})" if d["dataset"] else ""))
+    p.add_argument("--arch", required=d["arch"] is None, default=d["arch"],
+                   help="784-800-10 (dense) or 1x28x28-c16k5-p2-c32k5-p2-10 (conv)"
+                        + (f" (default {d['arch']})" if d["arch"] else ""))
+    p.add_argument("--epochs", type=int, default=d["epochs"], help=f"float STDBP epochs (default {d['epochs']})")
+    p.add_argument("--qat-epochs", type=int, default=d["qat_epochs"],
+                   help=f"quantisation-aware epochs after them (default {d['qat_epochs']})")
     p.add_argument("--seed", type=int, default=0, help="seed of weights and shuffling (default 0)")
     p.add_argument("--out", required=True, help="output folder (created with missing parents)")
     p.add_argument("--batch", type=int, default=32, help="global batch size (default 32)")
-    p.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate of the float phase (default 5e-3)")
+    p.add_argument("--lr", type=float, default=d["lr"],
+                   help=f"Adam learning rate of the float phase (default {d['lr']:g})")
     p.add_argument("--schedule", choices=("cosine", "exp"), default="cosine",
                    help="float-phase learning rate: cosine over all float batches down to 2 %% of --lr "
                         "(default), or exp (times --lr-decay per epoch)")
@@ -31,10 +45,10 @@ def register(sub) -> None:
     p.add_argument("--live-weight", type=float, default=1.0,
                    help="dead-neuron regulariser: lifts hidden neurons silent on a whole batch toward threshold "
                         "(default 1; 0 = off)")
-    p.add_argument("--input-drop", type=float, default=0.0,
-                   help="float epochs: drop each input spike with this probability (default 0)")
-    p.add_argument("--jitter", type=int, default=0,
-                   help="float epochs: move each input spike by up to this many steps (default 0)")
+    p.add_argument("--input-drop", type=float, default=d["input_drop"],
+                   help=f"float epochs: drop each input spike with this probability (default {d['input_drop']:g})")
+    p.add_argument("--jitter", type=int, default=d["jitter"],
+                   help=f"float epochs: move each input spike by up to this many steps (default {d['jitter']})")
     p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default 0)")
     p.add_argument("--val-size", type=int,
                    help="training samples held out for the per-epoch curves (default min(5000, 10 %%))")
@@ -55,10 +69,21 @@ def register(sub) -> None:
                    "--force or --resume a folder holding a run is refused")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
-    p.set_defaults(func=main)
 
 
 def main(args) -> int:
+    report = run(args)
+    if report and "float_test_accuracy" in report:
+        print(f"float test accuracy       {report['float_test_accuracy']:.4f} (torch, {report['test_samples']} "
+              "samples)")
+        print(f"fixed-point test accuracy {report['fixed_point_test_accuracy']:.4f} (golden model on "
+              f"{args.out}/network.npz)")
+        print(f"wall time {report['wall_time_s']:.0f} s; report {args.out}/report.json")
+    return 0
+
+
+def run(args) -> dict:
+    """Check the options, train, export, judge; returns the report (empty on other DDP ranks)."""
     for name, lo in (("epochs", 0), ("qat_epochs", 0), ("batch", 1), ("threads", 1), ("train_limit", 1),
                      ("test_limit", 1), ("qat_limit", 1), ("val_size", 0), ("jitter", 0)):
         v = getattr(args, name)
@@ -111,13 +136,7 @@ def main(args) -> int:
         raise CliError(str(e)) from None
     except KeyboardInterrupt:
         raise Interrupted(interrupt_note(args.out, args.epochs + args.qat_epochs)) from None
-    if report and "float_test_accuracy" in report:
-        print(f"float test accuracy       {report['float_test_accuracy']:.4f} (torch, {report['test_samples']} "
-              "samples)")
-        print(f"fixed-point test accuracy {report['fixed_point_test_accuracy']:.4f} (golden model on "
-              f"{args.out}/network.npz)")
-        print(f"wall time {report['wall_time_s']:.0f} s; report {args.out}/report.json")
-    return 0
+    return report
 
 
 def check_arch_size(specs) -> None:
