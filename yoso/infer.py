@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import numpy as np
@@ -25,6 +26,8 @@ def register(sub) -> None:
     p.add_argument("--limit", type=int, help="first N samples only")
     p.add_argument("--batch", type=int, default=1000, help="samples per golden-model call (default 1000)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--min-accuracy", type=float, metavar="A", help="exit 1 when the accuracy is below A (a "
+                   "fraction in 0..1; needs --dataset)")
     p.add_argument("--dump-spikes", metavar="OUT.npz", help="write input times, every layer's spike times, "
                    "predictions (and labels) to OUT.npz (docs/spec.md section 8)")
     p.set_defaults(func=main)
@@ -49,6 +52,11 @@ def main(args) -> int:
         raise CliError(f"--limit: must be >= 1, got {args.limit}")
     if args.batch < 1:
         raise CliError(f"--batch: must be >= 1, got {args.batch}")
+    if args.min_accuracy is not None:
+        if not 0 <= args.min_accuracy <= 1:
+            raise CliError(f"--min-accuracy: must be a fraction in 0..1, got {args.min_accuracy}")
+        if args.dataset is None:
+            raise CliError("--min-accuracy: needs --dataset (raw --input-times carry no labels)")
     net = model.load(args.net)
     inputs, labels = load_inputs(net, dataset=args.dataset, input_times=args.input_times, limit=args.limit,
                                  split=args.split)
@@ -95,4 +103,8 @@ def main(args) -> int:
                   f"  mean t {mean:>6}  dead {s['dead_neurons']}")
         if args.dump_spikes:
             print(f"spike times written to {args.dump_spikes}")
+    if args.min_accuracy is not None and report["accuracy"] < args.min_accuracy:
+        print(f"yoso infer: check failed: accuracy {report['accuracy']:.4f} is below --min-accuracy "
+              f"{args.min_accuracy}", file=sys.stderr)
+        return 1
     return 0

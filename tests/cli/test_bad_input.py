@@ -297,6 +297,9 @@ CASES = [
     Case("fpga-dataset-empty", ["fpga", "--board", "icebreaker", "--net", "{net}", "--dataset", "",
                                 "--verilog-only", "{tmp}/t.v"], "--dataset"),
     Case("net-empty", infer("--dataset", "digits", net=""), "--net"),
+    Case("infer-min-accuracy-above-1", infer("--dataset", "digits", "--min-accuracy", "2"), "--min-accuracy"),
+    Case("infer-min-accuracy-without-labels", times("t0rows.npy")[:-2] + ["--min-accuracy", "0.5"],
+         "--min-accuracy", ("t0rows.npy",)),
     Case("infer-limit-zero", infer("--dataset", "digits", "--limit", "0"), "--limit"),
     Case("infer-batch-zero", infer("--dataset", "digits", "--batch", "0"), "--batch"),
     # -- usage errors: argparse, one line too --
@@ -433,3 +436,13 @@ def test_force_replaces_a_finished_run(tmp_path, capsys):
 def test_help_exits_0(capsys):
     assert main(["infer", "--help"]) == 0
     assert "--net" in capsys.readouterr().out
+
+
+def test_exit_1_means_a_check_failed(shared, capsys):
+    """Status 1 is a failed check, never bad input: an accuracy below --min-accuracy (a random network on digits
+    is near chance); the same bar met exits 0."""
+    rc = main(infer("--dataset", "digits", "--limit", "50", "--json", "--min-accuracy", "0.99", net=shared["net"]))
+    assert rc == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("yoso infer: check failed: accuracy") and "--min-accuracy 0.99" in err
+    assert main(infer("--dataset", "digits", "--limit", "50", "--min-accuracy", "0", net=shared["net"])) == 0
