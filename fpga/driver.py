@@ -258,9 +258,9 @@ def infer_mesh(link: HostLink, plan: MeshPlan, input_times, *, early_exit: bool 
     if res.overflow:
         raise LinkError(f"RUN: more output spikes than the board's output buffer ({lay.out_depth})")
     xb = plan.noc.x_bits
-    times = [np.full(w.shape[1], plan.no_spike, dtype=np.int64) for w in plan.weights]
-    checks = {s.node: StreamCheck(times[s.layer][s.lo:s.hi], lo=s.lo, no_spike=plan.no_spike, name=f"node {s.node}")
-              for s in plan.slices}
+    times = [np.full(plan.outputs(n), plan.no_spike, dtype=np.int64) for n in range(plan.n_layers)]
+    checks = {s.node: StreamCheck(times[s.layer][lo:hi], lo=lo, no_spike=plan.no_spike, name=f"node {s.node}")
+              for s in plan.slices for lo, hi in [plan.out_range(s)]}
     for k, (index, time, node) in enumerate(res.spikes):
         xy = (node & ((1 << xb) - 1), node >> xb)
         if xy not in checks:
@@ -270,4 +270,5 @@ def infer_mesh(link: HostLink, plan: MeshPlan, input_times, *, early_exit: bool 
     decided = None
     if early_exit and pred >= 0:
         decided = int(times[-1][pred])   # the decision step is the earliest output spike's
-    return Inference(times=tuple(times), prediction=pred, cycles=(res.cycles,), decided=decided)
+    # Per network layer: None for a conv2d layer pooled inside its PEs (they emit the pooled times).
+    return Inference(times=plan.by_net_layer(times), prediction=pred, cycles=(res.cycles,), decided=decided)

@@ -131,17 +131,22 @@ class PECodec:
         return pack(self.cfg_layout, target=L.CfgTarget.WEIGHT, row=row, neuron=neuron,
                     data=_twos(value, self.cfg.weight_bits))
 
-    def registers(self, *, active: int, neuron_base: int, sources: int, t_end: int) -> list[int]:
-        """The four runtime registers (docs/pe.md), range-checked."""
+    def registers(self, *, active: int, neuron_base: int, sources: int, t_end: int, pool_shift: int = 0
+                  ) -> list[int]:
+        """The five runtime registers (docs/pe.md), range-checked. ``pool_shift``: max-pooling windows of
+        2**pool_shift neurons (0: no pooling); output indices are neuron_base + (j >> pool_shift)."""
         cfg = self.cfg
         checks = [("neurons", active, 1, cfg.neurons), ("t_end", t_end, 1, cfg.max_t_end),
-                  ("sources", sources, 1, cfg.max_sources),
-                  ("neuron_base", neuron_base, 0, (1 << cfg.index_bits) - active)]
+                  ("sources", sources, 1, cfg.max_sources), ("pool_shift", pool_shift, 0, cfg.neuron_bits)]
         for name, v, lo, hi in checks:
             if not lo <= v <= hi:
                 raise ValueError(f"{name}: {v} is outside the allowed range {lo}..{hi} of this PE")
+        top = (1 << cfg.index_bits) - 1 - ((active - 1) >> pool_shift)
+        if not 0 <= neuron_base <= top:
+            raise ValueError(f"neuron_base: {neuron_base} is outside the allowed range 0..{top} of this PE")
         return [self.reg(L.Reg.ACTIVE, active), self.reg(L.Reg.NEURON_BASE, neuron_base),
-                self.reg(L.Reg.SOURCES, sources), self.reg(L.Reg.T_END, t_end)]
+                self.reg(L.Reg.SOURCES, sources), self.reg(L.Reg.T_END, t_end),
+                self.reg(L.Reg.POOL_SHIFT, pool_shift)]
 
     def check_weights(self, weight: np.ndarray, threshold: np.ndarray) -> None:
         cfg = self.cfg
@@ -153,17 +158,18 @@ class PECodec:
             raise ValueError(f"threshold: expected {n} values in 1..{(1 << cfg.threshold_bits) - 1}")
 
     def layer_cfg_words(self, weight: np.ndarray, threshold: np.ndarray, *, neuron_base: int = 0,
-                        sources: int = 1, t_end: int | None = None) -> list[int]:
+                        sources: int = 1, t_end: int | None = None, pool_shift: int = 0) -> list[int]:
         """Configuration words that load one layer slice (``weight`` (n_in, n), ``threshold`` (n,)) and set the
-        registers. Every value is range-checked (output indices neuron_base + j must fit index_bits); a
-        ValueError names the field and the limit."""
+        registers (``pool_shift``: see :meth:`registers`). Every value is range-checked (output indices
+        neuron_base + (j >> pool_shift) must fit index_bits); a ValueError names the field and the limit."""
         weight = np.asarray(weight, dtype=np.int64)
         threshold = np.asarray(threshold, dtype=np.int64)
         n_in, n = weight.shape
         t_end = self.cfg.max_t_end if t_end is None else t_end
         if not 1 <= n_in <= self.cfg.fan_in:
             raise ValueError(f"weight rows: {n_in} is outside the allowed range 1..{self.cfg.fan_in} of this PE")
-        words = self.registers(active=n, neuron_base=neuron_base, sources=sources, t_end=t_end)
+        words = self.registers(active=n, neuron_base=neuron_base, sources=sources, t_end=t_end,
+                               pool_shift=pool_shift)
         self.check_weights(weight, threshold)
         words += [self.threshold(j, int(threshold[j])) for j in range(n)]
         words += [self.weight(i, j, int(weight[i, j])) for i in range(n_in) for j in range(n)]

@@ -4,12 +4,13 @@
   geometry a plan asks for).
 * :class:`MeshPlan` (:func:`plan_mesh`) — a network on the mesh of rtl/mesh.py. Each dense (or conv2d, as its
   equivalent dense layer) layer is cut into ceil(n / ``neurons``) slices of equal size (rounded up to whole
-  lanes; the last may be smaller); each slice runs on one PE. Slices take nodes in row-major order, layer after
-  layer. A PE of layer ``l`` sends its output events to every PE of layer ``l + 1`` (and to the host when
-  ``monitor`` is on or ``l`` is the output layer). Its ``SOURCES`` register is the number of PEs of layer
-  ``l - 1`` (1 for the first layer: the host). docs/noc.md walks through an example. A plan is saved to and
-  loaded from one ``.npz`` file (:meth:`MeshPlan.save`, :meth:`MeshPlan.load`): simulator processes get the
-  plan, not the parameters to compute it again.
+  lanes; the last may be smaller); each slice runs on one PE. A maxpool2d layer after a conv2d layer runs in
+  the conv layer's PEs (:func:`mesh_layers`: columns in window order, STORE passes a window's first spike).
+  Slices take nodes in row-major order, layer after layer. A PE of layer ``l`` sends its output events to
+  every PE of layer ``l + 1`` (and to the host when ``monitor`` is on or ``l`` is the output layer). Its
+  ``SOURCES`` register is the number of PEs of layer ``l - 1`` (1 for the first layer: the host). docs/noc.md
+  walks through an example. A plan is saved to and loaded from one ``.npz`` file (:meth:`MeshPlan.save`,
+  :meth:`MeshPlan.load`): simulator processes get the plan, not the parameters to compute it again.
 * :class:`StackPlan` — every layer resident in one PE at once (the one-PE board top, docs/fpga.md).
 """
 
@@ -31,24 +32,66 @@ from rtl.noc_layouts import FlitKind, NocConfig
 
 from .codec import FlitCodec, PECodec
 
-__all__ = ["MappingError", "pe_config", "dense_layers", "Slice", "MeshPlan", "plan_mesh", "StackPlan"]
+__all__ = ["MappingError", "pe_config", "MeshLayer", "mesh_layers", "Slice", "MeshPlan", "plan_mesh", "StackPlan"]
 
 
 class MappingError(NetworkError):
     """The network does not fit the mesh or the PE: one line with the numbers needed and available."""
 
 
-def dense_layers(net: model.Network) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """(weights (in, out), thresholds (out,)) of every layer as a dense layer; MappingError for a layer that
-    has no neurons (maxpool2d)."""
-    weights, thresholds = [], []
-    for n, layer in enumerate(net.layers):
-        if layer.kind not in ("dense", "conv2d"):
-            raise MappingError(f"layers[{n}]: {layer.kind} does not run on the mesh (dense and conv2d only)")
+@dataclass(frozen=True, eq=False)
+class MeshLayer:
+    """One layer of PEs: ``weight`` (in, columns) and ``threshold`` (columns,) of its neurons as a dense layer,
+    ``pool_shift`` (0: no pooling; else column j belongs to max-pooling window j >> pool_shift, which is output
+    neuron j >> pool_shift), and ``net_layer``, the layer of the network whose spike times it emits."""
+
+    weight: np.ndarray
+    threshold: np.ndarray
+    pool_shift: int
+    net_layer: int
+
+
+def _pool_columns(conv: model.Conv2d, pool: model.MaxPool2d, n: int) -> tuple[np.ndarray, int]:
+    """(conv neuron of each column, pool_shift): window p (pooled output p, row-major (C, PH, PW)) takes columns
+    p * 2**shift .. (p + 1) * 2**shift - 1, its kernel x kernel conv neurons first, then padding (-1, a neuron
+    with zero weights that never fires). Conv neurons in no window are left out (nothing reads them)."""
+    k, st = pool.kernel, pool.stride
+    if st < k:
+        raise MappingError(f"layers[{n}]: maxpool2d kernel {k} with stride {st}: overlapping windows do not run "
+                           f"on the mesh (a conv neuron must feed at most one window: stride >= kernel)")
+    c, oh, ow = conv.out_shape
+    _, ph, pw = pool.out_shape
+    shift = (k * k - 1).bit_length()
+    cols = np.full((c, ph, pw, 1 << shift), -1, dtype=np.int64)
+    dy, dx = np.divmod(np.arange(k * k), k)
+    ch, py, px = np.meshgrid(np.arange(c), np.arange(ph), np.arange(pw), indexing="ij")
+    cols[..., :k * k] = (ch[..., None] * oh * ow + (py[..., None] * st + dy) * ow + px[..., None] * st + dx)
+    return cols.reshape(-1), shift
+
+
+def mesh_layers(net: model.Network) -> list[MeshLayer]:
+    """The PE layers of ``net``: each dense and conv2d layer (as its dense equivalent), a maxpool2d layer fused
+    into the conv2d layer before it (its columns reordered by window, :func:`_pool_columns`). MappingError for a
+    maxpool2d layer that does not follow a conv2d layer or has overlapping windows."""
+    layers = net.layers
+    out, n = [], 0
+    while n < len(layers):
+        layer = layers[n]
+        if layer.kind == "maxpool2d":
+            raise MappingError(f"layers[{n}]: maxpool2d runs on the mesh only right after a conv2d layer (in its "
+                               f"PEs), not after {'the input' if n == 0 else layers[n - 1].kind}")
         w, th = model.dense_equivalent(layer)
-        weights.append(w)
-        thresholds.append(th)
-    return weights, thresholds
+        if n + 1 < len(layers) and layers[n + 1].kind == "maxpool2d":
+            cols, shift = _pool_columns(layer, layers[n + 1], n + 1)
+            real = cols >= 0
+            w = np.where(real[None, :], w[:, np.where(real, cols, 0)], 0)
+            th = np.where(real, th[np.where(real, cols, 0)], (1 << net.threshold_bits) - 1)
+            out.append(MeshLayer(w, th, shift, n + 1))
+            n += 2
+        else:
+            out.append(MeshLayer(w, th, 0, n))
+            n += 1
+    return out
 
 
 def pe_config(net: model.Network, *, lanes: int = 4, neurons: int | None = None, fan_in: int | None = None,
@@ -98,6 +141,11 @@ class MeshPlan:
     #: host (needs ``monitor``); this bounds how far one source runs ahead of another, which bounds the
     #: PEs' defer FIFOs (docs/noc.md, "Run-ahead window"). None: no window.
     window: int | None = None
+    #: Per layer of PEs: max-pooling windows of 2**shift columns (0: none); see :class:`MeshLayer`.
+    pool_shifts: tuple[int, ...] | None = None
+    #: Per layer of PEs: the network layer whose spike times it emits (a conv2d layer fused with the maxpool2d
+    #: after it emits the pooled times). None: layer n emits network layer n.
+    net_layers: tuple[int, ...] | None = None
 
     # ---- structure ----
     @property
@@ -110,6 +158,34 @@ class MeshPlan:
 
     def layer_slices(self, layer: int) -> list[Slice]:
         return [s for s in self.slices if s.layer == layer]
+
+    def pool_shift(self, layer: int) -> int:
+        return 0 if self.pool_shifts is None else self.pool_shifts[layer]
+
+    def net_layer(self, layer: int) -> int:
+        return layer if self.net_layers is None else self.net_layers[layer]
+
+    @property
+    def n_net_layers(self) -> int:
+        """Layers of the network (the output layer is never a maxpool2d)."""
+        return self.net_layer(self.n_layers - 1) + 1
+
+    def outputs(self, layer: int) -> int:
+        """Output neurons of a layer of PEs (pooled windows when it pools)."""
+        return self.weights[layer].shape[1] >> self.pool_shift(layer)
+
+    def out_range(self, s: Slice) -> tuple[int, int]:
+        """The output neuron indices lo .. hi - 1 of a slice's events (slices hold whole pooling windows)."""
+        sh = self.pool_shift(s.layer)
+        return s.lo >> sh, s.hi >> sh
+
+    def by_net_layer(self, per_layer) -> tuple:
+        """Per network layer: the entry of the layer of PEs that emits its times, None for a layer that no PE
+        emits (a conv2d layer whose maxpool2d runs in its PEs)."""
+        out = [None] * self.n_net_layers
+        for n, x in enumerate(per_layer):
+            out[self.net_layer(n)] = x
+        return tuple(out)
 
     @property
     def n_reporting(self) -> int:
@@ -140,7 +216,8 @@ class MeshPlan:
             flits += [fc.flit(s.node, FlitKind.NI_CFG, w)
                       for w in fc.ni_words(sources=s.sources, t_end=self.t_end, dests=s.dests)]
             words = fc.pe.layer_cfg_words(self.weights[s.layer][:, s.lo:s.hi], self.thresholds[s.layer][s.lo:s.hi],
-                                          neuron_base=s.lo, sources=s.sources, t_end=self.t_end)
+                                          neuron_base=self.out_range(s)[0], sources=s.sources, t_end=self.t_end,
+                                          pool_shift=self.pool_shift(s.layer))
             flits += [fc.flit(s.node, FlitKind.PE_CFG, w) for w in words]
         return flits
 
@@ -169,15 +246,18 @@ class MeshPlan:
     # ---- cost ----
     def sops(self, golden_times, input_times: np.ndarray, until: int | None = None) -> int:
         """Synaptic operations of one image: each input spike (time <= t_end) of layer l times the number
-        of neurons of layer l (every PE of the layer adds the weight row to all its neurons). ``until``: count
-        only input spikes at steps <= until (the work needed to close step ``until``, early exit)."""
+        of neurons of layer l (every PE of the layer adds the weight row to all its neurons). ``golden_times``:
+        per network layer. ``until``: count only input spikes at steps <= until (the work needed to close step
+        ``until``, early exit)."""
         last = self.t_end if until is None else min(until, self.t_end)
-        ins = [np.asarray(input_times).reshape(-1)] + [np.asarray(t).reshape(-1) for t in golden_times[:-1]]
+        ins = [np.asarray(input_times).reshape(-1)] + [np.asarray(golden_times[self.net_layer(n)]).reshape(-1)
+                                                       for n in range(self.n_layers - 1)]
         return int(sum(int((t <= last).sum()) * w.shape[1] for t, w in zip(ins, self.weights, strict=True)))
 
     def describe(self) -> str:
-        parts = [f"layer {n}: {self.weights[n].shape[0]}->{self.weights[n].shape[1]} on "
-                 f"{len(self.layer_slices(n))} PE(s)" for n in range(self.n_layers)]
+        parts = [f"layer {n}: {self.weights[n].shape[0]}->{self.weights[n].shape[1]}"
+                 + (f" pooled to {self.outputs(n)}" if self.pool_shift(n) else "")
+                 + f" on {len(self.layer_slices(n))} PE(s)" for n in range(self.n_layers)]
         return (f"{self.noc.width}x{self.noc.height} mesh, {len(self.slices)} PEs used, PE {self.pe.neurons} "
                 f"neurons x {self.pe.lanes} lanes, fan-in {self.pe.fan_in}; " + "; ".join(parts))
 
@@ -186,7 +266,8 @@ class MeshPlan:
         """Write the plan to one .npz file (metadata as JSON, weights and thresholds as arrays)."""
         meta = {"pe": dataclasses.asdict(self.pe), "noc": dataclasses.asdict(self.noc),
                 "slices": [dataclasses.asdict(s) for s in self.slices], "t_end": self.t_end,
-                "monitor": self.monitor, "window": self.window}
+                "monitor": self.monitor, "window": self.window, "pool_shifts": self.pool_shifts,
+                "net_layers": self.net_layers}
         arrays = {f"weight{n}": w for n, w in enumerate(self.weights)}
         arrays.update({f"threshold{n}": t for n, t in enumerate(self.thresholds)})
         np.savez(path, plan=np.array(json.dumps(meta)), **arrays)
@@ -201,7 +282,9 @@ class MeshPlan:
         slices = tuple(Slice(layer=s["layer"], node=tuple(s["node"]), lo=s["lo"], hi=s["hi"], sources=s["sources"],
                              dests=tuple(tuple(d) for d in s["dests"])) for s in meta["slices"])
         return cls(pe=PEConfig(**meta["pe"]), noc=NocConfig(**meta["noc"]), slices=slices, weights=weights,
-                   thresholds=thresholds, t_end=meta["t_end"], monitor=meta["monitor"], window=meta["window"])
+                   thresholds=thresholds, t_end=meta["t_end"], monitor=meta["monitor"], window=meta["window"],
+                   pool_shifts=None if meta.get("pool_shifts") is None else tuple(meta["pool_shifts"]),
+                   net_layers=None if meta.get("net_layers") is None else tuple(meta["net_layers"]))
 
 
 def _share(n: int, neurons: int, lanes: int) -> int:
@@ -226,11 +309,20 @@ def plan_mesh(net: model.Network, width: int, height: int, *, neurons: int = 64,
                            f"got {window!r}")
     if not (1 <= width <= 64 and 1 <= height <= 64):
         raise MappingError(f"mesh: width and height must be in 1..64, got {width}x{height}")
-    weights, thresholds = dense_layers(net)
+    layers = mesh_layers(net)
+    weights = [ml.weight for ml in layers]
+    thresholds = [ml.threshold for ml in layers]
     # Even split: a layer of n neurons takes ceil(n / neurons) PEs, each with an equal share rounded up to whole
-    # lanes (the busiest PE sets the pace); a PE built here is sized for the largest share of any layer.
+    # lanes (the busiest PE sets the pace); a PE built here is sized for the largest share of any layer. A
+    # pooling layer's shares are whole windows (2**pool_shift columns: STORE's window bits are per PE).
     limit, n_lanes = (neurons, lanes) if pe is None else (pe.neurons, pe.lanes)
-    shares = [_share(w.shape[1], limit, n_lanes) for w in weights]
+    for ml in layers:
+        if 1 << ml.pool_shift > limit:
+            k = net.layers[ml.net_layer].kernel
+            raise MappingError(f"layers[{ml.net_layer}]: a {k}x{k} pooling window needs {1 << ml.pool_shift} "
+                               f"neurons in one PE, the PE has {limit}")
+    shares = [_share(w.shape[1], limit, max(n_lanes, 1 << ml.pool_shift)) for w, ml in zip(weights, layers,
+                                                                                          strict=True)]
     counts = [-(-w.shape[1] // sh) for w, sh in zip(weights, shares, strict=True)]
     if pe is None:
         # Event indices carry input rows and, on a PE's output, neuron numbers of the layer: the PE's index
@@ -253,19 +345,20 @@ def plan_mesh(net: model.Network, width: int, height: int, *, neurons: int = 64,
                            defer_depth=defer, max_sources=max_sources)
         except ValueError as e:
             raise MappingError(f"PE: {e}") from None
-    for n, w in enumerate(weights):
+    for ml in layers:
+        n, w, n_out = ml.net_layer, ml.weight, ml.weight.shape[1] >> ml.pool_shift
         if w.shape[0] > pe.fan_in:
             raise MappingError(f"layers[{n}]: fan-in {w.shape[0]} needed, the PE has {pe.fan_in} weight rows")
-        if w.shape[1] > 1 << pe.index_bits:
-            raise MappingError(f"layers[{n}]: {w.shape[1]} neuron indices needed, events carry "
+        if n_out > 1 << pe.index_bits:
+            raise MappingError(f"layers[{n}]: {n_out} neuron indices needed, events carry "
                                f"{pe.index_bits} index bits ({1 << pe.index_bits} values)")
     if (net.weight_bits, net.time_bits) != (pe.weight_bits, pe.time_bits) or net.threshold_bits > pe.threshold_bits:
         raise MappingError(f"PE: widths weight/time/threshold {pe.weight_bits}/{pe.time_bits}/{pe.threshold_bits} "
                            f"do not match the network's {net.weight_bits}/{net.time_bits}/{net.threshold_bits}")
     need = sum(counts)
     if need > width * height:
-        per_layer = ", ".join(f"layer {n}: {w.shape[1]} neurons -> {c}" for n, (w, c) in
-                              enumerate(zip(weights, counts, strict=True)))
+        per_layer = ", ".join(f"layer {ml.net_layer}: {ml.weight.shape[1]} neurons -> {c}" for ml, c in
+                              zip(layers, counts, strict=True))
         raise MappingError(f"--mesh {width}x{height}: the network needs {need} PEs of at most {limit} neurons "
                            f"({per_layer}), the mesh has {width * height}")
     try:
@@ -294,7 +387,8 @@ def plan_mesh(net: model.Network, width: int, height: int, *, neurons: int = 64,
                                 dests=tuple(dests)))
     assert done_layout(noc).size <= noc.payload_bits
     return MeshPlan(pe=pe, noc=noc, slices=tuple(slices), weights=tuple(weights), thresholds=tuple(thresholds),
-                    t_end=net.t_end, monitor=monitor, window=window)
+                    t_end=net.t_end, monitor=monitor, window=window,
+                    pool_shifts=tuple(ml.pool_shift for ml in layers), net_layers=tuple(ml.net_layer for ml in layers))
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ class DeadlockError(RuntimeError):
 
 @dataclass(frozen=True)
 class ImageResult:
-    """What the host saw for one image. ``times[n]``: spike times of layer n (flattened, NO_SPIKE = silent;
+    """What the host saw for one image. ``times[n]``: spike times of network layer n (flattened, NO_SPIKE = silent;
     None for a layer the host does not see, or after a protocol error); ``horizons[n][j]``: the last step
     neuron j's PE closed before the flits stopped (a silent neuron is only known to spike later);
     ``decided``: the early-exit decision step (None: ran to completion); ``error``: the protocol error, if
@@ -57,15 +57,17 @@ class ImageResult:
 
 def decode_image(plan: MeshPlan, flits, *, complete: bool = True
                  ) -> tuple[tuple[np.ndarray | None, ...], tuple[np.ndarray | None, ...]]:
-    """(times, horizons) of every monitored layer from the host flits of one image (words or
+    """(times, horizons) per network layer, of every monitored one (None: not monitored, or a conv2d layer whose
+    maxpool2d runs in its PEs), from the host flits of one image (words or
     :class:`HostFlit`), which may stop early (early exit). The event protocol is checked per source node
     (:class:`host.codec.StreamCheck`) and each node sends one DONE; ``complete`` also requires every DONE and
     every reporting PE's final STEP_END(t_end). Raises ProtocolError."""
     fc = plan.codec
-    times = [np.full(w.shape[1], plan.no_spike, dtype=np.int64) for w in plan.weights]
+    times = [np.full(plan.outputs(n), plan.no_spike, dtype=np.int64) for n in range(plan.n_layers)]
     by_node = {s.node: s for s in plan.slices}
-    checks = {s.node: StreamCheck(times[s.layer][s.lo:s.hi], lo=s.lo, no_spike=plan.no_spike, name=f"node {s.node}")
-              for s in plan.slices}
+    ranges = {s.node: plan.out_range(s) for s in plan.slices}
+    checks = {s.node: StreamCheck(times[s.layer][lo:hi], lo=lo, no_spike=plan.no_spike, name=f"node {s.node}")
+              for s in plan.slices for lo, hi in [ranges[s.node]]}
     done = set()
     for k, f in enumerate(flits):
         f = f if isinstance(f, HostFlit) else fc.decode(f)
@@ -85,12 +87,13 @@ def decode_image(plan: MeshPlan, flits, *, complete: bool = True
         for s in plan.slices:
             if s.reports:
                 checks[s.node].finish(plan.t_end)
-    horizons = [np.full(w.shape[1], -1, dtype=np.int64) for w in plan.weights]
+    horizons = [np.full(plan.outputs(n), -1, dtype=np.int64) for n in range(plan.n_layers)]
     for s in plan.slices:
-        horizons[s.layer][s.lo:s.hi] = checks[s.node].step
+        lo, hi = ranges[s.node]
+        horizons[s.layer][lo:hi] = checks[s.node].step
     shown = [all(s.reports for s in plan.layer_slices(n)) for n in range(plan.n_layers)]
-    return (tuple(t if ok else None for t, ok in zip(times, shown, strict=True)),
-            tuple(h if ok else None for h, ok in zip(horizons, shown, strict=True)))
+    return (plan.by_net_layer(t if ok else None for t, ok in zip(times, shown, strict=True)),
+            plan.by_net_layer(h if ok else None for h, ok in zip(horizons, shown, strict=True)))
 
 
 class DecisionWatch:
@@ -208,7 +211,7 @@ class ImageRun:
             times, horizons = decode_image(self.plan, self.flits, complete=decided is None)
             error = None
         except ProtocolError as e:
-            times = horizons = (None,) * self.plan.n_layers
+            times = horizons = (None,) * self.plan.n_net_layers
             error = str(e)
         return ImageResult(times=times, horizons=horizons, cycles=cycles, decided=decided, flits_in=self.k,
                            flits_out=len(self.flits), error=error)

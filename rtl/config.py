@@ -166,5 +166,10 @@ class PEConfig:
 
     @property
     def cfg_row_bits(self) -> int:
-        """Width of the row field of a configuration word (weight row or register number)."""
-        return max(self.row_bits, 2)
+        """Width of the row field of a configuration word (weight row or register number, 0..4)."""
+        return max(self.row_bits, 3)
+
+    @property
+    def pool_shift_bits(self) -> int:
+        """Width of the POOL_SHIFT register (0..neuron_bits: a pooling window spans 2**POOL_SHIFT neurons)."""
+        return bits_for(self.neuron_bits)

@@ -36,13 +36,14 @@ class CfgTarget(enum.Enum, shape=2):
     THRESHOLD = 2  #: threshold of neuron ``neuron`` <- ``data`` (unsigned, threshold_bits)
 
 
-class Reg(enum.Enum, shape=2):
+class Reg(enum.Enum, shape=3):
     """Runtime registers (CfgTarget.REG, number in the ``row`` field)."""
 
     NEURON_BASE = 0  #: index of neuron 0 in output SPIKE events (init 0)
     SOURCES = 1      #: STEP_END(t) markers that complete step t, 1..max_sources (init 1)
     T_END = 2        #: last time step at which a neuron may fire, 1..2**time_bits-2 (init 2**time_bits-2)
     ACTIVE = 3       #: neurons in use, 1..neurons (init neurons)
+    POOL_SHIFT = 4   #: max-pooling: neuron n belongs to window n >> POOL_SHIFT, 0..neuron_bits (init 0: none)
 
 
 class Op(enum.Enum, shape=2):

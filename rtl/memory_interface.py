@@ -41,6 +41,7 @@ class MemoryInterface(wiring.Component):
     sources : Out(bits(max_sources)), unsigned register SOURCES
     t_end : Out(time_bits), unsigned register T_END (time steps)
     active : Out(bits(neurons)), unsigned register ACTIVE (neurons)
+    pool_shift : Out(pool_shift_bits), unsigned register POOL_SHIFT (log2 of the neurons per pooling window)
     abort : In(1), drop the token in the read pipeline stage (PE.abort); registers and SRAMs are kept
     """
 
@@ -56,6 +57,7 @@ class MemoryInterface(wiring.Component):
             "sources": Out(c.sources_bits, init=1),
             "t_end": Out(c.time_bits, init=c.max_t_end),
             "active": Out(c.active_bits, init=c.neurons),
+            "pool_shift": Out(c.pool_shift_bits),
             "abort": In(1),
         })
 
@@ -135,4 +137,6 @@ class MemoryInterface(wiring.Component):
                     m.d.sync += self.t_end.eq(cw.data)
                 with m.Case(L.Reg.ACTIVE.value):
                     m.d.sync += self.active.eq(cw.data)
+                with m.Case(L.Reg.POOL_SHIFT.value):
+                    m.d.sync += self.pool_shift.eq(cw.data)
         return m

@@ -98,5 +98,6 @@ class PE(wiring.Component):
             load.active.eq(mem.active),
             compute.active.eq(load.n_active),
             store.neuron_base.eq(mem.neuron_base),
+            store.pool_shift.eq(mem.pool_shift),
         ]
         return m

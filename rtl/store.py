@@ -17,8 +17,16 @@ class Store(wiring.Component):
     (ascending lane), then, for the ``MARK`` that ends the sweep of step t, ``STEP_END(t + 1)``; after the
     last word of a ``CLEAR``, ``STEP_END(0)``.
 
-    The output neuron index is ``neuron_base + word * lanes + lane`` (modulo 2**index_bits). A token with
-    nothing to emit takes one cycle; one with e emissions takes max(1, e) cycles when ``o`` is ready.
+    The output neuron index is ``neuron_base + (n >> pool_shift)`` for neuron ``n = word * lanes + lane``
+    (modulo 2**index_bits). A token with nothing to emit takes one cycle; one with e emissions takes
+    max(1, e) cycles when ``o`` is ready.
+
+    **Max-pooling** (docs/spec.md section 5, docs/pe.md "Max-pooling"): neuron ``n`` belongs to pooling window
+    ``n >> pool_shift``. STORE keeps one bit per window (``neurons`` bits, cleared by CLEAR tokens, i.e. at
+    START, and by reset/abort): the first newly fired neuron of a window is emitted (as the window's index)
+    and sets the bit; a neuron whose window bit is already set is dropped. Output spikes leave in step order,
+    so the one that passes is the window's earliest, which is the pooled time. ``pool_shift = 0`` is no pooling
+    (the window bits are ignored).
 
     Ports
     -----
@@ -29,6 +37,7 @@ class Store(wiring.Component):
     done_word : Out(word_bits), the word written when ``done``
     done_rising : Out(1), the word written when ``done`` may still fire (compute_layout ``rising``)
     neuron_base : In(index_bits), register NEURON_BASE
+    pool_shift : In(pool_shift_bits), register POOL_SHIFT (a window holds 2**pool_shift neurons)
     """
 
     def __init__(self, config: PEConfig):
@@ -41,6 +50,7 @@ class Store(wiring.Component):
             "done_word": Out(c.word_bits),
             "done_rising": Out(1),
             "neuron_base": In(c.index_bits),
+            "pool_shift": In(c.pool_shift_bits),
         })
 
     def elaborate(self, platform):
@@ -62,8 +72,16 @@ class Store(wiring.Component):
         ]
         write_ok = written | self.write.ready | mark
 
+        # Pooling windows: lane j holds neuron n_j = word * lanes + j of window n_j >> pool_shift; a lane whose
+        # window already passed a spike (``taken``, this inference) is dropped.
+        # pool_shift = 0 is no pooling: the bits are then ignored, so STORE is exactly the unpooled one.
+        windows = Signal(c.neurons)
+        taken = Signal(c.lanes)
+        pooling = self.pool_shift != 0
+        for j in range(c.lanes):
+            m.d.comb += taken[j].eq(pooling & windows.bit_select((x.token.word * c.lanes + j) >> self.pool_shift, 1))
         pending = Signal(c.lanes)
-        m.d.comb += pending.eq(x.newly & ~emitted)
+        m.d.comb += pending.eq(x.newly & ~emitted & ~taken)
         lowest = Signal(c.lanes)  # one-hot lowest pending lane
         m.d.comb += lowest.eq(pending & -pending)
         lane = Signal(max(1, c.lane_bits))  # never zero-width (lanes == 1)
@@ -80,7 +98,7 @@ class Store(wiring.Component):
             m.d.comb += [
                 self.o.valid.eq(self.i.valid),
                 o.kind.eq(L.EventKind.SPIKE),
-                o.index.eq(self.neuron_base + x.token.word * c.lanes + lane),
+                o.index.eq(self.neuron_base + ((x.token.word * c.lanes + lane) >> self.pool_shift)),
                 o.time.eq(x.token.time + 1),
                 final_emit.eq(single & ~need_end),
             ]
@@ -106,4 +124,8 @@ class Store(wiring.Component):
                     m.d.sync += emitted.eq(emitted | lowest)
                 with m.Else():
                     m.d.sync += end_sent.eq(1)
+        with m.If(emit & (pending != 0)):
+            m.d.sync += windows.bit_select((x.token.word * c.lanes + lane) >> self.pool_shift, 1).eq(1)
+        with m.If(self.i.valid & self.i.ready & (x.token.op == L.Op.CLEAR)):
+            m.d.sync += windows.eq(0)
         return m

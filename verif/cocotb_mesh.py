@@ -126,8 +126,10 @@ async def test_images(dut):
     cfg_cycles = await transfer(port, SendAll(cfg), **opts)
     dut._log.info(f"configured: {len(cfg)} flits in {cfg_cycles} cycles")
     n = len(inputs)
-    times = [np.full((n, w.shape[1]), plan.no_spike, dtype=np.int64) for w in plan.weights]
-    horizons = [np.full((n, w.shape[1]), -1, dtype=np.int64) for w in plan.weights]
+    # Per network layer; a conv2d layer pooled inside its PEs emits nothing (size None).
+    sizes = plan.by_net_layer(plan.outputs(k) for k in range(plan.n_layers))
+    times = {k: np.full((n, size), plan.no_spike, dtype=np.int64) for k, size in enumerate(sizes) if size}
+    horizons = {k: np.full((n, size), -1, dtype=np.int64) for k, size in enumerate(sizes) if size}
     decided = np.full(n, -1, dtype=np.int64)
     cycles, flits_in, flits_out = (np.zeros(n, dtype=np.int64) for _ in range(3))
     errors = []
@@ -146,8 +148,8 @@ async def test_images(dut):
         for k, layer in enumerate(r.times):
             if layer is not None:
                 times[k][b], horizons[k][b] = layer, r.horizons[k]
-    out = {f"layer{k}": t for k, t in enumerate(times)}
-    out.update({f"horizon{k}": h for k, h in enumerate(horizons)})
+    out = {f"layer{k}": t for k, t in times.items()}
+    out.update({f"horizon{k}": h for k, h in horizons.items()})
     if profile is not None:
         out["profile"] = np.array(json.dumps(profile.counts))
     np.savez(job["result"], cycles=cycles, cfg_cycles=np.int64(cfg_cycles), flits_in=flits_in, flits_out=flits_out,

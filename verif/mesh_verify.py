@@ -93,8 +93,11 @@ def verify(net: model.Network, plan: MeshPlan, inputs: np.ndarray, *, labels: np
                 results[c] = r
                 if progress:
                     progress(len(r["cycles"]))
-    layers = [np.concatenate([r[f"layer{n}"] for r in results]) for n in range(len(mp.weights))]
-    horizons = [np.concatenate([r[f"horizon{n}"] for r in results]) for n in range(len(mp.weights))]
+    # Per network layer; None for a conv2d layer pooled inside its PEs (its PEs emit the pooled times).
+    layers = [np.concatenate([r[f"layer{n}"] for r in results]) if f"layer{n}" in results[0] else None
+              for n in range(mp.n_net_layers)]
+    horizons = [np.concatenate([r[f"horizon{n}"] for r in results]) if f"horizon{n}" in results[0] else None
+                for n in range(mp.n_net_layers)]
     decided = np.concatenate([r["decided"] for r in results])
     cycles = np.concatenate([r["cycles"] for r in results])
     flits = np.concatenate([np.stack([r["flits_in"], r["flits_out"]], axis=1) for r in results])

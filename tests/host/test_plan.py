@@ -44,14 +44,54 @@ def test_does_not_fit_names_numbers():
         plan_mesh(net, 2, 1, neurons=64, lanes=4)
 
 
-def test_maxpool_rejected():
-    conv = model.Conv2d(in_shape=(1, 4, 4), weight=np.ones((1, 1, 2, 2), dtype=np.int64),
-                        threshold=np.array([3]))
-    pool = model.MaxPool2d(in_shape=(1, 3, 3), kernel=2, stride=1)
-    dense = model.Dense(weight=np.ones((4, 2), dtype=np.int64), threshold=np.array([2, 3]))
-    net = model.Network.build(input_shape=(1, 4, 4), layers=[conv, pool, dense], time_bits=4)
-    with pytest.raises(MappingError, match=r"layers\[1\]: maxpool2d does not run on the mesh"):
-        plan_mesh(net, 2, 2)
+def _conv_pool_net(pool_kernel=2, pool_stride=2, first=None):
+    conv = model.Conv2d(in_shape=(1, 4, 4), weight=np.arange(1, 5, dtype=np.int64).reshape(1, 1, 2, 2),
+                        threshold=np.array([3]), padding=1)      # output (1, 5, 5)
+    pool = model.MaxPool2d(in_shape=(1, 5, 5), kernel=pool_kernel, stride=pool_stride)
+    n_pool = int(np.prod(pool.out_shape))
+    dense = model.Dense(weight=np.ones((n_pool, 2), dtype=np.int64), threshold=np.array([2, 3]))
+    return model.Network.build(input_shape=(1, 4, 4), layers=(first or []) + [conv, pool, dense], time_bits=4)
+
+
+def test_maxpool_fused_into_conv_pes(tmp_path):
+    """conv2d -> maxpool2d: one layer of PEs whose columns are the conv neurons in window order (2x2 windows
+    of 4 columns, POOL_SHIFT = 2), output indices the pooled ones; the conv neurons of the last row and column
+    feed no window and are left out."""
+    net = _conv_pool_net()
+    mp = plan_mesh(net, 2, 2, neurons=8, lanes=2)
+    assert mp.n_layers == 2 and mp.net_layers == (1, 2) and mp.pool_shifts == (2, 0)
+    assert [mp.outputs(n) for n in range(2)] == [4, 2]
+    dense = model.dense_equivalent(net.layers[0])[0]
+    # window 1 (pooled (0, 0, 1)): conv neurons (y, x) = (0, 2), (0, 3), (1, 2), (1, 3)
+    np.testing.assert_array_equal(mp.weights[0][:, 4:8], dense[:, [2, 3, 7, 8]])
+    assert [(p.lo, p.hi, mp.out_range(p)) for p in mp.layer_slices(0)] == [(0, 8, (0, 2)), (8, 16, (2, 4))]
+    words = [unpack(L.cfg_layout(mp.pe), w) for w in
+             mp.codec.pe.layer_cfg_words(mp.weights[0][:, 8:16], mp.thresholds[0][8:16], neuron_base=2,
+                                         pool_shift=2)]
+    regs = {int(w.row): int(w.data) for w in words if w.target == L.CfgTarget.REG}
+    assert regs[L.Reg.POOL_SHIFT.value] == 2 and regs[L.Reg.NEURON_BASE.value] == 2
+    assert mp.by_net_layer(["a", "b"]) == (None, "a", "b")
+    mp.save(tmp_path / "plan.npz")
+    loaded = MeshPlan.load(tmp_path / "plan.npz")
+    assert loaded.pool_shifts == mp.pool_shifts and loaded.net_layers == mp.net_layers
+
+
+def test_maxpool_mapping_errors():
+    with pytest.raises(MappingError, match=r"layers\[1\]: maxpool2d kernel 2 with stride 1: overlapping windows"):
+        plan_mesh(_conv_pool_net(2, 1), 2, 2)
+    with pytest.raises(MappingError, match=r"layers\[1\]: a 3x3 pooling window needs 16 neurons in one PE, the PE "
+                                           r"has 8"):
+        plan_mesh(_conv_pool_net(3, 3), 2, 2, neurons=8, lanes=2)
+    pool_first = model.Network.build(
+        input_shape=(1, 4, 4), time_bits=4,
+        layers=[model.MaxPool2d(in_shape=(1, 4, 4), kernel=2, stride=2),
+                model.Dense(weight=np.ones((4, 2), dtype=np.int64), threshold=np.array([2, 3]))])
+    with pytest.raises(MappingError, match=r"layers\[0\]: maxpool2d runs on the mesh only right after a conv2d "
+                                           r"layer .*not after the input"):
+        plan_mesh(pool_first, 2, 2)
+    with pytest.raises(MappingError, match=r"--mesh 1x1: the network needs 2 PEs .*layer 1: 16 neurons -> 1, "
+                                           r"layer 2: 2 neurons -> 1"):
+        plan_mesh(_conv_pool_net(), 1, 1)
 
 
 def test_image_flits_protocol():

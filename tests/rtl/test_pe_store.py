@@ -81,3 +81,58 @@ def test_store_events_and_writes(seed):
     assert got_events == want_events
     assert all(bool(a) == bool(b) for a, b, _, _ in dones)
     assert [(w, r) for a, _, w, r in dones if a] == [(w, r) for w, _, r in want_writes]
+
+
+@pytest.mark.parametrize("shift", [1, 2, 3])
+def test_store_pooling_first_spike_per_window(shift, seed):
+    """POOL_SHIFT > 0 (docs/pe.md "Max-pooling"): per inference (CLEAR tokens first), only the first newly fired
+    neuron of each window of 2**shift neurons is emitted, as NEURON_BASE + window; later ones are dropped, also
+    inside one word; the window bits are cleared by the next inference's CLEARs. Stalls on both outputs."""
+    rng = np.random.default_rng(seed + shift)
+    base = 5
+    tok, lay, ev = L.token_layout(CFG), L.compute_layout(CFG), L.event_layout(CFG)
+    items, want_events, n_writes = [], [], 0
+    for _ in range(2):
+        for word in range(CFG.words):
+            items.append(pack(lay, token=pack(tok, op=L.Op.CLEAR, word=word, last=int(word == CFG.words - 1))))
+        want_events.append(pack(ev, kind=L.EventKind.STEP_END, time=0))
+        n_writes += CFG.words
+        fired, taken = set(), set()
+        for t in range(6):
+            for word in sorted(rng.choice(CFG.words, size=int(rng.integers(1, CFG.words + 1)), replace=False)):
+                lanes = [j for j in range(CFG.lanes) if word * CFG.lanes + j not in fired and rng.random() < 0.5]
+                newly = sum(1 << j for j in lanes)
+                items.append(pack(lay, token=pack(tok, op=L.Op.SWEEP, word=int(word), time=t), newly=newly))
+                n_writes += 1
+                for j in lanes:
+                    n = int(word) * CFG.lanes + j
+                    fired.add(n)
+                    if n >> shift not in taken:
+                        taken.add(n >> shift)
+                        want_events.append(pack(ev, kind=L.EventKind.SPIKE, index=base + (n >> shift), time=t + 1))
+            items.append(pack(lay, token=pack(tok, op=L.Op.MARK, time=t, last=1)))
+            want_events.append(pack(ev, kind=L.EventKind.STEP_END, time=t + 1))
+    dut = Store(CFG)
+    got_events = []
+
+    async def feed(ctx):
+        ctx.set(dut.neuron_base, base)
+        ctx.set(dut.pool_shift, shift)
+        for x in items:
+            await stream_put(ctx, dut.i, x, rng=rng, idle=0.2)
+
+    async def events(ctx):
+        for _ in want_events:
+            got_events.append(await stream_get(ctx, dut.o, rng=rng, stall=0.5))
+
+    async def writes(ctx):
+        for _ in range(n_writes):
+            await stream_get(ctx, dut.write, rng=rng, stall=0.3)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(feed)
+    sim.add_testbench(events)
+    sim.add_testbench(writes)
+    sim.run()
+    assert got_events == want_events

@@ -42,6 +42,19 @@ def test_random_network_stalls(tmp_path, arch, mesh, neurons, lanes, seed):
     assert s["predictions_equal_golden"]
 
 
+def test_conv_pool_network(random_conv_network, seed):
+    """conv2d -> 2x2 maxpool2d (in the conv PEs' STORE) -> dense on 2x2 under cocotb: every pooled and dense
+    spike time equals model.run's; the conv times under the pool never leave their PEs and are not compared."""
+    rng = np.random.default_rng(seed)
+    net = random_conv_network(rng, (1, 5, 5), [("conv", 2, 3, 1, 1), ("pool", 2, 2), ("dense", 3)])
+    inputs = rng.integers(0, net.t_end + 1, size=(3, net.n_inputs))
+    inputs[rng.random(inputs.shape) < 0.3] = net.no_spike
+    s = run(net, (2, 2), inputs, neurons=16, lanes=2, seed=seed, idle=0.3, stall=0.3)
+    assert s["spikes_compared"] == 3 * (2 * 2 * 2 + 3)
+    assert s["mismatches"] == 0 and s["protocol_errors"] == 0, s
+    assert s["predictions_equal_golden"]
+
+
 def test_reset_mid_inference(tmp_path, seed):
     """Reset 60 cycles into the first image (events in flight in routers, NIs and PEs), reconfigure, run:
     every spike time still equals the golden model's."""
