@@ -96,3 +96,23 @@ def test_board_early_exit_matches_yoso_verify():
     assert (s["mismatches"], s["protocol_errors"]) == (0, 0), s
     assert s["early_exit_images"] == sum(e.decided is not None for e in early) == len(x)
     assert s["decision_step_mean"] == pytest.approx(np.mean([e.decided for e in early]))
+
+
+def test_board_mesh_conv_pool_bit_exact(random_conv_network, seed):
+    """A conv2d -> 2x2 maxpool2d -> dense network through the board's RUN path (LinkCore, no UART): the
+    pooled and dense times equal model.run's; the conv layer under the pool is not reported (None)."""
+    rng = np.random.default_rng(seed)
+    net = random_conv_network(rng, (1, 5, 5), [("conv", 2, 3, 1, 1), ("pool", 2, 2), ("dense", 3)])
+    plan = plan_mesh(net, 2, 2, neurons=16, lanes=2, window=1)
+    x = random_times(rng, net, 2)
+    ref = model.run(net, x)
+    top = LinkCore(plan.pe, in_depth=max(len(plan.image_flits(t)) for t in x),
+                   out_depth=sum(plan.outputs(n) for n in range(plan.n_layers)), noc=plan.noc)
+    link = HostLink(SimTransport(top, timeout=400_000))
+    load_mesh(link, plan)
+    for b in range(len(x)):
+        got = infer_mesh(link, plan, x[b])
+        assert got.times[0] is None
+        for n in (1, 2):
+            np.testing.assert_array_equal(got.times[n], ref.times[n][b].reshape(-1), err_msg=f"image {b}, layer {n}")
+        assert got.prediction == ref.prediction[b]
