@@ -324,6 +324,15 @@ def plan_mesh(net: model.Network, width: int, height: int, *, neurons: int = 64,
     shares = [_share(w.shape[1], limit, max(n_lanes, 1 << ml.pool_shift)) for w, ml in zip(weights, layers,
                                                                                           strict=True)]
     counts = [-(-w.shape[1] // sh) for w, sh in zip(weights, shares, strict=True)]
+    # The PE count first: a network that needs more PEs than the mesh has is told so, whatever else is wrong.
+    need = sum(counts)
+    if need > width * height:
+        per_layer = ", ".join(
+            (f"layers {ml.net_layer - 1}-{ml.net_layer} (conv2d + maxpool2d)" if ml.pool_shift else
+             f"layer {ml.net_layer}") + f": {ml.weight.shape[1]} neurons -> {c}"
+            for ml, c in zip(layers, counts, strict=True))
+        raise MappingError(f"--mesh {width}x{height}: the network needs {need} PEs of at most {limit} neurons "
+                           f"({per_layer}), the mesh has {width * height}")
     if pe is None:
         # Event indices carry input rows and, on a PE's output, neuron numbers of the layer: the PE's index
         # width comes from max(fan_in, neurons), so fan_in also covers the widest layer output.
@@ -331,17 +340,21 @@ def plan_mesh(net: model.Network, width: int, height: int, *, neurons: int = 64,
         max_sources = max([1, *counts[:-1]])
         # Early events of a fast source wait in the PE's defer FIFO. With the host's run-ahead window w, a
         # source of layer l - 1 is at most w + l steps ahead of a PE of layer l (docs/noc.md): its early events
-        # are at most one marker per step ahead plus its neurons' spikes (each neuron spikes once per
-        # inference). The slowest source is never ahead.
+        # are at most one marker per step ahead plus its output spikes (each output neuron, or pooling window,
+        # spikes once per inference). The slowest source is never ahead. The PE is sized for the worst layer.
         ahead = (window if window is not None else 0) + len(counts) - 1
-        defer = max(8, (max_sources - 1) * (ahead + per_pe) + 2)
+        outs = [sh >> ml.pool_shift for sh, ml in zip(shares, layers, strict=True)]
+        fan = [(counts[n] - 1, outs[n]) for n in range(len(counts) - 1) if counts[n] > 1]
+        defer = max(8, max((k * (ahead + o) for k, o in fan), default=0) + 2)
         if window is not None and defer > MAX_DEFER_DEPTH:  # name the setting that asked for it, not defer_depth
-            fit = (MAX_DEFER_DEPTH - 2) // (max_sources - 1) - per_pe - (len(counts) - 1)
+            fit = min((MAX_DEFER_DEPTH - 2) // k - o for k, o in fan) - (len(counts) - 1)
             raise MappingError(f"window: {window} needs defer FIFOs of {defer} entries, above the PE limit of "
                                f"{MAX_DEFER_DEPTH}; " + (f"the largest window this mapping allows is {fit}"
                                                          if fit >= 1 else "no window fits this mapping"))
         try:
-            pe = pe_config(net, lanes=lanes, neurons=per_pe, fan_in=max(max(w.shape) for w in weights),
+            # (a pooling layer's output indices are its windows, not its columns)
+            rows = max(max(ml.weight.shape[0], ml.weight.shape[1] >> ml.pool_shift) for ml in layers)
+            pe = pe_config(net, lanes=lanes, neurons=per_pe, fan_in=rows,
                            defer_depth=defer, max_sources=max_sources)
         except ValueError as e:
             raise MappingError(f"PE: {e}") from None
@@ -355,12 +368,6 @@ def plan_mesh(net: model.Network, width: int, height: int, *, neurons: int = 64,
     if (net.weight_bits, net.time_bits) != (pe.weight_bits, pe.time_bits) or net.threshold_bits > pe.threshold_bits:
         raise MappingError(f"PE: widths weight/time/threshold {pe.weight_bits}/{pe.time_bits}/{pe.threshold_bits} "
                            f"do not match the network's {net.weight_bits}/{net.time_bits}/{net.threshold_bits}")
-    need = sum(counts)
-    if need > width * height:
-        per_layer = ", ".join(f"layer {ml.net_layer}: {ml.weight.shape[1]} neurons -> {c}" for ml, c in
-                              zip(layers, counts, strict=True))
-        raise MappingError(f"--mesh {width}x{height}: the network needs {need} PEs of at most {limit} neurons "
-                           f"({per_layer}), the mesh has {width * height}")
     try:
         noc = noc_config(pe, width, height, fifo_depth=fifo_depth, max_dests=max(c + 1 for c in counts))
     except ValueError as e:

@@ -89,9 +89,26 @@ def test_maxpool_mapping_errors():
     with pytest.raises(MappingError, match=r"layers\[0\]: maxpool2d runs on the mesh only right after a conv2d "
                                            r"layer .*not after the input"):
         plan_mesh(pool_first, 2, 2)
-    with pytest.raises(MappingError, match=r"--mesh 1x1: the network needs 2 PEs .*layer 1: 16 neurons -> 1, "
-                                           r"layer 2: 2 neurons -> 1"):
+    with pytest.raises(MappingError, match=r"--mesh 1x1: the network needs 2 PEs .*layers 0-1 \(conv2d \+ "
+                                           r"maxpool2d\): 16 neurons -> 1, layer 2: 2 neurons -> 1"):
         plan_mesh(_conv_pool_net(), 1, 1)
+
+
+def test_conv_pool_reference_shape_maps():
+    """1x28x28-c16k5-p2-10 (the trainer's conv network): the conv layer's 9,216 neurons (dense expansion,
+    7.2 M weights) on 144 PEs of 64 whose outputs are 2,304 pooled windows; the output PE's defer FIFO is sized
+    by what each source can send (16 pooled spikes, not 64), which keeps it under the PE limit."""
+    rng = np.random.default_rng(0)
+    net = model.Network.build(input_shape=(1, 28, 28), layers=[
+        model.Conv2d(in_shape=(1, 28, 28), weight=rng.integers(-8, 8, (16, 1, 5, 5)), threshold=np.full(16, 99)),
+        model.MaxPool2d(in_shape=(16, 24, 24), kernel=2, stride=2),
+        model.Dense(weight=rng.integers(-8, 8, (2304, 10)), threshold=np.full(10, 99))])
+    with pytest.raises(MappingError, match=r"the network needs 145 PEs of at most 64 neurons"):
+        plan_mesh(net, 12, 12)
+    mp = plan_mesh(net, 13, 12, neurons=64, lanes=4)
+    assert [len(mp.layer_slices(n)) for n in range(2)] == [144, 1] and mp.outputs(0) == 2304
+    assert mp.weights[0].shape == (784, 9216) and mp.pe.fan_in == 2304
+    assert mp.pe.defer_depth == 143 * (1 + 16) + 2
 
 
 def test_image_flits_protocol():
