@@ -77,7 +77,8 @@ def main(args) -> int:
         lines = [
             f"mapping            {summary['mapping']}",
             f"images run         {summary['images']} ({summary['simulator']}, {summary['wall_s']} s)",
-            f"spikes compared    {summary['spikes_compared']} (every neuron of every layer)",
+            f"spikes compared    {summary['spikes_compared']} (every neuron of every layer; a conv2d layer "
+            "followed by maxpool2d: its pooled times)",
             f"mismatches         {summary['mismatches']}" + (f"  first: {summary['first_mismatch']}"
                                                              if summary['first_mismatch'] else ""),
             f"protocol errors    {summary['protocol_errors']}",
