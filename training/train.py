@@ -57,7 +57,7 @@ class TrainConfig:
     seed: int = 0
     batch: int = 32
     lr: float = 5e-3
-    qat_lr: float = 5e-4
+    qat_lr: float = 1e-4
     tau: float = 3.0  # softmax temperature in time steps: logits are -t_out / tau
     out_window: int = 1000  # training-only firing window of the output layer (gives silent outputs a gradient)
     late_weight: float = 1.0  # weight of the penalty on correct outputs firing after t_end - 20 (see loss_fn)

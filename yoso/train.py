@@ -52,7 +52,7 @@ def add_arguments(p, defaults: dict | None = None) -> None:
     p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default 0)")
     p.add_argument("--val-size", type=int,
                    help="training samples held out for the per-epoch curves (default min(5000, 10 %%))")
-    p.add_argument("--qat-lr", type=float, default=5e-4, help="learning rate of the QAT phase (default 5e-4)")
+    p.add_argument("--qat-lr", type=float, default=1e-4, help="learning rate of the QAT phase (default 1e-4)")
     p.add_argument("--tau", type=float, default=3.0, help="softmax temperature in time steps (default 3)")
     p.add_argument("--late-weight", type=float, default=1.0,
                    help="penalty on correct outputs firing after t_end - 20 (default 1; 0 = off)")
