@@ -4,9 +4,11 @@ other exception (a traceback for the user) fails the test."""
 
 from __future__ import annotations
 
+import atexit
 import copy
 import io
 import json
+import shutil
 import tempfile
 import warnings
 import zipfile
@@ -34,6 +36,7 @@ CONV = ({**DENSE[0], "input_shape": [1, 6, 6],
          "layer2.weight": np.ones((18, 3), np.int8), "layer2.threshold": np.array([1, 2, 3], np.int16)})
 
 SCRATCH = Path(tempfile.mkdtemp(prefix="netfile-fuzz-"))
+atexit.register(shutil.rmtree, SCRATCH, True)
 
 small_ints = st.integers(-3, 40) | st.integers(-(2**70), 2**70)
 json_values = st.recursive(
