@@ -175,7 +175,8 @@ class SpikingNet(nn.Module):
     # -- helpers ------------------------------------------------------------------------------------------
     def encode(self, pixels: np.ndarray) -> torch.Tensor:
         """uint8 pixels (B, ...) -> float input times (B, *input_shape); silent -> t_end + 1."""
-        t = model.encode(pixels.reshape(len(pixels), -1), self.encoding, self.time_bits)
+        n = int(np.prod(self.input_shape))
+        t = model.encode(pixels.reshape(len(pixels), n), self.encoding, self.time_bits)  # (0 samples: fine)
         t = np.where(t > self.t_end, self.t_end + 1, t)
         return torch.from_numpy(t).float().reshape(len(pixels), *self.input_shape)
 

@@ -76,3 +76,12 @@ def test_bad_input_one_line_error_no_files(tmp_path, capsys, args, field):
     assert rc == 2
     assert err.count("\n") == 1 and field in err
     assert not (out / "network.npz").exists() and not (out / "report.json").exists()
+
+
+def test_no_validation_split(tmp_path):
+    """--val-size 0 (and a training set too small for the default 10 %) trains without per-epoch curves."""
+    for out, kw in (("a", {"val_size": 0, "train_limit": 200}), ("b", {"train_limit": 5})):
+        r = train(TrainConfig(dataset="digits", arch="64-20-10", epochs=1, qat_epochs=1, out=str(tmp_path / out),
+                              progress=False, plots=True, test_limit=50, **kw))
+        assert r["val_samples"] == 0 and r["history"][0]["val_accuracy"] is None
+        assert (tmp_path / out / "curves.png").stat().st_size > 0 and 0 <= r["fixed_point_test_accuracy"] <= 1
