@@ -110,6 +110,17 @@ def _forward_sort(t, w, theta, t_end):
     return fires, s_k, p_k
 
 
+def _guarded_gbar(grad, fires, slope, theta, t_end):
+    """``dL/dt_j / sum_C w`` with the gradient guard (``sum_C w >= theta / t_end``); 0 for silent neurons."""
+    floor = (theta / t_end).expand_as(slope)
+    return torch.where(fires, grad / torch.maximum(slope, floor), torch.zeros_like(grad))  # (R, M)
+
+
+def _grad_theta(gbar, theta):
+    """dL/dtheta = sum over rows of gbar, per neuron (theta (M,)) or shared (theta (1,))."""
+    return gbar.sum(dim=0).reshape(theta.shape) if theta.numel() > 1 else gbar.sum().reshape(theta.shape)
+
+
 class _SpikeTimes(torch.autograd.Function):
     @staticmethod
     def forward(ctx, t, w, theta, t_end, integer, path):
@@ -140,8 +151,7 @@ class _SpikeTimes(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         t, w, theta, t_star, s_k, fires, k = ctx.saved_tensors
-        floor = (theta / ctx.t_end).expand_as(s_k)
-        gbar = torch.where(fires, grad / torch.maximum(s_k, floor), torch.zeros_like(grad))  # (R, M)
+        gbar = _guarded_gbar(grad, fires, s_k, theta, ctx.t_end)
         grad_t = grad_w = grad_theta = None
         if ctx.use_grid and ctx.grid is not None:
             onehot, taus = ctx.grid
@@ -172,8 +182,7 @@ class _SpikeTimes(torch.autograd.Function):
                 tt = torch.where(t <= ctx.t_end, t, torch.zeros_like(t))
                 grad_w = torch.einsum("rn,rnm->nm", tt, a) - torch.einsum("rnm,rm->nm", a, t_star)
         if ctx.needs_input_grad[2]:
-            grad_theta = gbar.sum(dim=0).reshape(theta.shape) if theta.numel() > 1 else gbar.sum().reshape(
-                theta.shape)
+            grad_theta = _grad_theta(gbar, theta)
         return grad_t, grad_w, grad_theta, None, None, None
 
 
@@ -193,8 +202,7 @@ class _KernelSpikeTimes(torch.autograd.Function):
     def backward(ctx, grad):
         t, w, theta, t_star, slope = ctx.saved_tensors
         fires = t_star <= ctx.t_end
-        floor = (theta / ctx.t_end).expand_as(slope)
-        gbar = torch.where(fires, grad / torch.maximum(slope, floor), torch.zeros_like(grad))
+        gbar = _guarded_gbar(grad, fires, slope, theta, ctx.t_end)
         grad_t = grad_w = grad_theta = None
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
             gw, gt = kernels.backward_rows(t.detach().contiguous().numpy(), w.detach().contiguous().numpy(),
@@ -203,8 +211,7 @@ class _KernelSpikeTimes(torch.autograd.Function):
             grad_w = torch.from_numpy(gw).to(w.dtype) if ctx.needs_input_grad[1] else None
             grad_t = torch.from_numpy(gt) if ctx.needs_input_grad[0] else None
         if ctx.needs_input_grad[2]:
-            grad_theta = gbar.sum(dim=0).reshape(theta.shape) if theta.numel() > 1 else gbar.sum().reshape(
-                theta.shape)
+            grad_theta = _grad_theta(gbar, theta)
         return grad_t, grad_w, grad_theta, None, None
 
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from . import train as train_cmd
-from .util import CliError, atomic_path
+from .util import CliError, atomic_path, load_inputs
 from .verify import parse_mesh
 
 #: Training defaults of the flow: the README main job (docs/training.md).
@@ -45,8 +45,6 @@ def main(args) -> int:
     train_s = time.perf_counter() - start
     out = Path(args.out)
     net = model.load(out / "network.npz")
-    from .util import load_inputs
-
     inputs, labels = load_inputs(net, dataset=args.dataset, input_times=None, limit=args.rtl_images)
     plan = plan_mesh(net, width, height, window=8)  # MappingError (needed vs available) exits 2 in yoso.cli
     t0 = time.perf_counter()
