@@ -18,6 +18,7 @@ import json
 import math
 import os
 import pickle
+import shutil
 import sys
 import time
 import warnings
@@ -44,6 +45,18 @@ class TrainError(ValueError):
 
 
 NETWORK = "network.npz"
+
+
+def _drop_run(out: Path, created: bool) -> None:
+    """A diverged run leaves nothing behind in a folder it created (a resumed run keeps its checkpoint)."""
+    if created:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def _diverged(epoch: int, batch: int, quantised: bool, what: str) -> str:
+    lr = "--qat-lr" if quantised else "--lr"
+    return (f"training diverged at epoch {epoch + 1}, batch {batch + 1}: {what}; "
+            f"lower {lr} or raise --tau (nothing was exported)")
 REPORT = "report.json"
 
 
@@ -291,6 +304,7 @@ def train(cfg: TrainConfig) -> dict:
     if max(tr_y.max(), te_y.max()) >= n_out:
         raise TrainError(f"--arch: the output layer has {n_out} neurons but the labels go up to "
                        f"{int(max(tr_y.max(), te_y.max()))}")
+    created = rank == 0 and not out.exists()  # a run that diverges removes the folder it made
     if rank == 0:  # only after the inputs are known to be good: a failed start leaves nothing behind
         out.mkdir(parents=True, exist_ok=True)
         for name in old_run if cfg.force else ():  # --force: no file of the old run survives to mix in
@@ -357,10 +371,17 @@ def train(cfg: TrainConfig) -> dict:
                 live = live_penalty(net, x, times)
                 live_sum += float(live.detach()) * len(idx)
                 loss = loss + cfg.live_weight * live
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                _drop_run(out, created)
+                raise TrainError(_diverged(epoch, b, quantised, f"the loss is {loss_value}"))
             opt.zero_grad()
             loss.backward()
             opt.step()
-            loss_sum += loss.item() * len(idx)
+            if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
+                _drop_run(out, created)
+                raise TrainError(_diverged(epoch, b, quantised, "a weight or threshold became infinite or NaN"))
+            loss_sum += loss_value * len(idx)
             correct += int((predict(times[-1], net.t_end) == y).sum())
             seen += len(idx)
             if b % 20 == 0:

@@ -294,6 +294,7 @@ CASES = [
     Case("train-jitter-huge", train("--jitter", str(10**15), out="{tmp}/r"), "--jitter"),
     Case("train-threads-huge", train("--threads", str(10**9), out="{tmp}/r"), "--threads"),
     Case("train-lr-inf", train("--lr", "inf", out="{tmp}/r"), "--lr"),
+    Case("train-tau-tiny-diverges", train("--tau", "1e-300", out="{tmp}/r"), "--tau"),
     Case("fpga-dataset-empty", ["fpga", "--board", "icebreaker", "--net", "{net}", "--dataset", "",
                                 "--verilog-only", "{tmp}/t.v"], "--dataset"),
     Case("net-empty", infer("--dataset", "digits", net=""), "--net"),
