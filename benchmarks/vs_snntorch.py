@@ -11,6 +11,12 @@ optional extra, not a test dependency::
 
     .venv/bin/pip install -e '.[compare]'
     .venv/bin/python benchmarks/vs_snntorch.py [--samples 6400] [--steps 64 128 256] [--test 2000]
+        [--eval-every 640 --val 1000]
+
+With ``--eval-every N`` both trainers are also scored every N samples on ``--val`` held-out training images
+(never trained on, never test images), with the evaluation time left out of the training time. The run then
+prints the *time to equal accuracy*: the best validation accuracy snnTorch reached, the training seconds each
+trainer needed to first reach it, and their ratio.
 """
 
 from __future__ import annotations
@@ -25,24 +31,47 @@ from training.net import SpikingNet
 from training.train import live_penalty, loss_fn, predict
 
 
-def stdbp_run(x, y, xt, yt, batch, lr):
+def train_loop(step, score, x, y, batch, eval_every, val):
+    """Run ``step(xb, yb)`` (after one untimed ``update=False`` warm-up) over the samples in batches; every
+    ``eval_every`` samples (and at the end, if ``eval_every``) score ``val`` with ``score(x)`` outside the clock.
+    Returns (training seconds, curve of (samples, training seconds, validation accuracy))."""
+    step(x[:2], y[:2], update=False)  # warm-up (compiled kernels, allocator): forward + backward, untimed
+    elapsed, curve, next_eval = 0.0, [], eval_every
+    for s in range(0, len(x), batch):
+        t0 = time.perf_counter()
+        step(x[s:s + batch], y[s:s + batch])
+        elapsed += time.perf_counter() - t0
+        done = min(s + batch, len(x))
+        if eval_every and (done >= next_eval or done == len(x)):
+            with torch.no_grad():
+                curve.append((done, elapsed, float((score(val[0]) == val[1]).float().mean())))
+            next_eval += eval_every
+    return elapsed, curve
+
+
+def stdbp_run(x, y, xt, yt, batch, lr, eval_every=0, val=None):
     net = SpikingNet("784-800-10", input_shape=(784,), seed=0)
     net.calibrate(x[:512])
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    start = time.perf_counter()
-    for s in range(0, len(x), batch):
-        times = net(x[s:s + batch], out_window=1000)
-        loss = loss_fn(times[-1], y[s:s + batch], 3.0, net.t_end - 20.0) + live_penalty(net, x[s:s + batch], times)
+
+    def step(xb, yb, update=True):
+        times = net(xb, out_window=1000)
+        loss = loss_fn(times[-1], yb, 3.0, net.t_end - 20.0) + live_penalty(net, xb, times)
         opt.zero_grad()
         loss.backward()
-        opt.step()
-    elapsed = time.perf_counter() - start
+        if update:
+            opt.step()
+
+    def score(xs):
+        return predict(net(xs)[-1], net.t_end)
+
+    elapsed, curve = train_loop(step, score, x, y, batch, eval_every, val)
     with torch.no_grad():
-        acc = float((predict(net(xt)[-1], net.t_end) == yt).float().mean())
-    return len(x) / elapsed, acc
+        acc = float((score(xt) == yt).float().mean())
+    return len(x) / elapsed, acc, curve
 
 
-def snntorch_run(x, y, xt, yt, batch, lr, steps):
+def snntorch_run(x, y, xt, yt, batch, lr, steps, eval_every=0, val=None):
     import snntorch as snn
     import snntorch.functional as SF
     from snntorch import surrogate
@@ -90,20 +119,28 @@ def snntorch_run(x, y, xt, yt, batch, lr, steps):
             out.append(s2)
         return torch.stack(out)  # (T, B, 10)
 
-    start = time.perf_counter()
-    for s in range(0, len(x), batch):
-        spk = forward(x[s:s + batch])
-        loss = loss_f(spk, y[s:s + batch])
+    def step(xb, yb, update=True):
+        loss = loss_f(forward(xb), yb)
         opt.zero_grad()
         loss.backward()
-        opt.step()
-    elapsed = time.perf_counter() - start
-    with torch.no_grad():
-        spk = forward(xt)
+        if update:
+            opt.step()
+
+    def score(xs):  # earliest output spike, ties to the lowest index, all silent -> -1 (as ours)
+        spk = forward(xs)
         fired = spk.any(dim=0)
         first = torch.where(fired, spk.argmax(dim=0).float(), torch.full(fired.shape, float(steps)))
-        pred = torch.where(fired.any(dim=1), first.argmin(dim=1), torch.full_like(yt, -1))
-    return len(x) / elapsed, float((pred == yt).float().mean())
+        return torch.where(fired.any(dim=1), first.argmin(dim=1), torch.full((len(xs),), -1))
+
+    elapsed, curve = train_loop(step, score, x, y, batch, eval_every, val)
+    with torch.no_grad():
+        acc = float((score(xt) == yt).float().mean())
+    return len(x) / elapsed, acc, curve
+
+
+def time_to(curve, accuracy):
+    """Training seconds at which ``curve`` first reaches ``accuracy`` (None: never)."""
+    return next((t for _, t, a in curve if a >= accuracy), None)
 
 
 def main() -> None:
@@ -113,20 +150,39 @@ def main() -> None:
     ap.add_argument("--test", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--snn-lr", type=float, default=None, help="snnTorch's learning rate (default --lr)")
+    ap.add_argument("--eval-every", type=int, default=0,
+                    help="score both every N training samples on --val held-out training images (0: off)")
+    ap.add_argument("--val", type=int, default=1000, help="held-out training images of --eval-every")
     args = ap.parse_args()
     torch.set_num_threads(1)
     tr, te = load_dataset("fashion-mnist", "train"), load_dataset("fashion-mnist", "test")
+    if args.samples + args.val > len(tr.images):
+        ap.error(f"--samples + --val must be <= {len(tr.images)}")
     enc = SpikingNet("784-800-10", input_shape=(784,))
     x, y = enc.encode(tr.images[:args.samples]).reshape(args.samples, -1), torch.from_numpy(tr.labels[:args.samples])
     xt, yt = enc.encode(te.images[:args.test]).reshape(args.test, -1), torch.from_numpy(te.labels[:args.test])
-    print(f"784-800-10, {args.samples} training samples (batch {args.batch}, Adam lr {args.lr}), "
-          f"accuracy on the first {args.test} test images, 1 thread")
-    sps, acc = stdbp_run(x, y, xt, yt, args.batch, args.lr)
+    held = slice(len(tr.images) - args.val, len(tr.images))  # the end of the training set, never trained on here
+    val = (enc.encode(tr.images[held]).reshape(args.val, -1), torch.from_numpy(tr.labels[held]))
+    snn_lr = args.lr if args.snn_lr is None else args.snn_lr
+    print(f"784-800-10, {args.samples} training samples (batch {args.batch}, Adam lr {args.lr}, snnTorch lr "
+          f"{snn_lr}), accuracy on the first {args.test} test images, 1 thread")
+    sps, acc, curve = stdbp_run(x, y, xt, yt, args.batch, args.lr, args.eval_every, val)
     print(f"STDBP (exact spike times)          {sps:8.1f} samples/s   accuracy {acc:.4f}")
+    for samples, t, a in curve:
+        print(f"  after {samples:6d} samples, {t:7.1f} s of training: validation {a:.4f}")
     for steps in args.steps:
-        s_sps, s_acc = snntorch_run(x, y, xt, yt, args.batch, args.lr, steps)
+        s_sps, s_acc, s_curve = snntorch_run(x, y, xt, yt, args.batch, snn_lr, steps, args.eval_every, val)
         print(f"snnTorch BPTT, {steps:3d} steps           {s_sps:8.1f} samples/s   accuracy {s_acc:.4f}   "
               f"STDBP speed ratio {sps / s_sps:5.1f}x")
+        for samples, t, a in s_curve:
+            print(f"  after {samples:6d} samples, {t:7.1f} s of training: validation {a:.4f}")
+        if s_curve:
+            best = max(a for _, _, a in s_curve)
+            ours, theirs = time_to(curve, best), time_to(s_curve, best)
+            verdict = (f"STDBP {ours:.1f} s, snnTorch {theirs:.1f} s: {theirs / ours:.1f}x" if ours is not None
+                       else f"STDBP never reached it in {args.samples} samples")
+            print(f"  time to snnTorch's best validation accuracy {best:.4f}: {verdict}")
 
 
 if __name__ == "__main__":
