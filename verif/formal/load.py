@@ -1,0 +1,100 @@
+"""Formal harness of ``rtl.load.Load``: the read-after-write rule (docs/pe.md, "Read-after-write hazard").
+
+LOAD alone, small configuration (4 state words of 1 lane, 2 sources, 2-bit times, defer FIFO of 2). The
+environment is free: any input events (valid kinds), any ``req.ready``, any register values in their
+documented ranges, changing at any time; the write-back reports (``done``, ``done_word``, ``done_rising``)
+come in any cycle and any order, with one restriction that STORE guarantees: a word is only reported
+written back if a token of it was issued and not yet written back.
+
+The harness keeps its own ``pending`` bit per word (set when LOAD issues a CLEAR / SPIKE / SWEEP token of
+the word, cleared by its write-back report) and asserts that LOAD never issues a token of a pending word:
+no word is read while its write-back is outstanding. The induction invariant is that LOAD's own per-word
+bookkeeping equals the harness's.
+
+``mutant="early_done"`` feeds LOAD a write-back report for every token in the cycle it is issued (a STORE
+that lies), to show that the property then fails.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Assert, Assume, Cover, Fragment, Module, ResetSignal, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In
+
+from rtl import layouts as L
+from rtl.config import PEConfig
+from rtl.load import Load
+
+from .fifo import _find_signal
+
+__all__ = ["LoadHarness", "SMALL_LOAD"]
+
+SMALL_LOAD = PEConfig(neurons=4, fan_in=2, lanes=1, weight_bits=2, time_bits=2, threshold_bits=1, fifo_depth=2,
+                      defer_depth=2, max_sources=2)
+
+
+class LoadHarness(wiring.Component):
+    def __init__(self, *, config: PEConfig = SMALL_LOAD, mutant: str | None = None):
+        if mutant not in (None, "early_done"):
+            self._MustUse__silence = True  # a rejected instance is not an unused elaboratable
+            raise ValueError(f"mutant: unknown {mutant!r}")
+        self.cfg, self.mutant = config, mutant
+        c = config
+        super().__init__({
+            "i": In(stream.Signature(L.event_layout(c))),
+            "req_ready": In(1),
+            "done": In(1),
+            "done_word": In(c.word_bits),
+            "done_rising": In(1),
+            "sources": In(c.sources_bits),
+            "t_end": In(c.time_bits),
+            "active": In(c.active_bits),
+        })
+
+    def elaborate(self, platform):
+        c = self.cfg
+        m = Module()
+        m.d.comb += Assume(~ResetSignal())
+        dut = Load(c)
+        frag = Fragment.get(dut, platform)
+        m.submodules.dut = frag
+        wiring.connect(m, wiring.flipped(self.i), dut.i)
+        req = dut.req
+        m.d.comb += [
+            req.ready.eq(self.req_ready),
+            dut.sources.eq(self.sources), dut.t_end.eq(self.t_end), dut.active.eq(self.active),
+            Assume((self.sources >= 1) & (self.sources <= c.max_sources)),
+            Assume((self.active >= 1) & (self.active <= c.neurons)),
+            Assume((self.t_end >= 1) & (self.t_end <= c.max_t_end)),
+            Assume(~self.i.valid | (self.i.payload.kind.as_value() <= L.EventKind.START.value)),
+        ]
+        issue = req.valid & req.ready
+        token = req.payload.token
+        reads = issue & (token.op != L.Op.MARK)
+
+        pending = Signal(c.words)
+        written = Signal(c.words)
+        issued = Signal(c.words)
+        with m.If(self.done):
+            m.d.comb += written.eq(1 << self.done_word)
+        with m.If(reads):
+            m.d.comb += issued.eq(1 << token.word)
+        m.d.sync += pending.eq((pending | issued) & ~written)
+        # STORE reports only words it holds: issued and not yet written back.
+        m.d.comb += Assume(~self.done | ((self.done_word < c.words) & pending.bit_select(self.done_word, 1)))
+
+        if self.mutant == "early_done":
+            m.d.comb += [dut.done.eq(reads), dut.done_word.eq(token.word), dut.done_rising.eq(self.done_rising)]
+        else:
+            m.d.comb += [dut.done.eq(self.done), dut.done_word.eq(self.done_word),
+                         dut.done_rising.eq(self.done_rising)]
+
+        # The rule: a token reads its word only while no write-back of the word is outstanding.
+        m.d.comb += Assert(~reads | ((token.word < c.words) & ~pending.bit_select(token.word, 1)))
+        # Induction strengthening: LOAD's bookkeeping is the harness's.
+        m.d.comb += Assert(_find_signal(frag, "pending") == pending)
+        m.d.comb += [
+            Cover(reads & (token.op == L.Op.SWEEP)),
+            Cover(req.valid & ~req.ready & (pending != 0)),
+        ]
+        return m
