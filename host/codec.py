@@ -131,22 +131,70 @@ class PECodec:
         return pack(self.cfg_layout, target=L.CfgTarget.WEIGHT, row=row, neuron=neuron,
                     data=_twos(value, self.cfg.weight_bits))
 
-    def registers(self, *, active: int, neuron_base: int, sources: int, t_end: int, pool_shift: int = 0
-                  ) -> list[int]:
-        """The five runtime registers (docs/pe.md), range-checked. ``pool_shift``: max-pooling windows of
-        2**pool_shift neurons (0: no pooling); output indices are neuron_base + (j >> pool_shift)."""
+    def registers(self, *, active: int, neuron_base: int, sources: int, t_end: int, pool_shift: int = 0,
+                  conv: dict | None = None, outputs: int | None = None) -> list[int]:
+        """The runtime registers (docs/pe.md), range-checked. ``pool_shift``: max-pooling windows of
+        2**pool_shift neurons (0: no pooling); output indices are neuron_base + (j >> pool_shift).
+        A PE with the conv mode also gets its conv registers: ``conv`` (names of layouts.conv_reg_widths, e.g.
+        ``{"kh": 5, ...}``; None: KH = 0, the dense mode); ``outputs``: output indices the PE emits (default
+        from active and pool_shift)."""
         cfg = self.cfg
         checks = [("neurons", active, 1, cfg.neurons), ("t_end", t_end, 1, cfg.max_t_end),
                   ("sources", sources, 1, cfg.max_sources), ("pool_shift", pool_shift, 0, cfg.neuron_bits)]
         for name, v, lo, hi in checks:
             if not lo <= v <= hi:
                 raise ValueError(f"{name}: {v} is outside the allowed range {lo}..{hi} of this PE")
-        top = (1 << cfg.index_bits) - 1 - ((active - 1) >> pool_shift)
+        outputs = ((active - 1) >> pool_shift) + 1 if outputs is None else outputs
+        top = (1 << cfg.index_bits) - outputs
         if not 0 <= neuron_base <= top:
             raise ValueError(f"neuron_base: {neuron_base} is outside the allowed range 0..{top} of this PE")
-        return [self.reg(L.Reg.ACTIVE, active), self.reg(L.Reg.NEURON_BASE, neuron_base),
-                self.reg(L.Reg.SOURCES, sources), self.reg(L.Reg.T_END, t_end),
-                self.reg(L.Reg.POOL_SHIFT, pool_shift)]
+        words = [self.reg(L.Reg.ACTIVE, active), self.reg(L.Reg.NEURON_BASE, neuron_base),
+                 self.reg(L.Reg.SOURCES, sources), self.reg(L.Reg.T_END, t_end),
+                 self.reg(L.Reg.POOL_SHIFT, pool_shift)]
+        if conv is not None and not cfg.conv:
+            raise ValueError("conv: this PE has no conv mode (PEConfig.conv_inputs = 0)")
+        if cfg.conv:
+            conv = conv or {}
+            widths = L.conv_reg_widths(cfg)
+            unknown = set(conv) - set(widths)
+            if unknown:
+                raise ValueError(f"conv: unknown register(s) {sorted(unknown)}")
+            for reg, name in zip(L.CONV_REGS, widths, strict=True):
+                v = int(conv.get(name, 0))
+                if not 0 <= v < 1 << widths[name]:
+                    raise ValueError(f"conv {name}: {v} does not fit its {widths[name]}-bit register")
+                words.append(self.reg(reg, v))
+        return words
+
+    def input_map(self, index: int, row_base: int, y: int, x: int) -> int:
+        """Conv mode: input map entry ``index`` <- (weight row of the channel, position y, x)."""
+        cfg = self.cfg
+        if not cfg.conv:
+            raise ValueError("input map: this PE has no conv mode (PEConfig.conv_inputs = 0)")
+        if not 0 <= index < cfg.conv_inputs:
+            raise ValueError(f"input map: index {index} is outside 0..{cfg.conv_inputs - 1} of this PE")
+        entry = pack(L.input_map_layout(cfg), row_base=row_base, y=y, x=x)
+        return pack(self.cfg_layout, target=L.CfgTarget.INPUT_MAP, row=index, data=entry)
+
+    def conv_cfg_words(self, kernel: np.ndarray, threshold: np.ndarray, entries, *, neuron_base: int,
+                       sources: int, t_end: int, pool_shift: int, conv: dict, outputs: int) -> list[int]:
+        """Configuration words of one conv-mode PE (docs/pe.md "Conv mode"): registers, ``threshold`` (one
+        per neuron, ACTIVE = len(threshold)), the kernel slice ``kernel`` (rows C * KH * KW, columns the PE's
+        output channels, a multiple of lanes), and the input map ``entries`` ((index, row_base, y, x) each)."""
+        kernel = np.asarray(kernel, dtype=np.int64)
+        threshold = np.asarray(threshold, dtype=np.int64)
+        n_rows, n_cols = kernel.shape
+        if not 1 <= n_rows <= self.cfg.fan_in:
+            raise ValueError(f"kernel rows: {n_rows} is outside the allowed range 1..{self.cfg.fan_in} of this PE")
+        words = self.registers(active=len(threshold), neuron_base=neuron_base, sources=sources, t_end=t_end,
+                               pool_shift=pool_shift, conv=conv, outputs=outputs)
+        self.check_weights(kernel, threshold[:n_cols])
+        if threshold.min() < 1 or threshold.max() >= 1 << self.cfg.threshold_bits:
+            raise ValueError(f"threshold: expected values in 1..{(1 << self.cfg.threshold_bits) - 1}")
+        words += [self.threshold(j, int(threshold[j])) for j in range(len(threshold))]
+        words += [self.weight(i, j, int(kernel[i, j])) for i in range(n_rows) for j in range(n_cols)]
+        words += [self.input_map(*map(int, e)) for e in entries]
+        return words
 
     def check_weights(self, weight: np.ndarray, threshold: np.ndarray) -> None:
         cfg = self.cfg

@@ -15,6 +15,8 @@ MAX_WEIGHT_WORDS = 1 << 22  # weight SRAM words (fan_in * neurons / lanes); far 
 MAX_FIFO_DEPTH = 1024
 MAX_DEFER_DEPTH = 4096  # the defer FIFO is sized for the worst case run-ahead of many sources (host/plan.py)
 MAX_SOURCES = 1 << 12
+MAX_CONV_SIZE = 1 << 10
+MAX_CONV_KERNEL = 8
 
 
 def bits_for(n: int) -> int:
@@ -53,6 +55,13 @@ class PEConfig:
         completes (needed when several sources feed one PE through a network-on-chip).
     max_sources : int
         Largest value of the runtime ``SOURCES`` register (STEP_END markers that complete a step).
+    conv_inputs : int
+        Entries of the input map of the conv mode (docs/pe.md "Conv mode"): input indices a conv layer's SPIKE
+        events may carry. 0 (the default) builds no conv hardware: the PE is exactly the dense one.
+    conv_size : int
+        Largest height or width of a conv layer's input or output map (coordinates 0..conv_size - 1).
+    conv_kernel : int
+        Largest kernel height or width (and padding) of the conv mode.
 
     Raises
     ------
@@ -69,6 +78,9 @@ class PEConfig:
     fifo_depth: int = 4
     defer_depth: int = 8
     max_sources: int = 16
+    conv_inputs: int = 0
+    conv_size: int = 1
+    conv_kernel: int = 5
 
     def __post_init__(self):
         _check("neurons", self.neurons, 1, MAX_NEURONS)
@@ -86,6 +98,9 @@ class PEConfig:
         _check("fifo_depth", self.fifo_depth, 2, MAX_FIFO_DEPTH)
         _check("defer_depth", self.defer_depth, 2, MAX_DEFER_DEPTH)
         _check("max_sources", self.max_sources, 1, MAX_SOURCES)
+        _check("conv_inputs", self.conv_inputs, 0, MAX_FAN_IN)
+        _check("conv_size", self.conv_size, 1, MAX_CONV_SIZE)
+        _check("conv_kernel", self.conv_kernel, 1, MAX_CONV_KERNEL)
         if self.weight_words > MAX_WEIGHT_WORDS:
             raise ValueError(f"fan_in: fan_in * neurons / lanes = {self.weight_words} weight SRAM words exceeds "
                              f"the limit {MAX_WEIGHT_WORDS} (lower fan_in or neurons, or raise lanes)")
@@ -118,7 +133,7 @@ class PEConfig:
     @property
     def index_bits(self) -> int:
         """Width of an event index: input indices 0..fan_in-1 and neuron indices 0..neurons-1."""
-        return bits_for(max(self.fan_in, self.neurons) - 1)
+        return bits_for(max(self.fan_in, self.neurons, self.conv_inputs) - 1)
 
     @property
     def neuron_bits(self) -> int:
@@ -161,15 +176,42 @@ class PEConfig:
     @property
     def cfg_data_bits(self) -> int:
         """Width of the data field of a configuration word: any weight, threshold or register value."""
+        conv = (self.row_bits + 2 * self.coord_bits, self.tile_bits, self.kernel_bits, self.word_bits + 1,
+                self.pool_shift_bits) if self.conv else ()
         return max(self.weight_bits, self.threshold_bits, self.index_bits, self.time_bits, self.sources_bits,
-                   self.active_bits)
+                   self.active_bits, *conv)
 
     @property
     def cfg_row_bits(self) -> int:
-        """Width of the row field of a configuration word (weight row or register number, 0..4)."""
+        """Width of the row field of a configuration word (weight row, input map entry, or register number:
+        0..4, 0..14 with the conv mode)."""
+        if self.conv:
+            return max(self.row_bits, 4, bits_for(self.conv_inputs - 1))
         return max(self.row_bits, 3)
 
     @property
     def pool_shift_bits(self) -> int:
         """Width of the POOL_SHIFT register (0..neuron_bits: a pooling window spans 2**POOL_SHIFT neurons)."""
         return bits_for(self.neuron_bits)
+
+    # ---- conv mode (docs/pe.md "Conv mode"; only when conv_inputs > 0) ----
+
+    @property
+    def conv(self) -> bool:
+        """The PE has the conv mode (input map, conv registers)."""
+        return self.conv_inputs > 0
+
+    @property
+    def coord_bits(self) -> int:
+        """Width of a map coordinate (0..conv_size - 1)."""
+        return bits_for(self.conv_size - 1)
+
+    @property
+    def tile_bits(self) -> int:
+        """Width of a tile origin or size register (0..conv_size)."""
+        return bits_for(self.conv_size)
+
+    @property
+    def kernel_bits(self) -> int:
+        """Width of the KH, KW and PAD registers (0..conv_kernel)."""
+        return bits_for(self.conv_kernel)

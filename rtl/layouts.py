@@ -16,7 +16,7 @@ __all__ = [
     "EventKind", "CfgTarget", "Reg", "Op",
     "event_layout", "cfg_layout", "lane_state_layout", "state_word_layout", "token_layout",
     "read_request_layout", "read_response_layout", "compute_layout", "write_request_layout",
-    "markdown_tables",
+    "input_map_layout", "CONV_REGS", "markdown_tables",
 ]
 
 
@@ -34,9 +34,10 @@ class CfgTarget(enum.Enum, shape=2):
     REG = 0        #: runtime register number ``row`` (see :class:`Reg`) <- ``data``
     WEIGHT = 1     #: weight of input ``row`` to neuron ``neuron`` <- ``data`` (signed, weight_bits)
     THRESHOLD = 2  #: threshold of neuron ``neuron`` <- ``data`` (unsigned, threshold_bits)
+    INPUT_MAP = 3  #: conv mode: input map entry ``row`` (an input index) <- ``data`` (input_map_layout)
 
 
-class Reg(enum.Enum, shape=3):
+class Reg(enum.Enum, shape=4):
     """Runtime registers (CfgTarget.REG, number in the ``row`` field)."""
 
     NEURON_BASE = 0  #: index of neuron 0 in output SPIKE events (init 0)
@@ -44,6 +45,17 @@ class Reg(enum.Enum, shape=3):
     T_END = 2        #: last time step at which a neuron may fire, 1..2**time_bits-2 (init 2**time_bits-2)
     ACTIVE = 3       #: neurons in use, 1..neurons (init neurons)
     POOL_SHIFT = 4   #: max-pooling: neuron n belongs to window n >> POOL_SHIFT, 0..neuron_bits (init 0: none)
+    # conv mode only (PEConfig.conv_inputs > 0; docs/pe.md "Conv mode")
+    KH = 5           #: kernel height, 0 = dense mode (init 0)
+    KW = 6           #: kernel width
+    STRIDE = 7       #: log2 of the stride (0: stride 1, 1: stride 2)
+    PAD = 8          #: padding
+    TILE_Y0 = 9      #: first output row of the PE's tile
+    TILE_X0 = 10     #: first output column of the PE's tile
+    TILE_H = 11      #: output rows of the tile
+    TILE_W = 12      #: output columns of the tile
+    CH_WORDS = 13    #: state words per output position (the PE's output channels / lanes, rounded up)
+    POOL_LOW = 14    #: pooling window of neuron n: bits POOL_LOW .. POOL_LOW + POOL_SHIFT - 1 of n removed
 
 
 class Op(enum.Enum, shape=2):
@@ -53,6 +65,18 @@ class Op(enum.Enum, shape=2):
     SPIKE = 1  #: input spike at time tau: S += w, B += w * tau (the weight row of the spiking input)
     SWEEP = 2  #: end of step t: fire where not fired and V[t + 1] = S * (t + 1) - B >= theta
     MARK = 3   #: end of a step's sweep: no state access; STORE emits STEP_END(t + 1)
+
+
+def conv_reg_widths(cfg: PEConfig) -> dict[str, int]:
+    """Width of each conv-mode register (name -> bits)."""
+    return {"kh": cfg.kernel_bits, "kw": cfg.kernel_bits, "stride": 1, "pad": cfg.kernel_bits,
+            "tile_y0": cfg.tile_bits, "tile_x0": cfg.tile_bits, "tile_h": cfg.tile_bits, "tile_w": cfg.tile_bits,
+            "ch_words": cfg.word_bits + 1, "pool_low": cfg.pool_shift_bits}
+
+
+#: The conv-mode registers in :func:`conv_reg_widths` order.
+CONV_REGS = (Reg.KH, Reg.KW, Reg.STRIDE, Reg.PAD, Reg.TILE_Y0, Reg.TILE_X0, Reg.TILE_H, Reg.TILE_W, Reg.CH_WORDS,
+             Reg.POOL_LOW)
 
 
 def event_layout(cfg: PEConfig) -> data.StructLayout:
@@ -91,6 +115,16 @@ def state_word_layout(cfg: PEConfig) -> data.ArrayLayout:
 def weight_word_layout(cfg: PEConfig) -> data.ArrayLayout:
     """One weight SRAM word (address row * words + word): the weights of ``lanes`` neurons."""
     return data.ArrayLayout(signed(cfg.weight_bits), cfg.lanes)
+
+
+def input_map_layout(cfg: PEConfig) -> data.StructLayout:
+    """One input map entry of the conv mode (address = input index): the weight row of the input's channel
+    (c * KH * KW) and its position (y, x) in the layer's input map."""
+    return data.StructLayout({
+        "row_base": unsigned(cfg.row_bits),
+        "y": unsigned(cfg.coord_bits),
+        "x": unsigned(cfg.coord_bits),
+    })
 
 
 def threshold_word_layout(cfg: PEConfig) -> data.ArrayLayout:

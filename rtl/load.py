@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import layouts as L
-from .config import PEConfig
+from .config import PEConfig, bits_for
 from .fifo import StreamFIFO
 
 __all__ = ["Load"]
@@ -44,6 +44,15 @@ class Load(wiring.Component):
     sources : In(bits(max_sources)), t_end : In(time_bits), active : In(bits(neurons)) — registers
     n_active : Out(bits(neurons)), ACTIVE as latched at the last START (to COMPUTE)
 
+    **Conv mode** (``config.conv`` and register KH != 0; docs/pe.md "Conv mode"): a ``SPIKE(i, t)`` reads
+    input map entry ``i`` (the input's channel weight row ``c * KH * KW`` and position ``(y, x)``), then walks
+    the kernel taps ``(ky, kx)`` of its stride residue (``ky = (y + PAD) mod stride``, ``+ stride``, ...):
+    the tap reaches output ``(y', x') = ((y + PAD - ky) / stride, (x + PAD - kx) / stride)``; when that lies
+    in the PE's tile it issues ``CH_WORDS`` SPIKE tokens reading weight row ``c * KH * KW + ky * KW + kx``
+    (words ``0 .. CH_WORDS - 1``: the PE's output channels) into the state words of that position. A tap
+    row outside the tile costs one cycle, a tap outside it in a row inside it one cycle. Positions are
+    numbered window by window for pooling (``2**(POOL_SHIFT / 2)`` square windows): see ``_position``.
+
     ACTIVE, SOURCES and T_END are latched when START is processed (after the previous inference's words
     have all been written back), so register writes take effect with the next inference.
     """
@@ -60,6 +69,10 @@ class Load(wiring.Component):
             "t_end": In(c.time_bits),
             "active": In(c.active_bits),
             "n_active": Out(c.active_bits),
+            **({"map_addr": Out(bits_for(c.conv_inputs - 1)), "map_en": Out(1),
+                "map_data": In(L.input_map_layout(c)), "pool_shift": In(c.pool_shift_bits),
+                **{name: In(w) for name, w in L.conv_reg_widths(c).items() if name != "pool_low"}}
+               if c.conv else {}),
         })
         self.active_latched = Signal(c.active_bits, init=c.neurons)
 
@@ -144,7 +157,13 @@ class Load(wiring.Component):
                         with m.Case(L.EventKind.SPIKE):
                             m.d.sync += [op.eq(L.Op.SPIKE), base.eq(ev.index * c.words), k.eq(0),
                                          time.eq(ev.time)]
-                            m.next = "ISSUE"
+                            if c.conv:
+                                with m.If(self.kh != 0):
+                                    m.next = "CONV_INIT"   # the input map entry is read in this cycle
+                                with m.Else():
+                                    m.next = "ISSUE"
+                            else:
+                                m.next = "ISSUE"
                         with m.Case(L.EventKind.STEP_END):
                             with m.If(count + 1 >= sources):
                                 # Step complete: replay everything parked so far (minus this event).
@@ -166,7 +185,13 @@ class Load(wiring.Component):
             with m.If(cand[j]):
                 m.d.comb += nxt.eq(j)
 
+        if c.conv:
+            conv_states = self._conv(m, pending, time, fetch)
+            m.d.comb += [self.map_addr.eq(ev.index), self.map_en.eq(take)]
+
         with m.FSM():
+            if c.conv:
+                conv_states()
             with m.State("FETCH"):
                 fetch()
             with m.State("DRAIN"):
@@ -210,3 +235,83 @@ class Load(wiring.Component):
                             m.next = "FETCH"
                             fetch()  # may go straight on with the next event's words
         return m
+
+    def _conv(self, m, pending, time, fetch):
+        """Conv-mode SPIKE handling (see the class docstring); returns a function that adds the FSM states."""
+        c = self._cfg
+        kb = c.kernel_bits
+        cb = max(c.coord_bits, kb) + 1
+        row_base = Signal(c.row_bits)
+        yp = Signal(cb)   # y + PAD
+        xp = Signal(cb)
+        ky = Signal(kb + 1)
+        kx = Signal(kb + 1)
+        kx0 = Signal(kb + 1)
+        cw = Signal(c.word_bits + 1)
+        s1 = self.stride  # 0: stride 1, 1: stride 2
+        step = Mux(s1, 2, 1)
+        # This tap's output position, relative to the tile.
+        dy = Signal(signed(cb + 2))
+        dx = Signal(signed(cb + 2))
+        yl = Signal(signed(cb + 2))
+        xl = Signal(signed(cb + 2))
+        m.d.comb += [dy.eq(yp - ky), dx.eq(xp - kx),
+                     yl.eq((dy >> s1) - self.tile_y0), xl.eq((dx >> s1) - self.tile_x0)]
+        y_ok = (dy >= 0) & (yl >= 0) & (yl < self.tile_h)
+        x_ok = (dx >= 0) & (xl >= 0) & (xl < self.tile_w)
+        # Position number inside the tile, window by window (windows of q x q positions, q = 2**(POOL_SHIFT/2);
+        # q = 1 without pooling: row-major yl * TILE_W + xl).
+        qb = self.pool_shift >> 1
+        qm = ((Const(1, 4) << qb) - 1).as_unsigned()
+        yu, xu = yl.as_unsigned()[:c.coord_bits + 1], xl.as_unsigned()[:c.coord_bits + 1]
+        pos = Signal(c.word_bits + 1)
+        m.d.comb += pos.eq((((yu >> qb) * (self.tile_w >> qb) + (xu >> qb)) << self.pool_shift)
+                           | ((yu & qm) << qb) | (xu & qm))
+        word = Signal(c.word_bits + 1)
+        m.d.comb += word.eq(pos * self.ch_words + cw)
+        row = Signal(c.row_bits + 1)
+        m.d.comb += row.eq(row_base + ky * self.kw + kx)
+
+        kx_next = kx + step
+        ky_next = ky + step
+        row_done = kx_next >= self.kw
+        last_row = ky_next >= self.kh
+
+        def states():
+            with m.State("CONV_INIT"):
+                e = self.map_data
+                y_pad = e.y + self.pad
+                x_pad = e.x + self.pad
+                m.d.sync += [row_base.eq(e.row_base), yp.eq(y_pad), xp.eq(x_pad), cw.eq(0),
+                             ky.eq(y_pad & s1), kx.eq(x_pad & s1), kx0.eq(x_pad & s1)]
+                m.next = "CONV"
+            with m.State("CONV"):
+                advance = Signal()   # this tap (or tap row) is finished in this cycle
+                next_row = Signal()
+                with m.If(~y_ok | (ky >= self.kh)):
+                    m.d.comb += [advance.eq(1), next_row.eq(1)]
+                with m.Elif(~x_ok | (kx >= self.kw)):
+                    m.d.comb += [advance.eq(1), next_row.eq(row_done)]
+                with m.Else():
+                    m.d.comb += [
+                        self.req.valid.eq(~pending.bit_select(word[:c.word_bits], 1)),
+                        self.req.payload.token.op.eq(L.Op.SPIKE),
+                        self.req.payload.token.time.eq(time),
+                        self.req.payload.token.word.eq(word),
+                        self.req.payload.weight_addr.eq(row * c.words + cw),
+                    ]
+                    with m.If(self.req.ready & self.req.valid):
+                        with m.If(cw + 1 >= self.ch_words):
+                            m.d.comb += [advance.eq(1), next_row.eq(row_done)]
+                            m.d.sync += cw.eq(0)
+                        with m.Else():
+                            m.d.sync += cw.eq(cw + 1)
+                with m.If(advance):
+                    with m.If(next_row):
+                        m.d.sync += [ky.eq(ky_next), kx.eq(kx0)]
+                        with m.If(last_row | (ky >= self.kh)):
+                            m.next = "FETCH"
+                            fetch()   # may go straight on with the next event
+                    with m.Else():
+                        m.d.sync += kx.eq(kx_next)
+        return states

@@ -7,7 +7,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import layouts as L
-from .config import PEConfig
+from .config import PEConfig, bits_for
 from .sram import SRAM
 
 __all__ = ["MemoryInterface"]
@@ -43,6 +43,11 @@ class MemoryInterface(wiring.Component):
     active : Out(bits(neurons)), unsigned register ACTIVE (neurons)
     pool_shift : Out(pool_shift_bits), unsigned register POOL_SHIFT (log2 of the neurons per pooling window)
     abort : In(1), drop the token in the read pipeline stage (PE.abort); registers and SRAMs are kept
+
+    Conv mode only (``config.conv``): the input map SRAM (``conv_inputs`` entries of layouts.input_map_layout,
+    written by ``CfgTarget.INPUT_MAP`` words, read by LOAD through ``map_addr`` / ``map_en`` / ``map_data``
+    with latency 1) and the conv registers (``kh``, ``kw``, ``stride``, ``pad``, ``tile_y0``, ``tile_x0``,
+    ``tile_h``, ``tile_w``, ``ch_words``, ``pool_low``; layouts.conv_reg_widths, all init 0).
     """
 
     def __init__(self, config: PEConfig):
@@ -59,6 +64,9 @@ class MemoryInterface(wiring.Component):
             "active": Out(c.active_bits, init=c.neurons),
             "pool_shift": Out(c.pool_shift_bits),
             "abort": In(1),
+            **({"map_addr": In(bits_for(c.conv_inputs - 1)), "map_en": In(1),
+                "map_data": Out(L.input_map_layout(c)),
+                **{name: Out(w) for name, w in L.conv_reg_widths(c).items()}} if c.conv else {}),
         })
 
     @property
@@ -139,4 +147,15 @@ class MemoryInterface(wiring.Component):
                     m.d.sync += self.active.eq(cw.data)
                 with m.Case(L.Reg.POOL_SHIFT.value):
                     m.d.sync += self.pool_shift.eq(cw.data)
+                if c.conv:
+                    for reg, name in zip(L.CONV_REGS, L.conv_reg_widths(c), strict=True):
+                        with m.Case(reg.value):
+                            m.d.sync += getattr(self, name).eq(cw.data)
+        if c.conv:
+            m.submodules.input_map = msram = SRAM(shape=L.input_map_layout(c), depth=c.conv_inputs)
+            m.d.comb += [
+                msram.r_addr.eq(self.map_addr), msram.r_en.eq(self.map_en), self.map_data.eq(msram.r_data),
+                msram.w_addr.eq(cw.row), msram.w_data.eq(cw.data[:L.input_map_layout(c).size]),
+                msram.w_en.eq(cfg_go & (cw.target == L.CfgTarget.INPUT_MAP)),
+            ]
         return m

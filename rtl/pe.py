@@ -100,4 +100,9 @@ class PE(wiring.Component):
             store.neuron_base.eq(mem.neuron_base),
             store.pool_shift.eq(mem.pool_shift),
         ]
+        if c.conv:
+            m.d.comb += [mem.map_addr.eq(load.map_addr), mem.map_en.eq(load.map_en), load.map_data.eq(mem.map_data),
+                         load.pool_shift.eq(mem.pool_shift), store.pool_low.eq(mem.pool_low)]
+            m.d.comb += [getattr(load, name).eq(getattr(mem, name)) for name in L.conv_reg_widths(c)
+                         if name != "pool_low"]
         return m

@@ -38,6 +38,10 @@ class Store(wiring.Component):
     done_rising : Out(1), the word written when ``done`` may still fire (compute_layout ``rising``)
     neuron_base : In(index_bits), register NEURON_BASE
     pool_shift : In(pool_shift_bits), register POOL_SHIFT (a window holds 2**pool_shift neurons)
+    pool_low : In(pool_shift_bits), conv mode only: register POOL_LOW. Neuron ``n`` then belongs to window
+        ``((n >> (pool_low + pool_shift)) << pool_low) | (n mod 2**pool_low)`` (bits pool_low ..
+        pool_low + pool_shift - 1 removed; the low bits are the output channel, docs/pe.md "Conv mode");
+        pool_low = 0 is the rule above.
     """
 
     def __init__(self, config: PEConfig):
@@ -51,6 +55,7 @@ class Store(wiring.Component):
             "done_rising": Out(1),
             "neuron_base": In(c.index_bits),
             "pool_shift": In(c.pool_shift_bits),
+            **({"pool_low": In(c.pool_shift_bits)} if c.conv else {}),
         })
 
     def elaborate(self, platform):
@@ -78,8 +83,15 @@ class Store(wiring.Component):
         windows = Signal(c.neurons)
         taken = Signal(c.lanes)
         pooling = self.pool_shift != 0
+
+        def window(n):
+            if not c.conv:
+                return n >> self.pool_shift
+            low = (1 << self.pool_low) - 1
+            return (((n >> (self.pool_low + self.pool_shift)) << self.pool_low) | (n & low)).as_unsigned()
+
         for j in range(c.lanes):
-            m.d.comb += taken[j].eq(pooling & windows.bit_select((x.token.word * c.lanes + j) >> self.pool_shift, 1))
+            m.d.comb += taken[j].eq(pooling & windows.bit_select(window(x.token.word * c.lanes + j), 1))
         pending = Signal(c.lanes)
         m.d.comb += pending.eq(x.newly & ~emitted & ~taken)
         lowest = Signal(c.lanes)  # one-hot lowest pending lane
@@ -98,7 +110,7 @@ class Store(wiring.Component):
             m.d.comb += [
                 self.o.valid.eq(self.i.valid),
                 o.kind.eq(L.EventKind.SPIKE),
-                o.index.eq(self.neuron_base + ((x.token.word * c.lanes + lane) >> self.pool_shift)),
+                o.index.eq(self.neuron_base + window(x.token.word * c.lanes + lane)),
                 o.time.eq(x.token.time + 1),
                 final_emit.eq(single & ~need_end),
             ]
@@ -125,7 +137,7 @@ class Store(wiring.Component):
                 with m.Else():
                     m.d.sync += end_sent.eq(1)
         with m.If(emit & (pending != 0)):
-            m.d.sync += windows.bit_select((x.token.word * c.lanes + lane) >> self.pool_shift, 1).eq(1)
+            m.d.sync += windows.bit_select(window(x.token.word * c.lanes + lane), 1).eq(1)
         with m.If(self.i.valid & self.i.ready & (x.token.op == L.Op.CLEAR)):
             m.d.sync += windows.eq(0)
         return m
