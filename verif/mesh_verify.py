@@ -19,18 +19,21 @@ import model
 from host.plan import MeshPlan
 from rtl.mesh import Mesh
 
+from . import chunk_sim
 from .noc_runner import build, run_test
 from .scoreboard import compare
 
-__all__ = ["verify", "TOP"]
+__all__ = ["verify", "TOP", "TRANSPORTS"]
 
 TOP = "yoso_mesh"
+#: How the host reaches the simulated mesh: per clock edge from Python, or per chunk inside the simulation.
+TRANSPORTS = ("cocotb", "chunk")
 
 
 def verify(net: model.Network, plan: MeshPlan, inputs: np.ndarray, *, labels: np.ndarray | None = None,
            sim: str = "icarus", chunk: int = 100, seed: int = 0, idle: float = 0.0, stall: float = 0.0,
            reset_after: int | None = None, progress=None, profile: bool = False, early_exit: bool = False,
-           jobs: int = 1) -> dict:
+           jobs: int = 1, transport: str = "cocotb", arrays: dict | None = None) -> dict:
     """Run ``inputs`` (images x inputs spike times) through the mesh RTL as ``plan`` (host.plan.plan_mesh of
     ``net``, with its run-ahead window) places ``net``; return the summary dict. The plan travels to the
     simulator processes as a file: nothing is mapped again there.
@@ -40,14 +43,26 @@ def verify(net: model.Network, plan: MeshPlan, inputs: np.ndarray, *, labels: np
     mesh that many cycles into the first image of each chunk, then configure it again and run the chunk.
     ``early_exit``: the host aborts each image once its prediction is decided (host.runner.DecisionWatch);
     every spike time the host saw before is still compared, and every neuron it did not see must spike after
-    the last step its PE closed."""
+    the last step its PE closed. ``transport``: ``cocotb`` (Python acts on every clock edge of the host port)
+    or ``chunk`` (verif/chunk_sim.py: the host of a chunk runs inside the simulation; no ``idle``, ``stall``,
+    ``reset_after`` or ``profile``). ``arrays`` (a dict) receives the per-image results: ``layers``,
+    ``horizons`` (per network layer), ``cycles``, ``decided``, ``flits`` (in, out) and ``cfg_cycles``."""
     mp = plan
+    if transport not in TRANSPORTS:
+        raise ValueError(f"transport: {transport!r} is not one of {', '.join(TRANSPORTS)}")
+    if transport == "chunk" and (idle or stall or reset_after is not None or profile):
+        raise ValueError("transport: chunk runs the host without idle cycles, backpressure, reset or profile "
+                         "counters; use the cocotb transport for those")
     window = plan.window
     counts: dict[str, int] = {}
     inputs = np.asarray(inputs, dtype=np.int64).reshape(len(inputs), -1)
     start = time.perf_counter()
     golden = model.run(net, inputs)
-    bdir = build(Mesh(mp.pe, mp.noc), TOP, sim, internals=profile)
+    if transport == "chunk":
+        cbuild = chunk_sim.build(mp.pe, mp.noc, sim)
+        cfg_words = plan.config_flits()  # once for every chunk
+    else:
+        bdir = build(Mesh(mp.pe, mp.noc), TOP, sim, internals=profile)
     build_s = time.perf_counter() - start
     errors: list[str] = []
 
@@ -56,6 +71,11 @@ def verify(net: model.Network, plan: MeshPlan, inputs: np.ndarray, *, labels: np
         s = c * chunk
         cdir = Path(tmp) / f"chunk{c}"
         cdir.mkdir()
+        if transport == "chunk":
+            results, run = chunk_sim.run_chunk(cbuild, plan, inputs[s:s + chunk], workdir=cdir, cfg_words=cfg_words,
+                                               early_exit=early_exit)
+            shutil.rmtree(cdir)
+            return chunk_sim.chunk_arrays(plan, results, run.cfg_cycles)
         np.save(cdir / "inputs.npy", inputs[s:s + chunk])
         job = {"plan": plan_file, "inputs": str(cdir / "inputs.npy"), "result": str(cdir / "result.npz"),
                "seed": seed + c, "idle": idle, "stall": stall, "reset_after": reset_after, "profile": profile,
@@ -102,6 +122,9 @@ def verify(net: model.Network, plan: MeshPlan, inputs: np.ndarray, *, labels: np
     cycles = np.concatenate([r["cycles"] for r in results])
     flits = np.concatenate([np.stack([r["flits_in"], r["flits_out"]], axis=1) for r in results])
     cfg_cycles = int(results[-1]["cfg_cycles"])
+    if arrays is not None:
+        arrays.update(layers=layers, horizons=horizons, cycles=cycles, decided=decided, flits=flits,
+                      cfg_cycles=cfg_cycles)
     for c, r in enumerate(results):
         if profile:
             for k, v in json.loads(str(r["profile"])).items():
@@ -118,7 +141,8 @@ def verify(net: model.Network, plan: MeshPlan, inputs: np.ndarray, *, labels: np
     pes = len(mp.slices)
     bound = sops / (pes * mp.pe.lanes)
     summary = {
-        "images": int(len(inputs)), "simulator": sim, "window": window, "early_exit": early_exit,
+        "images": int(len(inputs)), "simulator": sim, "transport": transport, "window": window,
+        "early_exit": early_exit,
         "mesh": f"{mp.noc.width}x{mp.noc.height}", "pes_used": pes,
         "pe": {"neurons": mp.pe.neurons, "lanes": mp.pe.lanes, "fan_in": mp.pe.fan_in},
         "spikes_compared": score.compared, "mismatches": len(score.mismatches),

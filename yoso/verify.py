@@ -20,6 +20,10 @@ def register(sub) -> None:
     p.add_argument("--net", required=True, help="network file (.npz, docs/spec.md section 7)")
     p.add_argument("--mesh", required=True, metavar="WxH", help="mesh size, e.g. 2x2")
     p.add_argument("--sim", choices=("icarus", "verilator"), default="icarus", help="simulator (default icarus)")
+    p.add_argument("--transport", choices=("cocotb", "chunk"), default="cocotb",
+                   help="how the host reaches the simulated mesh: cocotb (Python acts on every clock edge) or chunk "
+                   "(the host of each chunk runs inside the simulation, responses read back once per chunk; "
+                   "docs/simulation.md) (default cocotb)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--dataset", help=f"test split of a dataset: {DATASET_HELP}")
     src.add_argument("--input-times", metavar="FILE.npy", help="integer input spike times (images x inputs)")
@@ -58,6 +62,8 @@ def main(args) -> int:
         v = getattr(args, name)
         if v is not None and v < lo:
             raise CliError(f"--{name}: must be >= {lo}, got {v}")
+    if args.transport == "chunk" and args.profile:
+        raise CliError("--profile: needs --transport cocotb (the chunk transport counts no handshakes)")
     net = model.load(args.net)
     inputs, labels = load_inputs(net, dataset=args.dataset, input_times=args.input_times, limit=args.images)
     from host.plan import plan_mesh
@@ -69,14 +75,16 @@ def main(args) -> int:
 
     with tqdm(total=len(inputs), desc="verify", unit="img", disable=args.json) as bar:
         summary = verify(net, plan, inputs, labels=labels, sim=args.sim, chunk=args.chunk, progress=bar.update,
-                         profile=args.profile, early_exit=args.early_exit, jobs=args.jobs)
+                         profile=args.profile, early_exit=args.early_exit, jobs=args.jobs,
+                         transport=args.transport)
     summary["mapping"] = plan.describe()
     if args.json:
         print(json.dumps(summary))
     else:
         lines = [
             f"mapping            {summary['mapping']}",
-            f"images run         {summary['images']} ({summary['simulator']}, {summary['wall_s']} s)",
+            f"images run         {summary['images']} ({summary['simulator']}, {summary['transport']} transport, "
+            f"{summary['wall_s']} s)",
             f"spikes compared    {summary['spikes_compared']} (every neuron of every layer; a conv2d layer "
             "followed by maxpool2d: its pooled times)",
             f"mismatches         {summary['mismatches']}" + (f"  first: {summary['first_mismatch']}"
