@@ -1,5 +1,5 @@
-"""Plain Verilog of a PE (amaranth.back.verilog) and its Verilator lint, shared by ``yoso verilog``,
-the cocotb builds and the tests."""
+"""Plain Verilog of a PE or of a whole mesh (amaranth.back.verilog), its port list, and its Verilator lint,
+shared by ``yoso verilog``, the cocotb builds and the tests."""
 
 from __future__ import annotations
 
@@ -11,13 +11,18 @@ from pathlib import Path
 
 from .config import PEConfig
 
-__all__ = ["verilog", "verilator_command", "lint", "LINT_WAIVERS", "TOP"]
+__all__ = ["verilog", "mesh_verilog", "convert", "ports", "verilator_command", "lint", "LINT_WAIVERS",
+           "MESH_LINT_WAIVERS", "TOP", "MESH_TOP"]
 
 #: Module name of the generated top level.
 TOP = "yoso_pe"
+#: Module name of the generated mesh top level.
+MESH_TOP = "yoso_mesh"
 
 #: Verilator -Wall warnings switched off for generated code; docs/pe.md explains each one.
 LINT_WAIVERS = ("DECLFILENAME", "UNUSEDSIGNAL", "WIDTHEXPAND", "WIDTHTRUNC", "CASEINCOMPLETE", "PROCASSINIT")
+#: The mesh needs two more; docs/noc.md "Verilog of the mesh" explains them.
+MESH_LINT_WAIVERS = (*LINT_WAIVERS, "UNSIGNED", "CMPCONST", "SYMRSVDWORD")
 
 
 def verilog(config: PEConfig, *, name: str = TOP) -> str:
@@ -27,6 +32,35 @@ def verilog(config: PEConfig, *, name: str = TOP) -> str:
     from .pe import PE
 
     return back.convert(PE(config), name=name, emit_src=False)
+
+
+def mesh_verilog(pe: PEConfig, noc, *, name: str = MESH_TOP) -> str:
+    """The Verilog text of a mesh (rtl/mesh.py) of ``noc.width x noc.height`` nodes with PEs of ``pe`` (top
+    module ``name``, ports clk, rst, host_i__*, host_o__*, abort; docs/noc.md "Verilog of the mesh")."""
+    from .mesh import Mesh
+
+    return convert(Mesh(pe, noc), name=name)
+
+
+def convert(component, *, name: str) -> str:
+    """Plain Verilog of any component (top module ``name``), without source locations."""
+    from amaranth.back import verilog as back
+
+    return back.convert(component, name=name, emit_src=False)
+
+
+def ports(component) -> list[tuple[str, str, int]]:
+    """``(name, "input" | "output", width)`` of every top-level port of ``component`` as it appears in the
+    Verilog, in signature order, after ``clk`` and ``rst`` (streams: ``<name>__payload``, ``__valid``,
+    ``__ready``)."""
+    from amaranth.hdl import Shape
+    from amaranth.lib.wiring import In
+
+    out = [("clk", "input", 1), ("rst", "input", 1)]
+    for path, member, _ in component.signature.flatten(component):
+        direction = "input" if member.flow == In else "output"
+        out.append(("__".join(str(p) for p in path), direction, Shape.cast(member.shape).width))
+    return out
 
 
 def verilator_command() -> list[str]:
