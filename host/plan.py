@@ -26,13 +26,15 @@ import numpy as np
 
 import model
 from model.network import NetworkError
-from rtl.config import MAX_DEFER_DEPTH, PEConfig
+from rtl import layouts as L
+from rtl.config import MAX_CONV_KERNEL, MAX_DEFER_DEPTH, PEConfig
 from rtl.mesh import done_layout, noc_config
 from rtl.noc_layouts import FlitKind, NocConfig
 
 from .codec import FlitCodec, PECodec
 
-__all__ = ["MappingError", "pe_config", "MeshLayer", "mesh_layers", "Slice", "MeshPlan", "plan_mesh", "StackPlan"]
+__all__ = ["MappingError", "pe_config", "MeshLayer", "mesh_layers", "ConvTile", "ConvSetup", "conv_setup",
+           "conv_map_entries", "conv_reach", "Slice", "MeshPlan", "plan_mesh", "StackPlan"]
 
 
 class MappingError(NetworkError):
@@ -69,29 +71,156 @@ def _pool_columns(conv: model.Conv2d, pool: model.MaxPool2d, n: int) -> tuple[np
     return cols.reshape(-1), shift
 
 
+@dataclass(frozen=True)
+class ConvTile:
+    """One conv-mode PE's share of a conv2d layer (docs/pe.md "Conv mode"): output channels ``oc0 .. oc1 - 1``,
+    conv output rows ``y0 .. y0 + h - 1`` and columns ``x0 .. x0 + w - 1``."""
+
+    oc0: int
+    oc1: int
+    y0: int
+    x0: int
+    h: int
+    w: int
+
+
+@dataclass(frozen=True, eq=False)
+class ConvSetup:
+    """What one conv-mode PE is loaded with (:func:`conv_setup`): the kernel slice ``kernel`` (C * KH * KW rows,
+    ``ch_words * lanes`` columns, zero beyond the tile's channels), ``threshold`` per neuron (ACTIVE of them),
+    the conv registers ``regs``, ``pool_shift``, and ``out_map``: per output index of the PE (relative to its
+    NEURON_BASE) the flattened neuron of the emitted network layer (the conv output, or the pooled one), -1 for
+    a padding lane that never fires."""
+
+    kernel: np.ndarray
+    threshold: np.ndarray
+    regs: dict
+    pool_shift: int
+    out_map: np.ndarray
+
+    @property
+    def active(self) -> int:
+        return len(self.threshold)
+
+    @property
+    def outputs(self) -> int:
+        return len(self.out_map)
+
+
+def conv_setup(conv: model.Conv2d, tile: ConvTile, lanes: int, *, pool: int = 1, threshold_bits: int = 16
+               ) -> ConvSetup:
+    """The configuration of one conv-mode PE holding ``tile`` of ``conv``, followed (``pool`` > 1, a power of
+    two) by a ``pool`` x ``pool`` maxpool2d of stride ``pool`` (the tile then starts and ends on window edges).
+
+    Neuron ``n = pos * L + o`` (``L = ch_words * lanes`` lanes per position, ``o`` the channel in the tile):
+    positions window by window (``pos = ((yl // q) * (w // q) + xl // q) * q * q + (yl % q) * q + xl % q``), so
+    with pooling the neurons of window (pooled position ``pp``, channel ``o``) are ``n`` with bits
+    ``log2 L .. log2 L + 2 log2 q - 1`` varying: POOL_LOW = log2 L, POOL_SHIFT = 2 log2 q, output index
+    ``pp * L + o``. Without pooling the output index is ``n``."""
+    q = pool
+    oct_ = tile.oc1 - tile.oc0
+    if q > 1:
+        cwl = max(lanes, 1 << (oct_ - 1).bit_length())
+        qb = q.bit_length() - 1
+    else:
+        cwl = -(-oct_ // lanes) * lanes
+        qb = 0
+    _, c_in, kh, kw = conv.weight.shape
+    _, oh, ow = conv.out_shape
+    kernel = np.zeros((c_in * kh * kw, cwl), dtype=np.int64)
+    kernel[:, :oct_] = conv.weight[tile.oc0:tile.oc1].reshape(oct_, -1).T
+    yl, xl = np.divmod(np.arange(tile.h * tile.w), tile.w)
+    pos = ((yl >> qb) * (tile.w >> qb) + (xl >> qb)) * (q * q) + (yl & (q - 1)) * q + (xl & (q - 1))
+    n_pos = tile.h * tile.w
+    ch = np.arange(cwl)
+    real = ch < oct_
+    threshold = np.full(n_pos * cwl, (1 << threshold_bits) - 1, dtype=np.int64)
+    oc = tile.oc0 + np.where(real, ch, 0)
+    for p in pos:
+        threshold[p * cwl:(p + 1) * cwl] = np.where(real, conv.threshold[oc], (1 << threshold_bits) - 1)
+    if q > 1:
+        pp = np.arange(n_pos // (q * q))
+        py, px = tile.y0 // q + pp // (tile.w // q), tile.x0 // q + pp % (tile.w // q)
+        ph, pw = oh // q, ow // q
+        flat = oc[None, :] * ph * pw + (py * pw + px)[:, None]
+    else:
+        order = np.empty(n_pos, dtype=np.int64)
+        order[pos] = np.arange(n_pos)
+        y, x = tile.y0 + yl[order], tile.x0 + xl[order]
+        flat = oc[None, :] * oh * ow + (y * ow + x)[:, None]
+    out_map = np.where(real[None, :], flat, -1).reshape(-1)
+    regs = {"kh": kh, "kw": kw, "stride": conv.stride - 1, "pad": conv.padding, "tile_y0": tile.y0,
+            "tile_x0": tile.x0, "tile_h": tile.h, "tile_w": tile.w, "ch_words": cwl // lanes,
+            "pool_low": (cwl.bit_length() - 1) if q > 1 else 0}
+    return ConvSetup(kernel, threshold, regs, 2 * qb, out_map)
+
+
+def conv_map_entries(conv: model.Conv2d, in_index: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Input map entries (index, c * KH * KW, y, x) of a conv-mode PE: ``in_index[i]`` is the flattened input
+    position (c, y, x) of input index i, or -1 for an index that never spikes (left out)."""
+    c, h, w = conv.in_shape
+    kk = conv.weight.shape[2] * conv.weight.shape[3]
+    out = []
+    for i in np.flatnonzero(np.asarray(in_index) >= 0):
+        ch, rest = divmod(int(in_index[i]), h * w)
+        out.append((int(i), ch * kk, rest // w, rest % w))
+    return out
+
+
+def conv_reach(conv: model.Conv2d, tile: ConvTile) -> np.ndarray:
+    """Per flattened input position of ``conv``: whether a spike there reaches an output position of ``tile``."""
+    c, h, w = conv.in_shape
+    _, _, kh, kw = conv.weight.shape
+    s, p = conv.stride, conv.padding
+
+    def axis(n, k, lo, size):
+        d = (np.arange(n) + p)[:, None] - np.arange(k)[None, :]   # y + p - ky = y' * s, lo <= y' < lo + size
+        return ((d >= 0) & (d % s == 0) & (d // s >= lo) & (d // s < lo + size)).any(1)
+
+    ry, rx = axis(h, kh, tile.y0, tile.h), axis(w, kw, tile.x0, tile.w)
+    return np.broadcast_to((ry[:, None] & rx[None, :])[None], (c, h, w)).reshape(-1)
+
+
+def conv_fanout(conv: model.Conv2d) -> np.ndarray:
+    """Per flattened input position: the synapses a spike there drives (OC x the output positions it reaches)."""
+    c, h, w = conv.in_shape
+    oc, _, kh, kw = conv.weight.shape
+    _, oh, ow = conv.out_shape
+    s, p = conv.stride, conv.padding
+
+    def axis(n, k, size):
+        d = (np.arange(n) + p)[:, None] - np.arange(k)[None, :]
+        return ((d >= 0) & (d % s == 0) & (d // s < size)).sum(1)
+
+    return np.broadcast_to((oc * axis(h, kh, oh)[:, None] * axis(w, kw, ow)[None, :])[None], (c, h, w)).reshape(-1)
+
+
 def mesh_layers(net: model.Network) -> list[MeshLayer]:
     """The PE layers of ``net``: each dense and conv2d layer (as its dense equivalent), a maxpool2d layer fused
     into the conv2d layer before it (its columns reordered by window, :func:`_pool_columns`). MappingError for a
     maxpool2d layer that does not follow a conv2d layer or has overlapping windows."""
-    layers = net.layers
     out, n = [], 0
-    while n < len(layers):
-        layer = layers[n]
-        if layer.kind == "maxpool2d":
-            raise MappingError(f"layers[{n}]: maxpool2d runs on the mesh only right after a conv2d layer (in its "
-                               f"PEs), not after {'the input' if n == 0 else layers[n - 1].kind}")
-        w, th = model.dense_equivalent(layer)
-        if n + 1 < len(layers) and layers[n + 1].kind == "maxpool2d":
-            cols, shift = _pool_columns(layer, layers[n + 1], n + 1)
-            real = cols >= 0
-            w = np.where(real[None, :], w[:, np.where(real, cols, 0)], 0)
-            th = np.where(real, th[np.where(real, cols, 0)], (1 << net.threshold_bits) - 1)
-            out.append(MeshLayer(w, th, shift, n + 1))
-            n += 2
-        else:
-            out.append(MeshLayer(w, th, 0, n))
-            n += 1
+    while n < len(net.layers):
+        out.append(mesh_layers_at(net, n))
+        n = out[-1].net_layer + 1
     return out
+
+
+def mesh_layers_at(net: model.Network, n: int) -> MeshLayer:
+    """The dense-mode PE layer that starts at network layer ``n`` (see :func:`mesh_layers`)."""
+    layers = net.layers
+    layer = layers[n]
+    if layer.kind == "maxpool2d":
+        raise MappingError(f"layers[{n}]: maxpool2d runs on the mesh only right after a conv2d layer (in its "
+                           f"PEs), not after {'the input' if n == 0 else layers[n - 1].kind}")
+    w, th = model.dense_equivalent(layer)
+    if n + 1 < len(layers) and layers[n + 1].kind == "maxpool2d":
+        cols, shift = _pool_columns(layer, layers[n + 1], n + 1)
+        real = cols >= 0
+        w = np.where(real[None, :], w[:, np.where(real, cols, 0)], 0)
+        th = np.where(real, th[np.where(real, cols, 0)], (1 << net.threshold_bits) - 1)
+        return MeshLayer(w, th, shift, n + 1)
+    return MeshLayer(w, th, 0, n)
 
 
 def pe_config(net: model.Network, *, lanes: int = 4, neurons: int | None = None, fan_in: int | None = None,
@@ -119,6 +248,9 @@ class Slice:
     hi: int
     sources: int
     dests: tuple[tuple[int, int, int], ...]
+    #: Conv mode: (oc0, oc1, y0, x0, h, w) of the slice's :class:`ConvTile`; lo .. hi are then its output
+    #: indices (not columns). None: a dense-mode slice.
+    tile: tuple[int, ...] | None = None
 
     @property
     def reports(self) -> bool:
@@ -146,6 +278,13 @@ class MeshPlan:
     #: Per layer of PEs: the network layer whose spike times it emits (a conv2d layer fused with the maxpool2d
     #: after it emits the pooled times). None: layer n emits network layer n.
     net_layers: tuple[int, ...] | None = None
+    #: Per layer of PEs, conv mode only (docs/pe.md "Conv mode"): {"in_shape", "kernel", "stride", "padding",
+    #: "pool"} of a conv2d layer run weight-shared (``weights[n]`` is then its kernel, C * KH * KW rows x OC,
+    #: ``thresholds[n]`` one per channel), None for a dense-mode layer. None: no conv-mode layer.
+    convs: tuple[dict | None, ...] | None = None
+    #: Per layer of PEs: the network neuron (flattened, of the layer it emits) of each output index, -1 for
+    #: an index that never spikes; None: output index = network neuron (dense mode).
+    out_maps: tuple[np.ndarray | None, ...] | None = None
 
     # ---- structure ----
     @property
@@ -170,22 +309,77 @@ class MeshPlan:
         """Layers of the network (the output layer is never a maxpool2d)."""
         return self.net_layer(self.n_layers - 1) + 1
 
+    def conv(self, layer: int) -> dict | None:
+        """The conv-mode geometry of a layer of PEs, None for a dense-mode layer."""
+        return None if self.convs is None else self.convs[layer]
+
+    def out_map(self, layer: int) -> np.ndarray | None:
+        return None if self.out_maps is None else self.out_maps[layer]
+
+    def conv_layer(self, layer: int) -> model.Conv2d | None:
+        """The conv2d layer a conv-mode layer of PEs runs (rebuilt from the plan's data)."""
+        g = self.conv(layer)
+        if g is None:
+            return None
+        kh, kw = g["kernel"]
+        c = g["in_shape"][0]
+        w = self.weights[layer]
+        return model.Conv2d(in_shape=tuple(g["in_shape"]), weight=w.T.reshape(w.shape[1], c, kh, kw),
+                            threshold=self.thresholds[layer], stride=g["stride"], padding=g["padding"])
+
+    def in_index(self, layer: int) -> np.ndarray:
+        """Per input index of a layer of PEs: the flattened input neuron (of the network layer before it), -1 for
+        an index that never spikes."""
+        prev = None if layer == 0 else self.out_map(layer - 1)
+        if prev is not None:
+            return prev
+        g = self.conv(layer)
+        return np.arange(self.weights[layer].shape[0] if g is None else math.prod(g["in_shape"]))
+
+    def neurons(self, layer: int) -> int:
+        """Neurons of the network layer that a layer of PEs computes (a conv2d layer: OC * OH * OW)."""
+        conv = self.conv_layer(layer)
+        return self.weights[layer].shape[1] if conv is None else math.prod(conv.out_shape)
+
     def outputs(self, layer: int) -> int:
-        """Output neurons of a layer of PEs (pooled windows when it pools)."""
+        """Output indices of a layer of PEs (pooled windows when it pools; a conv-mode layer's index space,
+        :attr:`out_maps`)."""
+        if self.conv(layer) is not None:
+            return max(s.hi for s in self.layer_slices(layer))
         return self.weights[layer].shape[1] >> self.pool_shift(layer)
 
     def out_range(self, s: Slice) -> tuple[int, int]:
         """The output neuron indices lo .. hi - 1 of a slice's events (slices hold whole pooling windows)."""
+        if s.tile is not None:
+            return s.lo, s.hi
         sh = self.pool_shift(s.layer)
         return s.lo >> sh, s.hi >> sh
 
+    def to_net(self, layer: int, x):
+        """An entry of a layer of PEs in the network's order: an array over the output indices is gathered
+        into network neuron order (a conv-mode layer, :attr:`out_maps`), a size becomes the network layer's."""
+        omap = self.out_map(layer)
+        if omap is None or x is None:
+            return x
+        real = np.flatnonzero(omap >= 0)
+        if isinstance(x, (int, np.integer)):
+            return len(real)
+        out = np.empty(len(real), dtype=np.asarray(x).dtype)
+        out[omap[real]] = np.asarray(x)[real]
+        return out
+
     def by_net_layer(self, per_layer) -> tuple:
-        """Per network layer: the entry of the layer of PEs that emits its times, None for a layer that no PE
-        emits (a conv2d layer whose maxpool2d runs in its PEs)."""
+        """Per network layer: the entry of the layer of PEs that emits its times (:meth:`to_net`), None for a
+        layer that no PE emits (a conv2d layer whose maxpool2d runs in its PEs)."""
         out = [None] * self.n_net_layers
         for n, x in enumerate(per_layer):
-            out[self.net_layer(n)] = x
+            out[self.net_layer(n)] = self.to_net(n, x)
         return tuple(out)
+
+    def conv_setup(self, s: Slice) -> ConvSetup:
+        """The configuration of a conv-mode slice."""
+        return conv_setup(self.conv_layer(s.layer), ConvTile(*s.tile), self.pe.lanes, pool=self.conv(s.layer)["pool"],
+                          threshold_bits=self.pe.threshold_bits)
 
     @property
     def n_reporting(self) -> int:
@@ -215,6 +409,14 @@ class MeshPlan:
         for s in self.slices:
             flits += [fc.flit(s.node, FlitKind.NI_CFG, w)
                       for w in fc.ni_words(sources=s.sources, t_end=self.t_end, dests=s.dests)]
+            if s.tile is not None:
+                st = self.conv_setup(s)
+                words = fc.pe.conv_cfg_words(st.kernel, st.threshold,
+                                             conv_map_entries(self.conv_layer(s.layer), self.in_index(s.layer)),
+                                             neuron_base=s.lo, sources=s.sources, t_end=self.t_end,
+                                             pool_shift=st.pool_shift, conv=st.regs, outputs=st.outputs)
+                flits += [fc.flit(s.node, FlitKind.PE_CFG, w) for w in words]
+                continue
             words = fc.pe.layer_cfg_words(self.weights[s.layer][:, s.lo:s.hi], self.thresholds[s.layer][s.lo:s.hi],
                                           neuron_base=self.out_range(s)[0], sources=s.sources, t_end=self.t_end,
                                           pool_shift=self.pool_shift(s.layer))
@@ -232,12 +434,27 @@ class MeshPlan:
         # Every START enters at router (0, 0) in this order and the network is empty between images.
         groups = [(-1, [fc.event(s.node, start) for s in sorted(self.slices, key=lambda s: -s.layer)])]
         first = self.layer_slices(0)
-        for t, spikes in fc.pe.steps(input_times, self.t_end):
+        reach = self._first_reach()
+        times = np.asarray(input_times, dtype=np.int64).reshape(-1)
+        for t, spikes in fc.pe.steps(times, self.t_end):
             # Event by event, each to every first-layer PE in turn: the PEs then work in parallel. (PE by PE
             # blocks left all but one PE idle while the host port was blocked on the busy one's full FIFOs.)
-            # Each PE still gets its events in the same order.
-            groups.append((t, [fc.event(s.node, e) for e in [*spikes, fc.pe.step_end(t)] for s in first]))
+            # Each PE still gets its events in the same order. A conv-mode PE gets only the input spikes that
+            # reach its tile.
+            idx = np.flatnonzero(times == t) if reach is not None else None
+            flits = []
+            for k, e in enumerate(spikes):
+                flits += [fc.event(s.node, e) for j, s in enumerate(first) if reach is None or reach[j][idx[k]]]
+            flits += [fc.event(s.node, fc.pe.step_end(t)) for s in first]
+            groups.append((t, flits))
         return groups
+
+    def _first_reach(self) -> list[np.ndarray] | None:
+        """Per first-layer slice, which input indices reach it (None: every slice takes every input)."""
+        if self.conv(0) is None:
+            return None
+        conv = self.conv_layer(0)
+        return [conv_reach(conv, ConvTile(*s.tile)) for s in self.layer_slices(0)]
 
     def image_flits(self, input_times: np.ndarray) -> list[int]:
         """:meth:`image_steps`, flattened."""
@@ -252,12 +469,52 @@ class MeshPlan:
         last = self.t_end if until is None else min(until, self.t_end)
         ins = [np.asarray(input_times).reshape(-1)] + [np.asarray(golden_times[self.net_layer(n)]).reshape(-1)
                                                        for n in range(self.n_layers - 1)]
-        return int(sum(int((t <= last).sum()) * w.shape[1] for t, w in zip(ins, self.weights, strict=True)))
+        total = 0
+        for n, t in enumerate(ins):
+            conv = self.conv_layer(n)
+            if conv is None:
+                total += int((t <= last).sum()) * self.weights[n].shape[1]
+            else:   # weight-shared: an input spike reaches OC x (the output positions its taps reach)
+                total += int(conv_fanout(conv)[t <= last].sum())
+        return total
+
+    def weight_bits(self) -> list[dict]:
+        """Per layer of PEs: the weight bits loaded into its PEs (``bits``; conv mode: the kernel slices, plus
+        ``map_bits`` of input map entries), against ``dense_bits``, the same layer as its dense expansion
+        (every input row x every neuron), and the PEs used."""
+        out = []
+        for n in range(self.n_layers):
+            conv = self.conv_layer(n)
+            pes = self.layer_slices(n)
+            wb = self.pe.weight_bits
+            if conv is None:
+                bits = self.weights[n].shape[0] * self.weights[n].shape[1] * wb
+                out.append({"layer": self.net_layer(n), "mode": "dense", "pes": len(pes), "bits": bits,
+                            "map_bits": 0, "dense_bits": bits})
+                continue
+            kernel_rows = self.weights[n].shape[0]
+            bits = sum(kernel_rows * self.conv_setup(s).kernel.shape[1] * wb for s in pes)
+            entries = int((self.in_index(n) >= 0).sum())
+            map_bits = len(pes) * entries * L.input_map_layout(self.pe).size
+            dense_bits = math.prod(conv.in_shape) * math.prod(conv.out_shape) * wb
+            out.append({"layer": n if self.net_layers is None else self.net_layer(n), "mode": "conv",
+                        "pes": len(pes), "bits": bits, "map_bits": map_bits, "dense_bits": dense_bits})
+        return out
 
     def describe(self) -> str:
-        parts = [f"layer {n}: {self.weights[n].shape[0]}->{self.weights[n].shape[1]}"
-                 + (f" pooled to {self.outputs(n)}" if self.pool_shift(n) else "")
-                 + f" on {len(self.layer_slices(n))} PE(s)" for n in range(self.n_layers)]
+        parts = []
+        for n, wb in enumerate(self.weight_bits()):
+            conv = self.conv_layer(n)
+            if conv is None:
+                parts.append(f"layer {n}: {self.weights[n].shape[0]}->{self.weights[n].shape[1]}"
+                             + (f" pooled to {self.outputs(n)}" if self.pool_shift(n) else "")
+                             + f" on {len(self.layer_slices(n))} PE(s)")
+            else:
+                pool = self.conv(n)["pool"]
+                parts.append(f"layer {n}: conv {'x'.join(map(str, conv.in_shape))}->"
+                             f"{'x'.join(map(str, conv.out_shape))}" + (f" pooled {pool}x{pool}" if pool > 1 else "")
+                             + f" on {wb['pes']} PE(s) in conv mode, {wb['bits']:,} weight bits + "
+                             f"{wb['map_bits']:,} input map bits (dense expansion {wb['dense_bits']:,})")
         return (f"{self.noc.width}x{self.noc.height} mesh, {len(self.slices)} PEs used, PE {self.pe.neurons} "
                 f"neurons x {self.pe.lanes} lanes, fan-in {self.pe.fan_in}; " + "; ".join(parts))
 
@@ -267,8 +524,9 @@ class MeshPlan:
         meta = {"pe": dataclasses.asdict(self.pe), "noc": dataclasses.asdict(self.noc),
                 "slices": [dataclasses.asdict(s) for s in self.slices], "t_end": self.t_end,
                 "monitor": self.monitor, "window": self.window, "pool_shifts": self.pool_shifts,
-                "net_layers": self.net_layers}
+                "net_layers": self.net_layers, "convs": self.convs}
         arrays = {f"weight{n}": w for n, w in enumerate(self.weights)}
+        arrays.update({f"out_map{n}": m for n, m in enumerate(self.out_maps or ()) if m is not None})
         arrays.update({f"threshold{n}": t for n, t in enumerate(self.thresholds)})
         np.savez(path, plan=np.array(json.dumps(meta)), **arrays)
 
@@ -279,12 +537,17 @@ class MeshPlan:
             n = sum(k.startswith("weight") for k in z.files)
             weights = tuple(z[f"weight{k}"] for k in range(n))
             thresholds = tuple(z[f"threshold{k}"] for k in range(n))
+            out_maps = tuple(z[f"out_map{k}"] if f"out_map{k}" in z.files else None for k in range(n))
         slices = tuple(Slice(layer=s["layer"], node=tuple(s["node"]), lo=s["lo"], hi=s["hi"], sources=s["sources"],
-                             dests=tuple(tuple(d) for d in s["dests"])) for s in meta["slices"])
+                             dests=tuple(tuple(d) for d in s["dests"]),
+                             tile=None if s.get("tile") is None else tuple(s["tile"])) for s in meta["slices"])
+        convs = meta.get("convs")
         return cls(pe=PEConfig(**meta["pe"]), noc=NocConfig(**meta["noc"]), slices=slices, weights=weights,
                    thresholds=thresholds, t_end=meta["t_end"], monitor=meta["monitor"], window=meta["window"],
                    pool_shifts=None if meta.get("pool_shifts") is None else tuple(meta["pool_shifts"]),
-                   net_layers=None if meta.get("net_layers") is None else tuple(meta["net_layers"]))
+                   net_layers=None if meta.get("net_layers") is None else tuple(meta["net_layers"]),
+                   convs=None if convs is None else tuple(convs),
+                   out_maps=None if convs is None else out_maps)
 
 
 def _share(n: int, neurons: int, lanes: int) -> int:
@@ -298,17 +561,22 @@ def _share(n: int, neurons: int, lanes: int) -> int:
 
 def plan_mesh(net: model.Network, width: int, height: int, *, neurons: int = 64, lanes: int = 4,
               monitor: bool = True, fifo_depth: int = 4, pe: PEConfig | None = None,
-              window: int | None = None) -> MeshPlan:
+              window: int | None = None, conv_mode: bool = True) -> MeshPlan:
     """Place ``net`` on a ``width`` x ``height`` mesh of PEs with ``neurons`` neurons and ``lanes`` lanes
     (or the given ``pe``); router input FIFOs of ``fifo_depth`` flits. ``window``: the host's run-ahead window
     (docs/noc.md); None for a host that does not gate its input on the PEs' markers (defer FIFOs are then sized
     for one step of run-ahead per layer, which holds while no output is backpressured for long). Raises
-    MappingError naming what is needed and what is available."""
+    MappingError naming what is needed and what is available. ``conv_mode``: conv2d layers (stride 1 or 2,
+    kernel and padding up to 8, optionally followed by a q x q maxpool2d of stride q, q a power of two) run in
+    the PEs' conv mode (:func:`_plan_conv`, docs/noc.md "Mapping"); False maps them as their dense expansion."""
     if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
         raise MappingError(f"window: must be None or an integer >= 1 (step s is sent after STEP_END(s - window)), "
                            f"got {window!r}")
     if not (1 <= width <= 64 and 1 <= height <= 64):
         raise MappingError(f"mesh: width and height must be in 1..64, got {width}x{height}")
+    if conv_mode and any(_conv_mode_pool(net, n) is not None for n in range(len(net.layers))):
+        return _plan_conv(net, width, height, neurons=neurons, lanes=lanes, monitor=monitor, fifo_depth=fifo_depth,
+                          pe=pe, window=window)
     layers = mesh_layers(net)
     weights = [ml.weight for ml in layers]
     thresholds = [ml.threshold for ml in layers]
@@ -396,6 +664,243 @@ def plan_mesh(net: model.Network, width: int, height: int, *, neurons: int = 64,
     return MeshPlan(pe=pe, noc=noc, slices=tuple(slices), weights=tuple(weights), thresholds=tuple(thresholds),
                     t_end=net.t_end, monitor=monitor, window=window,
                     pool_shifts=tuple(ml.pool_shift for ml in layers), net_layers=tuple(ml.net_layer for ml in layers))
+
+
+def _conv_mode_pool(net: model.Network, n: int) -> int | None:
+    """For a conv2d layer ``n`` that runs in conv mode: the pooling window q fused into it (1: none); None if
+    layer n is not such a layer (not conv2d, stride above 2, kernel or padding above MAX_CONV_KERNEL, or followed
+    by a maxpool2d that is not q x q with stride q, q a power of two: then the dense expansion runs it)."""
+    layer = net.layers[n]
+    if layer.kind != "conv2d" or layer.stride not in (1, 2):
+        return None
+    _, _, kh, kw = layer.weight.shape
+    if max(kh, kw, layer.padding) > MAX_CONV_KERNEL:
+        return None
+    if n + 1 < len(net.layers) and net.layers[n + 1].kind == "maxpool2d":
+        pool = net.layers[n + 1]
+        q = pool.kernel
+        return q if q == pool.stride and q & (q - 1) == 0 else None
+    return 1
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _conv_tiles(conv: model.Conv2d, q: int, limit: int, lanes: int, n: int) -> list[ConvTile]:
+    """The tiles of a conv-mode layer on PEs of ``limit`` neurons: all output channels per PE when a q x q
+    window of them fits (else the fewest channel groups that fit), then tiles of whole rows when a row band of
+    q rows fits, else q-row bands cut into column blocks; equal sizes (in whole windows), the busiest PE sets the
+    pace. Only the rows and columns that feed a pooling window are mapped."""
+    oc, oh, ow = conv.out_shape
+    rh, rw = oh // q * q, ow // q * q
+
+    def width(k):  # lanes per position for k channels
+        return max(lanes, 1 << (k - 1).bit_length()) if q > 1 else -(-k // lanes) * lanes
+
+    for groups in range(1, oc + 1):
+        per = -(-oc // groups)
+        if width(per) * q * q <= limit:
+            break
+    else:
+        raise MappingError(f"layers[{n}]: a conv-mode PE needs at least {width(1) * q * q} neurons (one "
+                           f"{q}x{q} window of one channel in {lanes} lanes), the PE has {limit}")
+    per = -(-oc // groups)
+    positions = limit // width(per)
+    if rw * q <= positions:
+        tw, th_max = rw, min(rh, positions // rw // q * q)
+    else:
+        tw, th_max = positions // q // q * q, q
+    n_r, n_c = -(-rh // th_max), -(-rw // tw)
+    th = _ceil(_ceil(rh, n_r), q) * q
+    tw = _ceil(_ceil(rw, n_c), q) * q
+    return [ConvTile(o0, min(oc, o0 + per), y0, x0, min(th, rh - y0), min(tw, rw - x0))
+            for o0 in range(0, oc, per) for y0 in range(0, rh, th) for x0 in range(0, rw, tw)]
+
+
+def _plan_conv(net: model.Network, width: int, height: int, *, neurons: int, lanes: int, monitor: bool,
+               fifo_depth: int, pe: PEConfig | None, window: int | None) -> MeshPlan:
+    """plan_mesh with conv-mode layers (docs/noc.md "Mapping"). Each conv-mode layer is cut into
+    :func:`_conv_tiles`; its output indices are the tiles' outputs one after the other (``out_maps``), and the
+    next layer reads them: a dense layer through its weight rows permuted to that order (zero rows for indices
+    that never spike), a conv-mode layer through its PEs' input maps. A PE sends to the next-layer PEs whose
+    tiles some of its outputs reach (all of them for a dense next layer); the host sends each input spike only
+    to the first-layer PEs it reaches."""
+    limit, n_lanes = (neurons, lanes) if pe is None else (pe.neurons, pe.lanes)
+    layers, n = [], 0   # (kind, net layer emitted, conv, pool q, MeshLayer or None)
+    while n < len(net.layers):
+        layer = net.layers[n]
+        q = _conv_mode_pool(net, n)
+        if q is not None:
+            pooled = n + 1 < len(net.layers) and net.layers[n + 1].kind == "maxpool2d"
+            layers.append(("conv", n + pooled, layer, q, None))
+            n += 1 + pooled
+            continue
+        ml = mesh_layers_at(net, n)
+        layers.append(("dense", ml.net_layer, None, 1, ml))
+        n = ml.net_layer + 1
+    # ---- slices of each layer (output index ranges), out maps ----
+    per_layer = []   # per PE layer: list of (lo, hi, active, tile or None)
+    out_maps, weights, thresholds, convs, pool_shifts = [], [], [], [], []
+    prev_map = None
+    for kind, net_n, conv, q, ml in layers:
+        if kind == "conv":
+            tiles = _conv_tiles(conv, q, limit, n_lanes, net_n - (net.layers[net_n].kind == "maxpool2d"))
+            setups = [conv_setup(conv, t, n_lanes, pool=q, threshold_bits=net.threshold_bits) for t in tiles]
+            lo, entries = 0, []
+            for t, st in zip(tiles, setups, strict=True):
+                entries.append((lo, lo + st.outputs, st.active, (t.oc0, t.oc1, t.y0, t.x0, t.h, t.w)))
+                lo += st.outputs
+            per_layer.append(entries)
+            out_maps.append(np.concatenate([st.out_map for st in setups]))
+            oc = conv.weight.shape[0]
+            weights.append(conv.weight.reshape(oc, -1).T.copy())
+            thresholds.append(np.asarray(conv.threshold, dtype=np.int64))
+            convs.append({"in_shape": list(conv.in_shape), "kernel": list(conv.weight.shape[2:]),
+                          "stride": conv.stride, "padding": conv.padding, "pool": q})
+            pool_shifts.append(0)
+        else:
+            w = ml.weight
+            if prev_map is not None:   # rows in the previous conv-mode layer's output index order
+                real = prev_map >= 0
+                rows = np.zeros((len(prev_map), w.shape[1]), dtype=w.dtype)
+                rows[real] = w[prev_map[real]]
+                w = rows
+            if 1 << ml.pool_shift > limit:
+                kk = net.layers[ml.net_layer].kernel
+                raise MappingError(f"layers[{ml.net_layer}]: a {kk}x{kk} pooling window needs {1 << ml.pool_shift} "
+                                   f"neurons in one PE, the PE has {limit}")
+            share = _share(w.shape[1], limit, max(n_lanes, 1 << ml.pool_shift))
+            cnt = -(-w.shape[1] // share)
+            per_layer.append([(j * share, min((j + 1) * share, w.shape[1]),
+                               min((j + 1) * share, w.shape[1]) - j * share, None) for j in range(cnt)])
+            out_maps.append(None)
+            weights.append(w)
+            thresholds.append(ml.threshold)
+            convs.append(None)
+            pool_shifts.append(ml.pool_shift)
+        prev_map = out_maps[-1]
+    counts = [len(e) for e in per_layer]
+    need = sum(counts)
+    if need > width * height:
+        parts = []
+        for (kind, net_n, conv, _, ml), c in zip(layers, counts, strict=True):
+            if kind == "conv":
+                pooled = net.layers[net_n].kind == "maxpool2d"
+                name = f"layers {net_n - 1}-{net_n} (conv2d + maxpool2d)" if pooled else f"layer {net_n} (conv2d)"
+                parts.append(f"{name}: {math.prod(conv.out_shape)} neurons in conv mode -> {c}")
+            else:
+                parts.append((f"layers {ml.net_layer - 1}-{ml.net_layer} (conv2d + maxpool2d)" if ml.pool_shift
+                              else f"layer {ml.net_layer}") + f": {ml.weight.shape[1]} neurons -> {c}")
+        raise MappingError(f"--mesh {width}x{height}: the network needs {need} PEs of at most {limit} neurons "
+                           f"({', '.join(parts)}), the mesh has {width * height}")
+    # ---- who sends to whom ----
+    def emitted(k, lo, hi):   # network neurons (of the layer PE layer k emits) behind output indices lo .. hi - 1
+        m = out_maps[k]
+        if m is None:
+            sh = pool_shifts[k]
+            return np.arange(lo >> sh, -(-hi >> sh) if sh else hi)
+        part = m[lo:hi]
+        return part[part >= 0]
+
+    senders = []   # per PE layer, per slice: indices of the source slices (layer k - 1)
+    for k, entries in enumerate(per_layer):
+        if k == 0:
+            senders.append([[] for _ in entries])
+            continue
+        if layers[k][0] == "conv":
+            conv = layers[k][2]
+            srcs = [emitted(k - 1, lo, hi) for lo, hi, _, _ in per_layer[k - 1]]
+            row = []
+            for _, _, _, tile in entries:
+                reach = conv_reach(conv, ConvTile(*tile))
+                got = [j for j, e in enumerate(srcs) if reach[e].any()]
+                row.append(got or list(range(len(srcs))))
+            senders.append(row)
+        else:
+            senders.append([list(range(counts[k - 1])) for _ in entries])
+    nodes = [(x, y) for y in range(height) for x in range(width)]
+    layer_nodes, j = [], 0
+    for c in counts:
+        layer_nodes.append(nodes[j:j + c])
+        j += c
+    dests = [[[] for _ in e] for e in per_layer]
+    for k in range(1, len(per_layer)):
+        for r, got in enumerate(senders[k]):
+            for j in got:
+                dests[k - 1][j].append((*layer_nodes[k][r], 0))
+    last = len(per_layer) - 1
+    sources = [[1] * counts[0]] + [[len(g) for g in senders[k]] for k in range(1, len(per_layer))]
+    out_idx = [[(lo >> pool_shifts[k], hi >> pool_shifts[k]) if layers[k][0] == "dense" else (lo, hi)
+                for lo, hi, _, _ in e] for k, e in enumerate(per_layer)]
+    if pe is None:
+        per_pe = max(a for e in per_layer for _, _, a, _ in e)
+        max_sources = max(max(x) for x in sources)
+        ahead = (window if window is not None else 0) + len(per_layer) - 1
+        fan = [(len(g) - 1, max(out_idx[k - 1][j][1] - out_idx[k - 1][j][0] for j in g))
+               for k in range(1, len(per_layer)) for g in senders[k] if len(g) > 1]
+        defer = max(8, max((a * (ahead + o) for a, o in fan), default=0) + 2)
+        if window is not None and defer > MAX_DEFER_DEPTH:
+            fit = min((MAX_DEFER_DEPTH - 2) // a - o for a, o in fan) - (len(per_layer) - 1)
+            raise MappingError(f"window: {window} needs defer FIFOs of {defer} entries, above the PE limit of "
+                               f"{MAX_DEFER_DEPTH}; " + (f"the largest window this mapping allows is {fit}"
+                                                         if fit >= 1 else "no window fits this mapping"))
+        conv_layers = [c for kind, _, c, _, _ in layers if kind == "conv"]
+        in_sizes = [len(out_maps[k - 1]) if k and out_maps[k - 1] is not None else
+                    math.prod(layers[k][2].in_shape) for k in range(len(layers)) if layers[k][0] == "conv"]
+        size = max(max(*c.in_shape[1:], *c.out_shape[1:]) for c in conv_layers)
+        kernel = max(max(*c.weight.shape[2:], c.padding) for c in conv_layers)
+        rows = max(max(w.shape[0] for w in weights),
+                   max(hi for e in out_idx for _, hi in e))
+        try:
+            pe = pe_config(net, lanes=lanes, neurons=per_pe, fan_in=rows, defer_depth=defer,
+                           max_sources=max_sources, conv_inputs=max(in_sizes), conv_size=size, conv_kernel=kernel)
+        except ValueError as e:
+            raise MappingError(f"PE: {e}") from None
+    if not pe.conv:
+        raise MappingError("PE: the plan has conv-mode layers, the PE has no conv mode (conv_inputs = 0)")
+    for k, (kind, net_n, conv, _, _) in enumerate(layers):
+        w = weights[k]
+        if w.shape[0] > pe.fan_in:
+            raise MappingError(f"layers[{net_n}]: {'kernel rows' if kind == 'conv' else 'fan-in'} {w.shape[0]} "
+                               f"needed, the PE has {pe.fan_in} weight rows")
+        n_out = max(hi for _, hi in out_idx[k])
+        if n_out > 1 << pe.index_bits:
+            raise MappingError(f"layers[{net_n}]: {n_out} neuron indices needed, events carry "
+                               f"{pe.index_bits} index bits ({1 << pe.index_bits} values)")
+        if kind == "conv":
+            n_in = len(out_maps[k - 1]) if k and out_maps[k - 1] is not None else math.prod(conv.in_shape)
+            if n_in > pe.conv_inputs:
+                raise MappingError(f"layers[{net_n}]: {n_in} input map entries needed, the PE has "
+                                   f"{pe.conv_inputs}")
+            if max(*conv.in_shape[1:], *conv.out_shape[1:]) > pe.conv_size:
+                raise MappingError(f"layers[{net_n}]: maps of {max(*conv.in_shape[1:], *conv.out_shape[1:])} "
+                                   f"rows or columns needed, the PE's conv mode has {pe.conv_size}")
+        if max(a for _, _, a, _ in per_layer[k]) > pe.neurons:
+            raise MappingError(f"layers[{net_n}]: {max(a for _, _, a, _ in per_layer[k])} neurons per PE needed, "
+                               f"the PE has {pe.neurons}")
+    if (net.weight_bits, net.time_bits) != (pe.weight_bits, pe.time_bits) or net.threshold_bits > pe.threshold_bits:
+        raise MappingError(f"PE: widths weight/time/threshold {pe.weight_bits}/{pe.time_bits}/{pe.threshold_bits} "
+                           f"do not match the network's {net.weight_bits}/{net.time_bits}/{net.threshold_bits}")
+    all_dests = [[tuple(d) + (((0, 0, 1),) if monitor or k == last else ()) for d in dk]
+                 for k, dk in enumerate(dests)]
+    try:
+        noc = noc_config(pe, width, height, fifo_depth=fifo_depth,
+                         max_dests=max(len(d) for dk in all_dests for d in dk))
+    except ValueError as e:
+        raise MappingError(f"mesh: {e}") from None
+    if window is not None and not monitor:
+        raise MappingError("window: the run-ahead window needs monitor=True (the host must see every PE's markers)")
+    if max(max(x) for x in sources) > pe.max_sources:
+        raise MappingError(f"PE: {max(max(x) for x in sources)} sources needed, the PE counts up to "
+                           f"{pe.max_sources}")
+    slices = [Slice(layer=k, node=layer_nodes[k][j], lo=lo, hi=hi, sources=sources[k][j], dests=all_dests[k][j],
+                    tile=tile)
+              for k, e in enumerate(per_layer) for j, (lo, hi, _, tile) in enumerate(e)]
+    assert done_layout(noc).size <= noc.payload_bits
+    return MeshPlan(pe=pe, noc=noc, slices=tuple(slices), weights=tuple(weights), thresholds=tuple(thresholds),
+                    t_end=net.t_end, monitor=monitor, window=window, pool_shifts=tuple(pool_shifts),
+                    net_layers=tuple(x[1] for x in layers), convs=tuple(convs), out_maps=tuple(out_maps))
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ from .network import (
     potential_bits,
     weight_sum_bits,
 )
-from .random_net import random_network
+from .random_net import random_conv_network, random_network
 
 __all__ = [
     "Conv2d", "Dense", "Encoding", "MaxPool2d", "Network", "NetworkError", "NetworkFileError", "NO_DECISION",
     "Result", "conv_as_dense", "decide", "dense_equivalent", "encode", "load", "maxpool_times", "no_spike",
-    "potential_bits", "random_network", "run", "run_reference", "save", "weight_sum_bits",
+    "potential_bits", "random_conv_network", "random_network", "run", "run_reference", "save", "weight_sum_bits",
 ]

@@ -8,15 +8,17 @@ from .network import (
     MAX_THRESHOLD_BITS,
     MAX_TIME_BITS,
     MAX_WEIGHT_BITS,
+    Conv2d,
     Dense,
     Encoding,
+    MaxPool2d,
     Network,
     NetworkError,
     _check_int,
     check_layer_size,
 )
 
-__all__ = ["random_network", "parse_arch"]
+__all__ = ["random_network", "random_conv_network", "parse_arch"]
 
 
 def parse_arch(arch: str) -> list[int]:
@@ -65,3 +67,35 @@ def random_network(arch: str | list[int], *, seed: int = 0, weight_bits: int = 8
         t_in_max = min(Encoding.t_in_max, t_last) if isinstance(t_last, int) else Encoding.t_in_max
     return Network.build(input_shape=(sizes[0],), layers=layers, time_bits=time_bits, t_end=t_end,
                          weight_bits=weight_bits, threshold_bits=threshold_bits, encoding=Encoding(t_in_max=t_in_max))
+
+
+def random_conv_network(rng: np.random.Generator, in_shape, spec, *, time_bits: int = 4, weight_bits: int = 8
+                        ) -> Network:
+    """A random integer network from ``spec``: ("conv", out_channels, kernel, stride, padding), ("pool", kernel,
+    stride) or ("dense", n) per layer; weights shifted up by a quarter of full scale and thresholds a few to a
+    few tens of steps of drive, so that most neurons fire at spread-out times. NetworkError for a spec whose
+    shapes do not fit (docs/spec.md section 5)."""
+    wmax = (1 << (weight_bits - 1)) - 1
+    layers, shape = [], tuple(in_shape)
+
+    def weights(size):
+        return np.clip(rng.integers(-wmax - 1, wmax + 1, size=size) + wmax // 4, -wmax - 1, wmax)
+
+    def thresholds(fan_in, w, n):
+        drive = max(1.0, 0.5 * fan_in * max(1.0, float(w.mean())))
+        return np.clip(rng.uniform(3, 16, size=n) * drive, 1, (1 << 16) - 1).astype(np.int64)
+
+    for kind, *p in spec:
+        if kind == "conv":
+            oc, k, stride, padding = p
+            w = weights((oc, shape[0], k, k))
+            layer = Conv2d(in_shape=shape, weight=w, threshold=thresholds(shape[0] * k * k, w, oc), stride=stride,
+                           padding=padding)
+        elif kind == "pool":
+            layer = MaxPool2d(in_shape=shape, kernel=p[0], stride=p[1])
+        else:
+            w = weights((int(np.prod(shape)), p[0]))
+            layer = Dense(weight=w, threshold=thresholds(int(np.prod(shape)), w, p[0]))
+        layers.append(layer)
+        shape = tuple(layer.out_shape)
+    return Network.build(input_shape=tuple(in_shape), layers=layers, time_bits=time_bits, weight_bits=weight_bits)

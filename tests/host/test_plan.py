@@ -58,7 +58,7 @@ def test_maxpool_fused_into_conv_pes(tmp_path):
     of 4 columns, POOL_SHIFT = 2), output indices the pooled ones; the conv neurons of the last row and column
     feed no window and are left out."""
     net = _conv_pool_net()
-    mp = plan_mesh(net, 2, 2, neurons=8, lanes=2)
+    mp = plan_mesh(net, 2, 2, neurons=8, lanes=2, conv_mode=False)
     assert mp.n_layers == 2 and mp.net_layers == (1, 2) and mp.pool_shifts == (2, 0)
     assert [mp.outputs(n) for n in range(2)] == [4, 2]
     dense = model.dense_equivalent(net.layers[0])[0]
@@ -82,6 +82,9 @@ def test_maxpool_mapping_errors():
     with pytest.raises(MappingError, match=r"layers\[1\]: a 3x3 pooling window needs 16 neurons in one PE, the PE "
                                            r"has 8"):
         plan_mesh(_conv_pool_net(3, 3), 2, 2, neurons=8, lanes=2)
+    with pytest.raises(MappingError, match=r"layers\[0\]: a conv-mode PE needs at least 8 neurons \(one 2x2 window "
+                                           r"of one channel in 2 lanes\), the PE has 4"):
+        plan_mesh(_conv_pool_net(), 2, 2, neurons=4, lanes=2)
     pool_first = model.Network.build(
         input_shape=(1, 4, 4), time_bits=4,
         layers=[model.MaxPool2d(in_shape=(1, 4, 4), kernel=2, stride=2),
@@ -91,7 +94,11 @@ def test_maxpool_mapping_errors():
         plan_mesh(pool_first, 2, 2)
     with pytest.raises(MappingError, match=r"--mesh 1x1: the network needs 2 PEs .*layers 0-1 \(conv2d \+ "
                                            r"maxpool2d\): 16 neurons -> 1, layer 2: 2 neurons -> 1"):
-        plan_mesh(_conv_pool_net(), 1, 1)
+        plan_mesh(_conv_pool_net(), 1, 1, conv_mode=False)
+    with pytest.raises(MappingError, match=r"--mesh 1x1: the network needs 5 PEs of at most 8 neurons \(layers 0-1 "
+                                           r"\(conv2d \+ maxpool2d\): 25 neurons in conv mode -> 4, layer 2: 2 "
+                                           r"neurons -> 1\), the mesh has 1"):
+        plan_mesh(_conv_pool_net(), 1, 1, neurons=8, lanes=2)
 
 
 def test_conv_pool_reference_shape_maps():
@@ -104,8 +111,8 @@ def test_conv_pool_reference_shape_maps():
         model.MaxPool2d(in_shape=(16, 24, 24), kernel=2, stride=2),
         model.Dense(weight=rng.integers(-8, 8, (2304, 10)), threshold=np.full(10, 99))])
     with pytest.raises(MappingError, match=r"the network needs 145 PEs of at most 64 neurons"):
-        plan_mesh(net, 12, 12)
-    mp = plan_mesh(net, 13, 12, neurons=64, lanes=4)
+        plan_mesh(net, 12, 12, conv_mode=False)
+    mp = plan_mesh(net, 13, 12, neurons=64, lanes=4, conv_mode=False)
     assert [len(mp.layer_slices(n)) for n in range(2)] == [144, 1] and mp.outputs(0) == 2304
     assert mp.weights[0].shape == (784, 9216) and mp.pe.fan_in == 2304
     assert mp.pe.defer_depth == 143 * (1 + 16) + 2
@@ -182,3 +189,85 @@ def test_pe_config_fits_every_layer():
     net = model.random_network("50-30-10", seed=0, time_bits=6)
     cfg = pe_config(net, lanes=4)
     assert (cfg.fan_in, cfg.neurons, cfg.time_bits) == (50, 32, 6)
+
+
+def _fmnist_conv_shape(rng):
+    """A random network of the shape of networks/fmnist-conv.npz: 1x28x28-c16k5-p2-c32k5-p2-10."""
+    return model.random_conv_network(rng, (1, 28, 28), [("conv", 16, 5, 1, 0), ("pool", 2, 2),
+                                                         ("conv", 32, 5, 1, 0), ("pool", 2, 2), ("dense", 10)],
+                                     time_bits=8)
+
+
+def test_conv_mode_reference_shape(tmp_path):
+    """1x28x28-c16k5-p2-c32k5-p2-10 in conv mode on PEs of 64 neurons x 4 lanes: conv1 on 144 PEs (all 16 channels
+    = 4 words per position, 2 x 2 positions = one pooled window per channel), conv2 on 32 PEs (2 groups of 16
+    channels x 16 tiles of one 2 x 2 window), the output layer on 1; the kernel slices hold 460,800 and 1,638,400
+    weight bits against 57.8 M and 37.7 M for the dense expansion; a conv1 PE sends only to the conv2 PEs its
+    outputs reach."""
+    net = _fmnist_conv_shape(np.random.default_rng(0))
+    with pytest.raises(MappingError, match=r"the network needs 177 PEs of at most 64 neurons \(layers 0-1 \(conv2d "
+                                           r"\+ maxpool2d\): 9216 neurons in conv mode -> 144, layers 2-3 \(conv2d \+ "
+                                           r"maxpool2d\): 2048 neurons in conv mode -> 32, layer 4: 10 neurons -> 1\), "
+                                           r"the mesh has 176"):
+        plan_mesh(net, 16, 11, window=1)
+    mp = plan_mesh(net, 16, 12, window=1)
+    assert [len(mp.layer_slices(n)) for n in range(3)] == [144, 32, 1]
+    bits = mp.weight_bits()
+    assert [(b["mode"], b["pes"], b["bits"], b["dense_bits"]) for b in bits] == [
+        ("conv", 144, 144 * 25 * 16 * 8, 784 * 9216 * 8), ("conv", 32, 32 * 400 * 16 * 8, 2304 * 2048 * 8),
+        ("dense", 1, 512 * 10 * 8, 512 * 10 * 8)]
+    assert "in conv mode, 460,800 weight bits" in mp.describe()
+    # conv1's 2,304 pooled outputs are its index space (16 channels = a power of two: no holes); conv2's 512
+    # pooled outputs, no holes either
+    assert mp.outputs(0) == 2304 and (mp.out_maps[0] >= 0).all() and sorted(mp.out_maps[0]) == list(range(2304))
+    assert sorted(mp.out_maps[1]) == list(range(512))
+    conv2 = mp.layer_slices(1)
+    assert max(s.sources for s in conv2) < 144 and min(s.sources for s in conv2) >= 1
+    assert max(len(s.dests) for s in mp.layer_slices(0)) < 33   # never all 32 conv2 PEs + host
+    assert mp.layer_slices(2)[0].sources == 32
+    assert mp.pe.conv and mp.pe.conv_inputs == 2304 and mp.pe.conv_kernel == 5
+    mp.save(tmp_path / "plan.npz")
+    back = MeshPlan.load(tmp_path / "plan.npz")
+    assert back.convs == mp.convs and all((a == b).all() for a, b in zip(back.out_maps[:2], mp.out_maps[:2],
+                                                                          strict=True))
+    assert back.slices == mp.slices and back.describe() == mp.describe()
+
+
+def test_conv_mode_config_words():
+    """A conv-mode slice is configured with its registers (KH != 0, the tile, CH_WORDS, POOL_LOW), one threshold
+    per neuron, the kernel slice (C * KH * KW rows x the tile's lanes) and the input map; a dense-mode slice of
+    the same plan gets KH = 0."""
+    net = _conv_pool_net()   # 1x4x4 -> conv 2x2, padding 1 -> 1x5x5 -> 2x2 pool -> 1x2x2 -> dense 2
+    mp = plan_mesh(net, 2, 2, neurons=16, lanes=2)
+    assert mp.convs[0] == {"in_shape": [1, 4, 4], "kernel": [2, 2], "stride": 1, "padding": 1, "pool": 2}
+    assert [s.tile for s in mp.layer_slices(0)] == [(0, 1, 0, 0, 2, 4), (0, 1, 2, 0, 2, 4)]   # 2 lanes x 8 positions
+    fl = flit_layout(mp.noc)
+    words = [unpack(L.cfg_layout(mp.pe), unpack(fl, w)["payload"]) for w in mp.config_flits()
+             if unpack(fl, w)["kind"] == FlitKind.PE_CFG and (unpack(fl, w)["x"], unpack(fl, w)["y"]) == (1, 0)]
+    regs = {L.Reg(int(w.row)).name: int(w.data) for w in words if w.target == L.CfgTarget.REG}
+    assert regs == {"ACTIVE": 16, "NEURON_BASE": 4, "SOURCES": 1, "T_END": net.t_end, "POOL_SHIFT": 2, "KH": 2,
+                    "KW": 2, "STRIDE": 0, "PAD": 1, "TILE_Y0": 2, "TILE_X0": 0, "TILE_H": 2, "TILE_W": 4,
+                    "CH_WORDS": 1, "POOL_LOW": 1}
+    assert sum(w.target == L.CfgTarget.THRESHOLD for w in words) == 16
+    assert sum(w.target == L.CfgTarget.WEIGHT for w in words) == 4 * 2
+    assert sum(w.target == L.CfgTarget.INPUT_MAP for w in words) == 16
+    dense = [unpack(L.cfg_layout(mp.pe), unpack(fl, w)["payload"]) for w in mp.config_flits()
+             if unpack(fl, w)["kind"] == FlitKind.PE_CFG and (unpack(fl, w)["x"], unpack(fl, w)["y"]) == (0, 1)]
+    assert {int(w.data) for w in dense if w.target == L.CfgTarget.REG and int(w.row) == L.Reg.KH.value} == {0}
+    # pooled outputs: tile 0 holds pooled (0, 0), (0, 1) as indices 0, 1 (channel 0 in lane 0, lane 1 padding)
+    np.testing.assert_array_equal(mp.out_maps[0], [0, -1, 1, -1, 2, -1, 3, -1])
+    assert mp.outputs(0) == 8 and mp.weights[1].shape == (8, 2) and not mp.weights[1][1::2].any()
+
+
+def test_conv_mode_host_sends_only_reached_tiles():
+    """The host sends an input spike only to the first-layer conv-mode PEs whose tiles it reaches (STEP_END to
+    all); a corner pixel of a 5x5 kernel, no padding, reaches one tile."""
+    net = _fmnist_conv_shape(np.random.default_rng(1))
+    mp = plan_mesh(net, 16, 12, window=1)
+    times = np.full(784, net.no_spike)
+    times[0] = 3
+    fc = mp.codec
+    got = [fc.decode(w) for w in mp.image_steps(times)[4][1]]
+    spikes = [f for f in got if f.event.kind == L.EventKind.SPIKE]
+    assert len(spikes) == 1 and spikes[0].event.index == 0
+    assert sum(f.event.kind == L.EventKind.STEP_END for f in got) == 144
