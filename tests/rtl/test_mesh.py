@@ -40,7 +40,14 @@ def test_random_networks_bit_exact(arch, mesh, neurons, lanes, seed):
 
 def exposed(plan, n_images):
     """Spike times the host sees per run: every neuron of every layer but a conv2d layer pooled in its PEs."""
-    return n_images * sum(plan.outputs(n) for n in range(plan.n_layers))
+    return n_images * sum(x for x in plan.by_net_layer(plan.outputs(n) for n in range(plan.n_layers)) if x)
+
+
+def _exposed_net(net):
+    """The same count from the network: every layer but a conv2d layer followed by a maxpool2d."""
+    ls = net.layers
+    return sum(int(np.prod(ls[n].out_shape)) for n in range(len(ls))
+               if not (n + 1 < len(ls) and ls[n + 1].kind == "maxpool2d"))
 
 
 @pytest.mark.parametrize("in_shape,spec,mesh,neurons,lanes", [
@@ -59,7 +66,7 @@ def test_conv_pool_networks_bit_exact(in_shape, spec, mesh, neurons, lanes, seed
     seed += len(spec) + in_shape[1]
     rng = np.random.default_rng(seed)
     net = random_conv_network(rng, in_shape, spec)
-    mp = plan_mesh(net, *mesh, neurons=neurons, lanes=lanes, window=1)
+    mp = plan_mesh(net, *mesh, neurons=neurons, lanes=lanes, window=1, conv_mode=False)
     inputs = random_inputs(rng, net, 2)
     golden = model.run(net, inputs)
     results = run_images(mp, inputs, seed=seed, idle=0.2, stall=0.2)
@@ -72,6 +79,69 @@ def test_conv_pool_networks_bit_exact(in_shape, spec, mesh, neurons, lanes, seed
         # the case means something: some window had more than one conv neuron firing
         conv = golden.times[0].reshape(2, -1)
         assert (conv < net.no_spike).sum() > (golden.times[1] < net.no_spike).sum()
+
+
+@pytest.mark.parametrize("in_shape,spec,mesh,neurons,lanes", [
+    # conv mode, stride 2, padding 1, one PE (2 channels in 2 lanes x 9 positions)
+    ((1, 5, 5), [("conv", 2, 3, 2, 1)], (1, 1), 32, 2),
+    # conv -> 2x2 pool -> dense on 2x2: 3 conv-mode PEs of 2x4 positions x 2 lanes, pooled indices per tile
+    ((1, 6, 6), [("conv", 2, 3, 1, 1), ("pool", 2, 2), ("dense", 3)], (2, 2), 32, 2),
+    # conv (5x5, padding 2) -> pool -> conv (3 channels in 2 lanes: a padding lane) -> dense on 3x2 (2 + 1 + 1
+    # PEs): the second conv layer reads the first one's tile outputs through its input map
+    ((2, 8, 8), [("conv", 2, 5, 1, 2), ("pool", 2, 2), ("conv", 3, 3, 1, 1), ("dense", 2)], (3, 2), 64, 2),
+])
+def test_conv_mode_networks_bit_exact(in_shape, spec, mesh, neurons, lanes, seed, random_conv_network):
+    """conv2d in the PEs' conv mode (weight-shared kernel slices, docs/pe.md "Conv mode"), max-pooling in STORE
+    with the POOL_LOW rule: every exposed neuron of every layer equals model.run's under host stalls and
+    backpressure."""
+    seed += len(spec) + in_shape[1] + 7
+    rng = np.random.default_rng(seed)
+    net = random_conv_network(rng, in_shape, spec)
+    mp = plan_mesh(net, *mesh, neurons=neurons, lanes=lanes, window=1)
+    assert all(g is not None for g, (kind, *_) in zip(mp.convs, [x for x in spec if x[0] != "pool"], strict=True)
+               if kind == "conv")
+    inputs = random_inputs(rng, net, 2)
+    golden = model.run(net, inputs)
+    results = run_images(mp, inputs, seed=seed, idle=0.2, stall=0.2)
+    score, errors = compare_images(results, golden, net.no_spike)
+    assert not errors, errors
+    assert score.compared == exposed(mp, 2) == 2 * _exposed_net(net)
+    assert score, score.first
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("k", range(12))
+def test_conv_mode_many_seeds(k, seed, random_conv_network):
+    """Random conv (-> 2x2 pool) (-> conv) (-> dense) networks in conv mode: kernels 1..5, strides 1..2, padding
+    0..2, 1..3 channels, 1x1 / 2x2 / 3x2 meshes, random PE sizes, host stalls and backpressure."""
+    seed += 1000 * k
+    rng = np.random.default_rng(seed)
+    c, h = int(rng.integers(1, 3)), int(rng.integers(5, 9))
+    kernel = int(rng.integers(1, 6))
+    padding = int(rng.integers(0, min(2, kernel) + 1))
+    spec = [("conv", int(rng.integers(1, 4)), kernel, int(rng.integers(1, 3)), padding)]
+    if k % 2:
+        spec.append(("pool", 2, 2))
+    if k % 3 == 0:
+        spec.append(("conv", int(rng.integers(1, 3)), int(rng.integers(1, 3)), 1, int(rng.integers(0, 2))))
+    if k % 4:
+        spec.append(("dense", int(rng.integers(2, 4))))
+    try:
+        net = random_conv_network(rng, (c, h, h), spec, time_bits=int(rng.integers(3, 6)))
+    except model.NetworkError:  # the kernel or pool does not fit the map
+        net = random_conv_network(rng, (c, h, h), [("conv", 2, 3, 1, 1)], time_bits=4)
+    mesh = [(1, 1), (2, 2), (3, 2)][k % 3]
+    try:
+        mp = plan_mesh(net, *mesh, neurons=int(rng.choice([16, 32, 64])), lanes=int(rng.choice([1, 2, 4])),
+                       window=1)
+    except model.NetworkError:
+        mp = plan_mesh(net, 4, 4, neurons=64, lanes=2, window=1)
+    inputs = random_inputs(rng, net, 2)
+    golden = model.run(net, inputs)
+    results = run_images(mp, inputs, seed=seed, idle=0.3, stall=0.3, max_cycles=400_000)
+    score, errors = compare_images(results, golden, net.no_spike)
+    assert not errors and score, errors or score.first
+    assert score.compared == 2 * _exposed_net(net)
 
 
 @pytest.mark.slow

@@ -55,6 +55,24 @@ def test_conv_pool_network(random_conv_network, seed):
     assert s["predictions_equal_golden"]
 
 
+def test_conv_mode_fmnist_shape_cut_smaller(random_conv_network, seed):
+    """The shape of networks/fmnist-conv.npz (conv5 -> pool2 -> conv -> pool2 -> dense 10) cut to 1x12x12-c4k5-p2-
+    c8k3-p2-10 so that it runs in CI: both conv layers in the PEs' conv mode (weight-shared kernel slices, 4 + 1
+    PEs) and the output PE on 3x2, under cocotb with host idle cycles and backpressure; every pooled and dense
+    spike time equals model.run's. (The full network needs 177 PEs of 64 neurons: too slow for Icarus in CI.)"""
+    rng = np.random.default_rng(seed + 11)
+    net = random_conv_network(rng, (1, 12, 12), [("conv", 4, 5, 1, 0), ("pool", 2, 2), ("conv", 8, 3, 1, 0),
+                                                 ("pool", 2, 2), ("dense", 10)])
+    plan = plan_mesh(net, 3, 2, neurons=64, lanes=4, window=1)
+    assert [len(plan.layer_slices(n)) for n in range(3)] == [4, 1, 1] and plan.convs[0] and plan.convs[1]
+    inputs = rng.integers(0, net.t_end + 1, size=(2, net.n_inputs))
+    inputs[rng.random(inputs.shape) < 0.3] = net.no_spike
+    s = verify(net, plan, inputs, seed=seed, idle=0.2, stall=0.2)
+    assert s["spikes_compared"] == 2 * (4 * 4 * 4 + 8 + 10)
+    assert s["mismatches"] == 0 and s["protocol_errors"] == 0, s
+    assert s["predictions_equal_golden"]
+
+
 def test_reset_mid_inference(tmp_path, seed):
     """Reset 60 cycles into the first image (events in flight in routers, NIs and PEs), reconfigure, run:
     every spike time still equals the golden model's."""
