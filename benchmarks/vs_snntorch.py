@@ -11,12 +11,14 @@ optional extra, not a test dependency::
 
     .venv/bin/pip install -e '.[compare]'
     .venv/bin/python benchmarks/vs_snntorch.py [--samples 6400] [--steps 64 128 256] [--test 2000]
-        [--eval-every 640 --val 1000]
+        [--eval-every 1280 --val 1000] [--snn-lr 5e-4] [--snn-live 1]
 
 With ``--eval-every N`` both trainers are also scored every N samples on ``--val`` held-out training images
 (never trained on, never test images), with the evaluation time left out of the training time. The run then
 prints the *time to equal accuracy*: the best validation accuracy snnTorch reached, the training seconds each
-trainer needed to first reach it, and their ratio.
+trainer needed to first reach it, and their ratio. ``--snn-live W`` adds our live-neuron regulariser
+(training.train.live_penalty, on snnTorch's membrane peaks) to snnTorch's loss: without it its outputs fall
+silent after a few thousand samples (docs/training.md has the measurements).
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def stdbp_run(x, y, xt, yt, batch, lr, eval_every=0, val=None):
     return len(x) / elapsed, acc, curve
 
 
-def snntorch_run(x, y, xt, yt, batch, lr, steps, eval_every=0, val=None):
+def snntorch_run(x, y, xt, yt, batch, lr, steps, eval_every=0, val=None, live_weight=0.0):
     import snntorch as snn
     import snntorch.functional as SF
     from snntorch import surrogate
@@ -109,18 +111,35 @@ def snntorch_run(x, y, xt, yt, batch, lr, steps, eval_every=0, val=None):
     opt = torch.optim.Adam(params, lr=lr)
     loss_f = SF.ce_temporal_loss()
 
-    def forward(xb):
+    def forward(xb, peaks=False):
         frames = frames_of(xb)
         m1, m2 = lif1.init_leaky(), lif2.init_leaky()
-        out = []
+        out, hid, p1, p2 = [], [], None, None
         for t in range(steps):
             s1, m1 = lif1(fc1(frames[t]), m1)
             s2, m2 = lif2(fc2(s1), m2)
             out.append(s2)
-        return torch.stack(out)  # (T, B, 10)
+            if peaks:
+                hid.append(s1)
+                p1 = m1 if p1 is None else torch.maximum(p1, m1)
+                p2 = m2 if p2 is None else torch.maximum(p2, m2)
+        if peaks:  # (T, B, 10), and per layer (spikes (T, B, N), peak membrane (B, N), threshold)
+            return torch.stack(out), [(torch.stack(hid), p1, th1), (torch.stack(out), p2, th2)]
+        return torch.stack(out)
+
+    def live(layers):  # our live-neuron regulariser (training.train.live_penalty), on snnTorch's membranes
+        total = 0.0
+        for spk, peak, th in layers:
+            silent = ~spk.bool().any(dim=0).any(dim=0)
+            total = total + (torch.relu(1 - peak.amax(dim=0) / th) * silent).sum() / silent.numel()
+        return total
 
     def step(xb, yb, update=True):
-        loss = loss_f(forward(xb), yb)
+        if live_weight:
+            spk, layers = forward(xb, peaks=True)
+            loss = loss_f(spk, yb) + live_weight * live(layers)
+        else:
+            loss = loss_f(forward(xb), yb)
         opt.zero_grad()
         loss.backward()
         if update:
@@ -153,6 +172,8 @@ def main() -> None:
     ap.add_argument("--snn-lr", type=float, default=None, help="snnTorch's learning rate (default --lr)")
     ap.add_argument("--eval-every", type=int, default=0,
                     help="score both every N training samples on --val held-out training images (0: off)")
+    ap.add_argument("--snn-live", type=float, default=0.0,
+                    help="weight of our live-neuron regulariser on the snnTorch side too (default 0: off)")
     ap.add_argument("--val", type=int, default=1000, help="held-out training images of --eval-every")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -166,13 +187,15 @@ def main() -> None:
     val = (enc.encode(tr.images[held]).reshape(args.val, -1), torch.from_numpy(tr.labels[held]))
     snn_lr = args.lr if args.snn_lr is None else args.snn_lr
     print(f"784-800-10, {args.samples} training samples (batch {args.batch}, Adam lr {args.lr}, snnTorch lr "
-          f"{snn_lr}), accuracy on the first {args.test} test images, 1 thread")
+          f"{snn_lr}, snnTorch live-neuron weight {args.snn_live}), accuracy on the first {args.test} test images, "
+          "1 thread")
     sps, acc, curve = stdbp_run(x, y, xt, yt, args.batch, args.lr, args.eval_every, val)
     print(f"STDBP (exact spike times)          {sps:8.1f} samples/s   accuracy {acc:.4f}")
     for samples, t, a in curve:
         print(f"  after {samples:6d} samples, {t:7.1f} s of training: validation {a:.4f}")
     for steps in args.steps:
-        s_sps, s_acc, s_curve = snntorch_run(x, y, xt, yt, args.batch, snn_lr, steps, args.eval_every, val)
+        s_sps, s_acc, s_curve = snntorch_run(x, y, xt, yt, args.batch, snn_lr, steps, args.eval_every, val,
+                                             args.snn_live)
         print(f"snnTorch BPTT, {steps:3d} steps           {s_sps:8.1f} samples/s   accuracy {s_acc:.4f}   "
               f"STDBP speed ratio {sps / s_sps:5.1f}x")
         for samples, t, a in s_curve:
