@@ -57,19 +57,25 @@ class Compute(wiring.Component):
         sweep = op == L.Op.SWEEP
         new_state = Signal(L.state_word_layout(c))
         newly, rising = [], []
-        # SWEEP multiplies by t + 1 <= t_end <= max_t_end, SPIKE by tau <= t_end: both fit time_bits unsigned.
-        factor = Signal(c.time_bits, name="factor")
-        m.d.comb += factor.eq(Mux(sweep, x.token.time + 1, x.token.time))
+        # One product per lane, with the token's time as the common factor: SPIKE needs w * tau, SWEEP
+        # S * (t + 1) = S * t + S; both t and tau fit time_bits unsigned. The factor is the token field itself
+        # (no incrementer in front of the multiplier) and the product is a plain signed x unsigned multiply,
+        # which synthesis maps onto a DSP block where the FPGA has one (iCE40 SB_MAC16, ECP5 MULT18X18D).
+        # SWEEP fires when V[t + 1] = S * t + S - B >= theta, i.e. S * t >= B + theta - S: the right-hand side
+        # is computed in parallel with the product, so the product feeds a single comparator.
+        factor = x.token.time
         for j in range(c.lanes):
             old, new = x.state[j], new_state[j]
             in_use = (x.token.word * c.lanes + j) < self.active
+            operand = Signal(signed(c.slope_bits), name=f"operand{j}")
             product = Signal(signed(c.slope_bits + c.time_bits + 1), name=f"product{j}")
-            v_next = Signal(signed(c.potential_bits + 1), name=f"v_next{j}")
+            bound = Signal(signed(c.potential_bits + 2), name=f"bound{j}")
             fire = Signal(name=f"fire{j}")
             m.d.comb += [
-                product.eq(Mux(sweep, old.slope, x.weights[j]) * factor),
-                v_next.eq(product - old.offset),
-                fire.eq(sweep & ~old.fired & (v_next >= x.thresholds[j]) & in_use),
+                operand.eq(Mux(sweep, old.slope, x.weights[j])),
+                product.eq(operand * factor),
+                bound.eq(old.offset + x.thresholds[j] - old.slope),
+                fire.eq(sweep & ~old.fired & (product >= bound) & in_use),
             ]
             newly.append(fire)
             with m.Switch(op):
