@@ -21,11 +21,36 @@ from rtl.noc_layouts import NocConfig, flit_layout
 from .top import UARTTop
 from .uart import divisor_for
 
-__all__ = ["Board", "BOARDS", "BoardTop", "memory_blocks", "FitError", "estimate", "place_and_route"]
+__all__ = ["Board", "BOARDS", "BoardTop", "memory_blocks", "FitError", "LogicFitError", "LogicModel", "estimate",
+           "place_and_route", "critical_paths"]
 
 
 class FitError(ValueError):
     """The design does not fit the device (the message carries the numbers)."""
+
+
+class LogicFitError(FitError):
+    """The logic estimate exceeds the device: ``needed`` and ``available`` logic cells."""
+
+    def __init__(self, message: str, *, needed: int, available: int):
+        super().__init__(message)
+        self.needed, self.available = needed, available
+
+
+@dataclass(frozen=True)
+class LogicModel:
+    """Logic cells of a board top, a linear fit to place-and-route runs of this flow (docs/fpga.md "Measured
+    results"): ``base`` (UART link, engine, one PE without its lanes) + ``per_lane`` per lane of every PE +
+    ``per_node`` per mesh node after the first (router, network interface, a PE's fixed part). An estimate:
+    nextpnr has the last word, but a design far over the device is refused before minutes of synthesis."""
+
+    base: int
+    per_lane: int
+    per_node: int
+
+    def cells(self, config: PEConfig, noc: NocConfig | None = None) -> int:
+        nodes = 1 if noc is None else noc.n_nodes
+        return self.base + self.per_lane * config.lanes * nodes + self.per_node * (nodes - 1)
 
 
 @dataclass(frozen=True)
@@ -41,6 +66,13 @@ class Board:
     #: nextpnr cell types -> report columns.
     cells: tuple[tuple[str, str], ...]
     programmer: str           # what --program runs (documentation)
+    #: Logic cells of the device (iCE40: LCs, ECP5: LUT4s) and the estimate of what a top needs (None: the
+    #: block RAM estimate is what binds on this device).
+    logic_cells: int = 0
+    logic: LogicModel | None = None
+    #: Options of Yosys's synth_<family>: the iCE40 flow maps multipliers onto SB_MAC16 only with -dsp (the
+    #: PE's S x t product, one per lane, rtl/compute.py); synth_ecp5 maps them onto MULT18X18D by default.
+    synth_opts: str = ""
 
     def platform(self):
         if self.name == "icebreaker":
@@ -63,19 +95,29 @@ class Board:
         return env
 
 
+#: iCE40UP5K logic model (LCs), fitted to this flow's builds of a random 64-16-10 network (one PE, 80 rows,
+#: SB_MAC16 multipliers): 1 lane 4,121 LC, 4 lanes 7,123 LC, so 1,001 LC per lane. Per further mesh node: a
+#: 2x1 mesh of 1-lane PEs took 2,305 LC more than one 1-lane PE when last measured (before the event-driven
+#: sweep, docs/fpga.md), a lower bound today. Widths grow with the fan-in, so a wider PE needs more.
+ICE40_PER_LANE = 1001
+ICE40_BASE = 4121 - ICE40_PER_LANE
+ICE40_PER_NODE = 2305
+
 BOARDS = {
     "icebreaker": Board(
         name="icebreaker", family="ice40", device="iCE40UP5K", clk_hz=12e6, bram_blocks=30,
         bram_shapes=((256, 16), (512, 8), (1024, 4), (2048, 2)), bram_kind="ICESTORM_RAM",
         cells=(("ICESTORM_LC", "LC (LUT4+FF)"), ("ICESTORM_RAM", "BRAM (EBR 4 Kbit)"),
                ("ICESTORM_SPRAM", "SPRAM (256 Kbit)"), ("ICESTORM_DSP", "DSP")),
-        programmer="iceprog"),
+        programmer="iceprog", logic_cells=5280, logic=LogicModel(base=ICE40_BASE, per_lane=ICE40_PER_LANE,
+                                                                   per_node=ICE40_PER_NODE),
+        synth_opts="-dsp"),
     "ulx3s-85f": Board(
         name="ulx3s-85f", family="ecp5", device="LFE5U-85F", clk_hz=25e6, bram_blocks=208,
         bram_shapes=((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)), bram_kind="DP16KD",
         cells=(("TRELLIS_COMB", "LUT4"), ("TRELLIS_FF", "FF"), ("DP16KD", "BRAM (DP16KD 18 Kbit)"),
                ("TRELLIS_RAMW", "distributed RAM"), ("MULT18X18D", "DSP (MULT18X18D)")),
-        programmer="openFPGALoader -b ulx3s"),
+        programmer="openFPGALoader -b ulx3s", logic_cells=83640),
 }
 
 
@@ -140,6 +182,14 @@ def estimate(config: PEConfig, board: Board, *, in_depth: int, out_depth: int,
             f"network: does not fit {board.device}: needs about {total} block RAMs "
             f"(weights {blocks['weights']}: {where}{config.fan_in} rows x {config.neurons} neurons x "
             f"{config.weight_bits} bits = {weight_bits} bits), the device has {board.bram_blocks}")
+    if board.logic is not None:
+        cells = board.logic.cells(config, noc)
+        out["logic_estimate"] = {"used": cells, "available": board.logic_cells}
+        if cells > board.logic_cells:
+            what = f"{nodes} nodes of " if nodes > 1 else "one PE with "
+            raise LogicFitError(f"does not fit {board.device}: {what}{config.lanes} lane(s) needs about {cells} "
+                                f"logic cells, the device has {board.logic_cells}", needed=cells,
+                                available=board.logic_cells)
     return out
 
 
@@ -158,7 +208,7 @@ def place_and_route(config: PEConfig, board: Board, build_dir: Path, *, baud: in
     top = BoardTop(config, board=board, baud=baud, in_depth=in_depth, out_depth=out_depth, noc=noc)
     platform = board.platform()
     build_dir.mkdir(parents=True, exist_ok=True)
-    plan = platform.prepare(top, name="yoso", nextpnr_opts="--report report.json",
+    plan = platform.prepare(top, name="yoso", nextpnr_opts="--report report.json", synth_opts=board.synth_opts,
                             # nextpnr-ice40 0.4 (Debian) cannot place the
                             # $scopeinfo cells that newer yosys keeps; they carry no logic.
                             script_after_synth="delete t:$scopeinfo\ntee -q -o yoso.stat stat")
@@ -191,9 +241,77 @@ def parse_report(board: Board, build_dir: Path, *, divisor: int) -> dict:
         resources["FF (yosys)"] = {"used": _stat_count(stat, r"SB_DFF\w*"), "available": 5280}
     fmax = {name: v.get("achieved") for name, v in rep.get("fmax", {}).items()}
     bitstream = next((str(build_dir / f) for f in ("yoso.bin", "yoso.bit") if (build_dir / f).exists()), None)
+    log = (build_dir / "yoso.tim").read_text(errors="replace") if (build_dir / "yoso.tim").exists() else ""
+    paths = critical_paths(log)
     return {"board": board.name, "device": board.device, "clock_hz": board.clk_hz, "uart_divisor": divisor,
             "resources": resources, "fmax_mhz": min(fmax.values()) if fmax else None, "fmax_by_clock": fmax,
-            "bitstream": bitstream}
+            "critical_path": next((p for p in paths if p["kind"] == "clock"), None),
+            "cross_domain_paths": [p for p in paths if p["kind"] != "clock"],
+            "unclocked_dsp_path_ns": _unclocked_dsp(paths), "bitstream": bitstream}
+
+
+def _unclocked_dsp(paths: list[dict]) -> float | None:
+    """nextpnr-ice40 times an SB_MAC16 without registers as a clocked cell on the constant net its CLK is tied
+    to ($PACKER_GND_NET), so a combinational path through it appears as two cross-domain paths, into and out of
+    the DSP, and does not limit the reported Fmax. Their sum (without the DSP's own delay, which nextpnr does
+    not report) is the lower bound of the real register-to-register path; None without such paths."""
+    into = [p["ns"] for p in paths if p["domain"].endswith("-> posedge $PACKER_GND_NET") and p["ns"]]
+    out = [p["ns"] for p in paths if p["domain"].startswith("posedge $PACKER_GND_NET ->") and p["ns"]]
+    return round(max(into) + max(out), 1) if into and out else None
+
+
+_PATH_HEAD_RE = re.compile(r"^Info: Critical path report for (clock|cross-domain path) '(.*?)'(?: \(.*\))?:\s*$")
+_PATH_STEP_RE = re.compile(r"^Info:\s+([\d.]+)\s+([\d.]+)\s+(Source|Sink|Setup|Net)\s+(\S+)")
+_PATH_SINK_RE = re.compile(r"^Info:\s+Sink\s+(\S+)")
+_PATH_SUM_RE = re.compile(r"^Info: ([\d.]+) ns logic, ([\d.]+) ns routing")
+#: Suffixes nextpnr / Yosys techmapping append to a signal name in a cell name.
+_CELL_TAIL_RE = re.compile(r"(_SB_|_TRELLIS|_LUT4|_CCU2|_DFF|_PFUMX|_L6MUX|_MULT18|_DP16KD|\$).*$")
+
+
+def _signal(cell: str) -> str:
+    """The design signal a nextpnr cell is named after: ``top.core.pe.load.k_SB_DFFESR_Q_D_SB_LUT4_O_LC.O`` ->
+    ``top.core.pe.load.k``."""
+    return _CELL_TAIL_RE.sub("", cell) or cell
+
+
+def critical_paths(log: str) -> list[dict]:
+    """The critical paths of a nextpnr log (the last timing report, after routing): per path ``kind`` ("clock"
+    or "cross-domain"), ``domain``, ``ns`` (total delay), ``logic_ns``, ``routing_ns``, ``levels`` (cells on the
+    path) and ``from`` / ``to``, the design signals of its first and last cell."""
+    reports: list[list[dict]] = []
+    cur = None
+    for line in log.splitlines():
+        head = _PATH_HEAD_RE.match(line)
+        if head:
+            if not reports or cur is None:
+                reports.append([])
+            cur = {"kind": "clock" if head[1] == "clock" else "cross-domain",
+                   "domain": head[2].replace("' -> '", " -> "), "ns": None,
+                   "logic_ns": None, "routing_ns": None, "levels": 0, "from": None, "to": None}
+            reports[-1].append(cur)
+            continue
+        if cur is None:
+            continue
+        step = _PATH_STEP_RE.match(line)
+        if step:
+            cur["ns"] = float(step[2])
+            if step[3] == "Source":
+                cur["levels"] += 1
+                cur["from"] = cur["from"] or _signal(step[4])
+            elif step[3] in ("Sink", "Setup"):
+                cur["to"] = _signal(step[4])
+            continue
+        sink = _PATH_SINK_RE.match(line)
+        if sink:
+            cur["to"] = _signal(sink[1])
+            continue
+        total = _PATH_SUM_RE.match(line)
+        if total:
+            cur["logic_ns"], cur["routing_ns"] = float(total[1]), float(total[2])
+            continue
+        if line.startswith("Info: Max frequency") or line.startswith("Info: Slack histogram"):
+            cur = None     # the end of one timing report; a later one (after routing) replaces it
+    return reports[-1] if reports else []
 
 
 def _stat_count(stat: str, cell_re: str) -> int:

@@ -29,7 +29,8 @@ def register(sub) -> None:
     p.add_argument("--mesh", help="mesh of WxH nodes (router + PE each, rtl/mesh.py) mapped by host/plan.py; "
                    "without it one PE runs the layers in turn")
     p.add_argument("--neurons", type=int, default=64, help="neurons per PE with --mesh (default 64)")
-    p.add_argument("--lanes", type=int, default=4, help="neurons updated per cycle in the PE (default 4)")
+    p.add_argument("--lanes", type=int, help="neurons updated per cycle in each PE (default: 4, or the most that "
+                   "fit the board by its logic estimate: 1 for one PE on the iCEBreaker)")
     p.add_argument("--window", type=int, default=1, help="with --mesh: run-ahead window in time steps that the "
                    "board's RUN enforces (as yoso verify --window); sizes the PEs' defer FIFOs (default 1)")
     p.add_argument("--baud", type=int, default=1_000_000, help="UART baud rate (default 1000000)")
@@ -75,38 +76,75 @@ def _latency_cycles(net, pe, placement, image, depths, mapping=None) -> tuple[in
     return res.total_cycles, res.cycles, times
 
 
-def main(args) -> int:
-    from fpga.boards import BOARDS, FitError, estimate, place_and_route, program
+def _build(net, size, lanes, args):
+    """(mesh plan or None, NocConfig or None, StackPlan or None, PEConfig, buffer depths) for ``lanes``."""
     from host.plan import StackPlan, plan_mesh
 
-    if args.lanes < 1 or args.lanes & (args.lanes - 1) or args.lanes > 64:
-        raise CliError(f"--lanes: must be a power of two in 1..64, got {args.lanes}")
-    net = model.load(args.net)
-    board = BOARDS[args.board]
-    mapping, noc, placement = None, None, None
-    if args.mesh is not None:
-        width, height = parse_mesh(args.mesh)
-        if args.neurons < args.lanes:
-            raise CliError(f"--neurons: {args.neurons} is below --lanes {args.lanes}")
-        if args.window < 1:
-            raise CliError(f"--window: must be >= 1, got {args.window}")
-        mapping = plan_mesh(net, width, height, neurons=args.neurons, lanes=args.lanes, window=args.window)
-        pe, noc = mapping.pe, mapping.noc
+    if size is not None:
+        if args.neurons < lanes:
+            raise CliError(f"--neurons: {args.neurons} is below --lanes {lanes}")
+        mapping = plan_mesh(net, *size, neurons=args.neurons, lanes=lanes, window=args.window)
+        noc = mapping.noc
         # Image flits: START to every node, then per step each first-layer PE gets its spikes and a marker.
         n_first = len(mapping.layer_slices(0))
         depths = dict(in_depth=noc.n_nodes + n_first * (net.t_end + 1 + net.n_inputs),
                       out_depth=sum(w.shape[1] for w in mapping.weights))
-    else:
-        try:
-            placement = StackPlan.of(net)
-            pe = placement.pe_config(net, lanes=args.lanes)
-        except ValueError as e:
-            raise CliError(str(e)) from None
-        depths = dict(in_depth=placement.max_spikes_in, out_depth=placement.max_spikes_out)
+        return mapping, noc, None, mapping.pe, depths
     try:
-        est = estimate(pe, board, noc=noc, **depths)
-    except FitError as e:
+        placement = StackPlan.of(net)
+        pe = placement.pe_config(net, lanes=lanes)
+    except ValueError as e:
         raise CliError(str(e)) from None
+    return None, None, placement, pe, dict(in_depth=placement.max_spikes_in, out_depth=placement.max_spikes_out)
+
+
+def _fitting(net, size, board, args) -> int:
+    """The most lanes (4, 2, 1) whose design passes the board's estimate (1 when none does)."""
+    from fpga.boards import FitError, estimate
+
+    for lanes in (4, 2):
+        _, noc, _, pe, depths = _build(net, size, lanes, args)
+        try:
+            estimate(pe, board, noc=noc, **depths)
+            return lanes
+        except FitError:
+            pass
+    return 1
+
+
+def main(args) -> int:
+    from fpga.boards import BOARDS, FitError, LogicFitError, estimate, place_and_route, program
+
+    if args.lanes is not None and (args.lanes < 1 or args.lanes & (args.lanes - 1) or args.lanes > 64):
+        raise CliError(f"--lanes: must be a power of two in 1..64, got {args.lanes}")
+    net = model.load(args.net)
+    board = BOARDS[args.board]
+    size = None
+    if args.mesh is not None:
+        size = parse_mesh(args.mesh)
+        if args.window < 1:
+            raise CliError(f"--window: must be >= 1, got {args.window}")
+    # The default lanes: 4, or the most that fit the board's logic (a logic estimate that misses is refused
+    # here, naming the option, before minutes of simulation and synthesis).
+    if args.lanes is not None:
+        candidates = (args.lanes,)
+    else:
+        candidates = tuple(n for n in (4, 2, 1) if size is None or n <= max(args.neurons, 1))
+    for lanes in candidates:
+        mapping, noc, placement, pe, depths = _build(net, size, lanes, args)
+        try:
+            est = estimate(pe, board, noc=noc, **depths)
+            break
+        except LogicFitError as e:
+            if args.lanes is not None and lanes > 1:
+                raise CliError(f"--lanes {lanes}: the design {e}; use --lanes {_fitting(net, size, board, args)} "
+                               f"or leave --lanes out (the default picks the most that fit)") from None
+            if lanes == 1:
+                what = (f"--mesh {args.mesh}: the design {e}; use a smaller --mesh or one PE (no --mesh)"
+                        if size is not None and noc.n_nodes > 1 else f"network: the design {e}")
+                raise CliError(what) from None
+        except FitError as e:
+            raise CliError(str(e)) from None
 
     if args.verilog_only:
         try:
@@ -177,6 +215,13 @@ def main(args) -> int:
     for name, v in report["resources"].items():
         print(f"{name:<24}{v['used']:>8}{v['available']:>11}")
     print(f"Fmax {report['fmax_mhz']:.1f} MHz (board clock {board.clk_hz / 1e6:g} MHz)")
+    crit = report.get("critical_path")
+    if crit:
+        print(f"critical path {crit['ns']} ns ({crit['logic_ns']} logic, {crit['routing_ns']} routing, "
+              f"{crit['levels']} cells): {crit['from']} -> {crit['to']}")
+    if report.get("unclocked_dsp_path_ns"):
+        print(f"paths through the combinational DSPs: {report['unclocked_dsp_path_ns']} ns plus the DSP delay "
+              f"(not in nextpnr's Fmax)")
     if "cycles_per_image" in report:
         print(f"latency per image: {report['cycles_per_image']} cycles ({report['latency_image']}) = "
               f"{report.get('latency_at_fmax_us', float('nan')):.1f} us at Fmax, "

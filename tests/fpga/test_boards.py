@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import model
-from fpga.boards import BOARDS, BoardTop, FitError, estimate, memory_blocks
+from fpga.boards import BOARDS, BoardTop, FitError, LogicFitError, estimate, memory_blocks
 from host.plan import StackPlan
 from yoso.cli import main as yoso
 
@@ -110,3 +110,71 @@ def test_place_and_route_ice40(tmp_path, capsys):
 def test_place_and_route_ecp5(tmp_path, capsys):
     rep, _, _ = _pnr("ulx3s-85f", tmp_path, capsys, lanes=4)
     assert rep["resources"]["BRAM (DP16KD 18 Kbit)"]["used"] > 0
+
+
+def test_icebreaker_defaults_fit_or_name_the_option(tmp_path, capsys):
+    """The default lanes are the most the board's logic estimate allows; an explicit --lanes over it is refused
+    before any work, naming --lanes and a value that fits."""
+    path, net = small(tmp_path, arch="64-16-10", seed=3)
+    out = tmp_path / "top.v"
+    assert yoso(["fpga", "--board", "icebreaker", "--net", str(path), "--verilog-only", str(out)]) == 0
+    assert out.exists()
+    capsys.readouterr()
+    pl = StackPlan.of(net)
+    ice = BOARDS["icebreaker"]
+    fits = [lanes for lanes in (1, 2, 4) if ice.logic.cells(pl.pe_config(net, lanes=lanes)) <= ice.logic_cells]
+    assert 1 in fits and 4 not in fits
+    assert yoso(["fpga", "--board", "icebreaker", "--net", str(path), "--lanes", "4", "--no-latency"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("yoso fpga: error: --lanes 4: the design does not fit "
+                                                         "iCE40UP5K: one PE with 4 lane(s) needs about ")
+    assert f"use --lanes {max(fits)} or leave --lanes out" in err
+    with pytest.raises(LogicFitError) as e:
+        estimate(pl.pe_config(net, lanes=4), ice, in_depth=64, out_depth=26)
+    assert e.value.needed > e.value.available == 5280
+
+
+NEXTPNR_LOG = """\
+Info: Max frequency for clock 'cd_sync.clk': 30.00 MHz (PASS at 12.00 MHz)
+Info: Critical path report for clock 'cd_sync.clk' (posedge -> posedge):
+Info: curr total
+Info:  1.4  1.4  Source top.core.pe.load.k_SB_DFFESR_Q_D_SB_LUT4_O_LC.O
+Info:  1.8  3.2    Net top.core.pe.load.k[0] budget 3.410000 ns (8,12) -> (8,11)
+Info:                Sink top.core.pe.mem.read_resp__valid_SB_LUT4_I0_LC.I2
+Info:  1.2  4.4  Source top.core.pe.mem.read_resp__valid_SB_LUT4_I0_LC.O
+Info:  1.8  6.2    Net x budget 3.4 ns (8,11) -> (9,11)
+Info:                Sink top.core.cfg_fifo.fifo.r_port__addr_SB_DFFESR_Q_DFFLC.I0
+Info:  1.2  7.4  Setup top.core.cfg_fifo.fifo.r_port__addr_SB_DFFESR_Q_DFFLC.I0
+Info: 3.8 ns logic, 3.6 ns routing
+
+Info: Critical path report for cross-domain path 'posedge $PACKER_GND_NET' -> 'posedge cd_sync.clk':
+Info: curr total
+Info:  0.1  0.1  Source top.core.pe.compute.product0_SB_MAC16_O_DSP.O_0
+Info:  3.9  4.0    Net top.core.pe.compute.product0[0] budget 24.393999 ns (25,5) -> (14,5)
+Info:                Sink top.core.pe.compute.o__payload.state[0].fired_SB_DFFESR_Q_DFFLC.I0
+Info:  1.2  5.2  Setup top.core.pe.compute.o__payload.state[0].fired_SB_DFFESR_Q_DFFLC.I0
+Info: 1.3 ns logic, 3.9 ns routing
+
+Info: Critical path report for cross-domain path 'posedge cd_sync.clk' -> 'posedge $PACKER_GND_NET':
+Info: curr total
+Info:  1.4  1.4  Source top.core.pe.fifo_compute.fifo.consume_SB_DFFESR_Q_1_D_SB_LUT4_O_LC.O
+Info:  2.0  3.4    Net y budget 3 ns (1,1) -> (2,2)
+Info:                Sink top.core.pe.compute.product0_SB_MAC16_O_DSP.A_7
+Info:  0.1  3.5  Setup top.core.pe.compute.product0_SB_MAC16_O_DSP.A_7
+Info: 1.5 ns logic, 2.0 ns routing
+
+Info: Max frequency for clock 'cd_sync.clk': 28.00 MHz (PASS at 12.00 MHz)
+"""
+
+
+def test_critical_paths_from_the_nextpnr_log():
+    from fpga.boards import _unclocked_dsp, critical_paths
+
+    paths = critical_paths(NEXTPNR_LOG)
+    assert [p["kind"] for p in paths] == ["clock", "cross-domain", "cross-domain"]
+    assert paths[0] == {"kind": "clock", "domain": "cd_sync.clk", "ns": 7.4, "logic_ns": 3.8, "routing_ns": 3.6,
+                        "levels": 2, "from": "top.core.pe.load.k", "to": "top.core.cfg_fifo.fifo.r_port__addr"}
+    assert paths[1]["domain"] == "posedge $PACKER_GND_NET -> posedge cd_sync.clk"
+    assert paths[1]["from"] == "top.core.pe.compute.product0" and paths[2]["to"] == "top.core.pe.compute.product0"
+    assert _unclocked_dsp(paths) == 8.7
+    assert critical_paths("") == [] and _unclocked_dsp([]) is None
