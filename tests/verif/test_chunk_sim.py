@@ -71,6 +71,14 @@ def test_image_words_equal_image_steps(seed):
             assert steps.tolist() == [s for s, g in groups for _ in g]
 
 
+def test_config_words_cached(seed):
+    """config_words is plan.config_flits(), computed or read from its cache."""
+    net, _ = case("6-7-3", seed + 5, 1)
+    plan = plan_mesh(net, 2, 2, neurons=4, lanes=2, window=1)
+    for _ in range(2):
+        assert chunk_sim.config_words(plan).tolist() == plan.config_flits()
+
+
 def test_testbench_fields_from_layouts():
     """The testbench reads the flit fields where the layouts put them (no second copy of the positions)."""
     net, _ = case("6-7-3", 1, 1)
