@@ -28,7 +28,8 @@ class Compute(wiring.Component):
     Because V is never stored, a step may skip the sweep of a word whose neurons cannot reach theta: while a
     neuron's S <= 0 its V does not rise, and V < theta held at its last sweep. ``rising`` (to LOAD, through
     STORE) says whether the new state word has a lane in use, not fired, with S > 0; LOAD sweeps only those
-    words. One multiplier per lane serves both products (S * (t + 1) or w * tau).
+    words. One multiplier per lane, by the token time, serves both products: w * tau, and S * t for
+    V = S * t + S - B (compared as S * t >= B + theta - S).
 
     S and B are signed (``slope_bits``, ``potential_bits``, PEConfig), wide enough that no reachable value
     overflows (spec section "Register widths"); theta is unsigned and compared exactly.
