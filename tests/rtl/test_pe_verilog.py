@@ -16,8 +16,9 @@ NOC_DOC = DOC.with_name("noc.md")
 
 
 @pytest.mark.parametrize("cfg", [PEConfig(neurons=16, fan_in=40, lanes=4, time_bits=5),
-                                 PEConfig(neurons=3, fan_in=9, lanes=1, weight_bits=4, threshold_bits=8)],
-                         ids=["lanes4", "lanes1"])
+                                 PEConfig(neurons=3, fan_in=9, lanes=1, weight_bits=4, threshold_bits=8),
+                                 PEConfig(neurons=16, fan_in=50, lanes=2, conv_inputs=40, conv_size=7, conv_kernel=5)],
+                         ids=["lanes4", "lanes1", "conv"])
 def test_verilog_lint_clean(tmp_path, cfg):
     text = verilog(cfg)
     for port in ("clk", "rst", "cfg__payload", "cfg__valid", "cfg__ready", "i__payload", "i__valid", "i__ready",
