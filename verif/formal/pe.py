@@ -14,8 +14,9 @@ any cycle), ``o.ready`` is free (any backpressure). Asserted:
   events never goes negative (nothing extra), is bounded by what the store and output FIFOs can hold, and is
   zero whenever they are empty (nothing lost).
 
-``mutant="drop"`` puts a lossy stage behind ``o`` (spikes of neuron 1 disappear) to show ``pe_conserve``
-failing; ``mutant="dup"`` shows every spike twice to show ``pe_no_dup`` failing.
+``mutant="drop"`` puts a lossy stage behind ``o`` (every ``STEP_END(0)`` disappears) and ``mutant="dup"`` one
+that shows every event twice, to show ``pe_conserve`` failing (markers are reachable within a short bound,
+spikes only deeper).
 """
 
 from __future__ import annotations
@@ -67,12 +68,12 @@ class PEHarness(wiring.Component):
         valid = Signal()
         toggle = Signal()
         if self.mutant == "drop":
-            lost = is_spike & (o.index == 1)
+            lost = (o.kind == L.EventKind.STEP_END) & (o.time == 0)
             m.d.comb += [valid.eq(dut.o.valid & ~lost), dut.o.ready.eq(self.o_ready | lost)]
         elif self.mutant == "dup":
-            # Each spike is shown twice: the first handshake does not consume it.
-            m.d.comb += [valid.eq(dut.o.valid), dut.o.ready.eq(self.o_ready & (~is_spike | toggle))]
-            with m.If(dut.o.valid & self.o_ready & is_spike):
+            # Each event is shown twice: the first handshake does not consume it.
+            m.d.comb += [valid.eq(dut.o.valid), dut.o.ready.eq(self.o_ready & toggle)]
+            with m.If(dut.o.valid & self.o_ready):
                 m.d.sync += toggle.eq(~toggle)
         else:
             m.d.comb += [valid.eq(dut.o.valid), dut.o.ready.eq(self.o_ready)]
