@@ -34,7 +34,7 @@ from rtl.noc_layouts import FlitKind, NocConfig
 from .codec import FlitCodec, PECodec
 
 __all__ = ["MappingError", "pe_config", "MeshLayer", "mesh_layers", "ConvTile", "ConvSetup", "conv_setup",
-           "conv_map_entries", "conv_reach", "Slice", "MeshPlan", "plan_mesh", "StackPlan"]
+           "conv_map_entries", "conv_reach", "conv_fanout", "Slice", "MeshPlan", "plan_mesh", "StackPlan"]
 
 
 class MappingError(NetworkError):

@@ -8,7 +8,7 @@ import pytest
 
 import model
 from host.codec import unpack
-from host.plan import MappingError, MeshPlan, pe_config, plan_mesh
+from host.plan import ConvTile, MappingError, MeshPlan, conv_fanout, conv_reach, pe_config, plan_mesh
 from rtl import layouts as L
 from rtl.noc_layouts import FlitKind, flit_layout
 
@@ -271,3 +271,21 @@ def test_conv_mode_host_sends_only_reached_tiles():
     spikes = [f for f in got if f.event.kind == L.EventKind.SPIKE]
     assert len(spikes) == 1 and spikes[0].event.index == 0
     assert sum(f.event.kind == L.EventKind.STEP_END for f in got) == 144
+
+
+@pytest.mark.parametrize("shape,k,stride,padding", [((2, 7, 7), 3, 1, 1), ((1, 9, 8), 5, 2, 2), ((3, 6, 6), 2, 2, 0),
+                                                    ((1, 5, 5), 1, 1, 1)])
+def test_conv_reach_and_fanout_match_the_dense_expansion(shape, k, stride, padding):
+    """conv_fanout (SOPs per input spike) and conv_reach (does an input reach a tile) against the structure of
+    model.conv_as_dense with nonzero weights."""
+    oc = 2
+    conv = model.Conv2d(in_shape=shape, weight=np.ones((oc, shape[0], k, k), dtype=np.int64),
+                        threshold=np.ones(oc, dtype=np.int64), stride=stride, padding=padding)
+    dense = model.conv_as_dense(conv) != 0   # (inputs, OC * OH * OW)
+    np.testing.assert_array_equal(conv_fanout(conv), dense.sum(1))
+    _, oh, ow = conv.out_shape
+    for tile in [ConvTile(0, oc, 0, 0, oh, ow), ConvTile(0, 1, 1, 0, max(1, oh - 2), 2),
+                 ConvTile(1, 2, oh - 1, ow - 1, 1, 1)]:
+        cols = np.zeros((oc, oh, ow), dtype=bool)
+        cols[:, tile.y0:tile.y0 + tile.h, tile.x0:tile.x0 + tile.w] = True
+        np.testing.assert_array_equal(conv_reach(conv, tile), dense[:, cols.reshape(-1)].any(1))
