@@ -75,3 +75,54 @@ def test_conv_mode_bit_exact(in_shape, conv, pool, tiles, lanes, seed, random_co
     got = run_tiles(net, layer, tiles(oc, oh // pool * pool, ow // pool * pool), lanes, inputs, pool=pool, seed=seed)
     assert (got == golden).all(), f"seed {seed}: {np.argwhere(got != golden)[:5].tolist()} differ"
     assert (golden < net.no_spike).sum() > 0 and (golden == net.no_spike).sum() > 0  # both kinds occur
+
+
+def test_conv_mode_cycle_model():
+    """docs/pe.md "Cost of a SPIKE event": 1 cycle for the map entry, then one cycle per word of a tap inside the
+    tile, per tap outside it in a tap row inside it, and per tap row outside it. 3x3 kernel, one channel in one
+    lane (CH_WORDS = 1), the whole 6x6 output as the tile: an interior input (9 taps inside) costs 1 + 9 cycles,
+    the corner input (1 tap inside, 2 outside in its row, 2 rows outside) 1 + 5."""
+    from amaranth.sim import Simulator
+
+    from host.codec import pack
+    from rtl import layouts as L
+    from rtl.pe import PE
+    from verif.pysim_pe import stream_put
+
+    conv = model.Conv2d(in_shape=(1, 8, 8), weight=np.ones((1, 1, 3, 3), dtype=np.int64),
+                        threshold=np.array([30000]))
+    st = conv_setup(conv, ConvTile(0, 1, 0, 0, 6, 6), 1, threshold_bits=16)
+    cfg = PEConfig(neurons=36, fan_in=9, lanes=1, time_bits=4, conv_inputs=64, conv_size=8, conv_kernel=3)
+    codec = PECodec(cfg)
+    words = codec.conv_cfg_words(st.kernel, st.threshold, conv_map_entries(conv, np.arange(64)), neuron_base=0,
+                                 sources=1, t_end=cfg.max_t_end, pool_shift=0, conv=st.regs, outputs=st.outputs)
+    lay = L.event_layout(cfg)
+    # interior inputs (2, 2) and (5, 5) alternate (disjoint footprints: no hazard wait), then corners (0, 0), (7, 7)
+    spikes = [2 * 8 + 2, 5 * 8 + 5] * 3 + [0, 63] * 3
+    events = [pack(lay, kind=L.EventKind.START)] + [pack(lay, kind=L.EventKind.SPIKE, index=i, time=0) for i in spikes]
+    dut = PE(cfg)
+    accepted, cycle = [], [0]
+
+    async def count(ctx):
+        async for _ in ctx.tick():
+            cycle[0] += 1
+
+    async def feed(ctx):
+        for w in words:
+            await stream_put(ctx, dut.cfg, w)
+        ctx.set(dut.o.ready, 1)
+        for e in events:
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.i.payload.as_value(), e)
+            while not (await ctx.tick().sample(dut.i.ready))[2]:
+                pass
+            accepted.append(cycle[0])
+        ctx.set(dut.i.valid, 0)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_process(count)
+    sim.add_testbench(feed)
+    sim.run()
+    gaps = list(np.diff(accepted))
+    assert gaps[2:6] == [1 + 9] * 4 and gaps[7:] == [1 + 5] * 5, gaps
