@@ -88,7 +88,7 @@ def _build(net, size, lanes, args):
         # Image flits: START to every node, then per step each first-layer PE gets its spikes and a marker.
         n_first = len(mapping.layer_slices(0))
         depths = dict(in_depth=noc.n_nodes + n_first * (net.t_end + 1 + net.n_inputs),
-                      out_depth=sum(w.shape[1] for w in mapping.weights))
+                      out_depth=sum(mapping.outputs(n) for n in range(mapping.n_layers)))
         return mapping, noc, None, mapping.pe, depths
     try:
         placement = StackPlan.of(net)
