@@ -36,11 +36,11 @@ PROPERTIES = [
              lambda: LoadHarness(), depth=10),
     # The PE harnesses: k-induction at k = 30 did not finish in 15 minutes; BMC only.
     Property("pe_no_dup", "PE (2 neurons, t_end 2): no neuron spikes twice in one inference",
-             lambda: PEHarness(mode="no_dup"), depth=20, prove=False),
+             lambda: PEHarness(mode="no_dup"), depth=30, prove=False),
     Property("pe_order", "PE: output markers 0, 1, 2 ... one step at a time; spikes carry the next step",
              lambda: PEHarness(mode="order"), depth=20, prove=False),
     Property("pe_conserve", "PE: every decided output event (spike, marker) leaves o exactly once",
-             lambda: PEHarness(mode="conserve"), depth=20, prove=False),
+             lambda: PEHarness(mode="conserve"), depth=30, prove=False),
 ]
 
 #: (mutant name, property it must fail, harness builder, BMC depth)
