@@ -413,58 +413,15 @@ def run_mesh(cov: Coverage, net, mesh, neurons, lanes, inputs, *, seed, idle, st
 
 def run_router(cov: Coverage, noc, x, y, seed, *, per_port=40, p_idle=0.3, p_stall=0.3) -> None:
     """Random router traffic (tests/rtl/test_router.py, verif.router_traffic), checked for delivery."""
-    from verif.router_traffic import check_delivery, make_traffic
+    from verif.router_traffic import check_delivery, make_traffic, run_traffic
 
     rng = random.Random(seed)
     dut = rtl.mesh.Router(noc, x=x, y=y)
     traffic = make_traffic(rng, noc, per_port)
-    received = {p: [] for p in Port}
-    total = per_port * len(Port)
-
-    def driver(p):
-        prng = random.Random(rng.randrange(1 << 30))
-
-        async def tb(ctx):
-            port = dut.port_i(p)
-            for flit in traffic[p]:
-                while prng.random() < p_idle:
-                    await ctx.tick()
-                ctx.set(port.valid, 1)
-                ctx.set(port.payload, flit)
-                await ctx.tick().until(port.ready)
-                ctx.set(port.valid, 0)
-        return tb
-
-    def sink(p):
-        prng = random.Random(rng.randrange(1 << 30))
-
-        async def proc(ctx):
-            port = dut.port_o(p)
-            while True:
-                ready = int(prng.random() >= p_stall)
-                ctx.set(port.ready, ready)
-                _, _, valid, payload = await ctx.tick().sample(port.valid, port.payload)
-                if valid and ready:
-                    received[p].append((payload.x, payload.y, payload.host, payload.payload))
-        return proc
-
-    async def watchdog(ctx):
-        cycles = 0
-        while sum(len(v) for v in received.values()) < total:
-            await ctx.tick()
-            cycles += 1
-            assert cycles < 20_000, f"router seed {seed}: no progress"
-        await ctx.tick().repeat(20)
-
     cls = type("Monitored", (MonitoredSimulator,),
                {"coverage": cov, "cross": "stalled" if p_idle or p_stall else "plain"})
-    sim = cls(dut)
-    sim.add_clock(1e-8)
-    for p in Port:
-        sim.add_testbench(driver(p))
-        sim.add_process(sink(p))
-    sim.add_testbench(watchdog)
-    sim.run()
+    received, _ = run_traffic(dut, traffic, rng, p_idle=p_idle, p_stall=p_stall, simulator=cls,
+                              label=f"router seed {seed}: ")
     check_delivery(traffic, received, x, y)
 
 

@@ -1,4 +1,5 @@
-"""Random router traffic and its checker, shared by the Amaranth-simulator and cocotb router tests.
+"""Random router traffic, its Amaranth-simulator run and its checker, shared by the router tests (Amaranth
+simulator and cocotb) and the coverage sweep (verif/coverage.py).
 
 A flit's payload names its source port and sequence number (``port << SEQ_BITS | seq``), so the checker can
 tell that every flit arrived exactly once, unchanged, at the port XY routing names, in per-source order.
@@ -8,10 +9,12 @@ from __future__ import annotations
 
 import random
 
+from amaranth.sim import Simulator
+
 from rtl.noc_layouts import FlitKind, NocConfig, Port
 from rtl.router import route
 
-__all__ = ["SEQ_BITS", "make_traffic", "check_delivery"]
+__all__ = ["SEQ_BITS", "make_traffic", "run_traffic", "check_delivery"]
 
 SEQ_BITS = 12
 
@@ -29,6 +32,60 @@ def make_traffic(rng: random.Random, cfg: NocConfig, per_port: int) -> dict[Port
                           "payload": (int(p) << SEQ_BITS) | seq})
         traffic[p] = flits
     return traffic
+
+
+def run_traffic(dut, traffic: dict, rng: random.Random, *, p_idle: float, p_stall: float, max_cycles: int = 20000,
+                simulator=Simulator, label: str = "") -> tuple[dict, int]:
+    """Drive ``traffic`` into the router ``dut`` from all five ports (idle cycles with probability ``p_idle``)
+    under random backpressure (``p_stall``) in the Amaranth simulator (``simulator``: the class, for a
+    monitoring subclass); returns (``received`` for :func:`check_delivery`, cycles until the last flit left).
+    Raises AssertionError after ``max_cycles`` without the last flit (deadlock)."""
+    received = {p: [] for p in Port}
+    total = sum(len(f) for f in traffic.values())
+    state = {"cycles": 0}
+
+    def driver(p):
+        prng = random.Random(rng.randrange(1 << 30))
+
+        async def tb(ctx):
+            port = dut.port_i(p)
+            for flit in traffic[p]:
+                while prng.random() < p_idle:
+                    await ctx.tick()
+                ctx.set(port.valid, 1)
+                ctx.set(port.payload, flit)
+                await ctx.tick().until(port.ready)
+                ctx.set(port.valid, 0)
+        return tb
+
+    def sink(p):
+        prng = random.Random(rng.randrange(1 << 30))
+
+        async def proc(ctx):
+            port = dut.port_o(p)
+            while True:
+                ready = int(prng.random() >= p_stall)
+                ctx.set(port.ready, ready)
+                _, _, valid, payload = await ctx.tick().sample(port.valid, port.payload)
+                if valid and ready:
+                    received[p].append((payload.x, payload.y, payload.host, payload.payload))
+        return proc
+
+    async def watchdog(ctx):
+        while sum(len(v) for v in received.values()) < total:
+            await ctx.tick()
+            state["cycles"] += 1
+            assert state["cycles"] < max_cycles, f"{label}no progress after {max_cycles} cycles (deadlock?)"
+        await ctx.tick().repeat(20)  # late duplicates would show up here
+
+    sim = simulator(dut)
+    sim.add_clock(1e-8)
+    for p in Port:
+        sim.add_testbench(driver(p))
+        sim.add_process(sink(p))
+    sim.add_testbench(watchdog)
+    sim.run()
+    return received, state["cycles"]
 
 
 def check_delivery(traffic: dict, received: dict, x: int, y: int) -> None:

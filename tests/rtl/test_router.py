@@ -11,60 +11,17 @@ from amaranth.sim import Simulator
 
 from rtl.noc_layouts import FlitKind, NocConfig, Port
 from rtl.router import Router
-from verif.router_traffic import SEQ_BITS, check_delivery, make_traffic
+from verif.router_traffic import SEQ_BITS, check_delivery, make_traffic, run_traffic
 
 
 def run_router(cfg, x, y, seed, *, per_port=40, p_idle=0.3, p_stall=0.3, max_cycles=20000):
     rng = random.Random(seed)
     dut = Router(cfg, x=x, y=y)
     traffic = make_traffic(rng, cfg, per_port)
-    received = {p: [] for p in Port}
-    total = per_port * len(Port)
-    state = {"cycles": 0}
-
-    def driver(p):
-        prng = random.Random(rng.randrange(1 << 30))
-
-        async def tb(ctx):
-            port = dut.port_i(p)
-            for flit in traffic[p]:
-                while prng.random() < p_idle:
-                    await ctx.tick()
-                ctx.set(port.valid, 1)
-                ctx.set(port.payload, flit)
-                await ctx.tick().until(port.ready)
-                ctx.set(port.valid, 0)
-        return tb
-
-    def sink(p):
-        prng = random.Random(rng.randrange(1 << 30))
-
-        async def proc(ctx):
-            port = dut.port_o(p)
-            while True:
-                ready = int(prng.random() >= p_stall)
-                ctx.set(port.ready, ready)
-                _, _, valid, payload = await ctx.tick().sample(port.valid, port.payload)
-                if valid and ready:
-                    received[p].append((payload.x, payload.y, payload.host, payload.payload))
-        return proc
-
-    async def watchdog(ctx):
-        while sum(len(v) for v in received.values()) < total:
-            await ctx.tick()
-            state["cycles"] += 1
-            assert state["cycles"] < max_cycles, f"seed {seed}: no progress after {max_cycles} cycles (deadlock?)"
-        await ctx.tick().repeat(20)  # late duplicates would show up here
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    for p in Port:
-        sim.add_testbench(driver(p))
-        sim.add_process(sink(p))
-    sim.add_testbench(watchdog)
-    sim.run()
+    received, cycles = run_traffic(dut, traffic, rng, p_idle=p_idle, p_stall=p_stall, max_cycles=max_cycles,
+                                   label=f"seed {seed}: ")
     check_delivery(traffic, received, x, y)
-    return state["cycles"]
+    return cycles
 
 
 @pytest.mark.parametrize("x,y", [(1, 1), (0, 0), (2, 1)])
