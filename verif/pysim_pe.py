@@ -10,7 +10,7 @@ from rtl import layouts as L
 from rtl.config import PEConfig
 from rtl.pe import PE
 
-__all__ = ["stream_put", "stream_get", "run_streams", "run_case"]
+__all__ = ["stream_put", "stream_get", "run_streams", "run_case", "accept_cycles"]
 
 
 async def stream_put(ctx, port, payload, *, rng=None, idle=0.0):
@@ -33,6 +33,36 @@ async def stream_get(ctx, port, *, rng=None, stall=0.0) -> int:
         if ready and valid:
             ctx.set(port.ready, 0)
             return int(payload)
+
+
+def accept_cycles(cfg: PEConfig, cfg_words, events) -> np.ndarray:
+    """Configure a PE with ``cfg_words``, then offer ``events`` (event words) on ``i`` back to back with ``o``
+    always ready; returns the cycle at which each event was accepted (the cycle models' probe)."""
+    dut = PE(cfg)
+    accepted, cycle = [], [0]
+
+    async def count(ctx):
+        async for _ in ctx.tick():
+            cycle[0] += 1
+
+    async def feed(ctx):
+        for w in cfg_words:
+            await stream_put(ctx, dut.cfg, w)
+        ctx.set(dut.o.ready, 1)
+        for e in events:
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.i.payload.as_value(), e)
+            while not (await ctx.tick().sample(dut.i.ready))[2]:
+                pass
+            accepted.append(cycle[0])
+        ctx.set(dut.i.valid, 0)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_process(count)
+    sim.add_testbench(feed)
+    sim.run()
+    return np.array(accepted)
 
 
 def run_streams(cfg: PEConfig, cfg_words, streams, *, n_out: int, t_end: int, neuron_base: int = 0,

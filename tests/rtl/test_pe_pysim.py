@@ -11,7 +11,7 @@ from host.codec import PECodec, pack, unpack
 from rtl import layouts as L
 from rtl.config import PEConfig
 from rtl.pe import PE
-from verif.pysim_pe import run_case, run_streams, stream_get, stream_put
+from verif.pysim_pe import accept_cycles, run_case, run_streams, stream_get, stream_put
 from verif.scenarios import SCENARIOS, golden_times, make_case, skewed_merge
 from verif.scoreboard import first_mismatch
 
@@ -37,33 +37,9 @@ def test_pe_matches_golden_model(config, scenario, seed):
 def cycles_between_events(cfg: PEConfig, events: list[int], n_cfg_neurons: int, weight: int = 0) -> np.ndarray:
     """Cycle numbers at which the PE accepted each event (o always ready, no idle input); every weight is
     ``weight`` and every threshold the largest (nothing fires)."""
-    dut = PE(cfg)
-    accepted, cycle = [], [0]
     words = PECodec(cfg).layer_cfg_words(np.full((16, n_cfg_neurons), weight, dtype=np.int64),
                                    np.full(n_cfg_neurons, (1 << cfg.threshold_bits) - 1), t_end=cfg.max_t_end)
-
-    async def count(ctx):
-        async for _ in ctx.tick():
-            cycle[0] += 1
-
-    async def feed(ctx):
-        for w in words:
-            await stream_put(ctx, dut.cfg, w)
-        ctx.set(dut.o.ready, 1)
-        for e in events:
-            ctx.set(dut.i.valid, 1)
-            ctx.set(dut.i.payload.as_value(), e)
-            while not (await ctx.tick().sample(dut.i.ready))[2]:
-                pass
-            accepted.append(cycle[0])
-        ctx.set(dut.i.valid, 0)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_process(count)
-    sim.add_testbench(feed)
-    sim.run()
-    return np.diff(np.array(accepted))
+    return np.diff(accept_cycles(cfg, words, events))
 
 
 @pytest.mark.parametrize("neurons, lanes", [(4, 4), (16, 4), (32, 4), (16, 1), (64, 8)])
