@@ -28,7 +28,7 @@ from .codec import HostFlit, ProtocolError, StreamCheck
 from .plan import MeshPlan
 
 __all__ = ["DeadlockError", "ImageResult", "decode_image", "DecisionWatch", "ImageRun", "SendAll", "transfer",
-           "HOST_IN_COUNTS"]
+           "HOST_IN_COUNTS", "result_arrays"]
 
 #: Per-cycle categories of the host input port that :func:`transfer` counts (``counts``).
 HOST_IN_COUNTS = ("host_in_sent", "host_in_blocked", "host_in_gated", "host_in_idle")
@@ -256,3 +256,29 @@ async def transfer(port, job, *, rng: random.Random | None = None, idle: float =
                                 f"{len(job.flits) if hasattr(job, 'flits') else len(job.received)} received")
     port.release()
     return cycles
+
+
+def result_arrays(plan: MeshPlan, results: list[ImageResult], cfg_cycles: int) -> dict:
+    """The result arrays of a chunk of images, whatever the transport (``layer<n>``, ``horizon<n>`` per
+    network layer the host sees, ``cycles``, ``cfg_cycles``, ``flits_in``, ``flits_out``, ``decided``: -1 when
+    not decided early, ``errors``) from their ImageResults."""
+    n = len(results)
+    sizes = plan.by_net_layer(plan.outputs(k) for k in range(plan.n_layers))
+    times = {k: np.full((n, size), plan.no_spike, dtype=np.int64) for k, size in enumerate(sizes) if size}
+    horizons = {k: np.full((n, size), -1, dtype=np.int64) for k, size in enumerate(sizes) if size}
+    errors = []
+    for b, r in enumerate(results):
+        if r.error is not None:
+            errors.append(f"image {b}: {r.error}")
+            continue
+        for k, layer in enumerate(r.times):
+            if layer is not None:
+                times[k][b], horizons[k][b] = layer, r.horizons[k]
+    out = {f"layer{k}": t for k, t in times.items()}
+    out.update({f"horizon{k}": h for k, h in horizons.items()})
+    out.update(cycles=np.array([r.cycles for r in results], dtype=np.int64), cfg_cycles=np.int64(cfg_cycles),
+               flits_in=np.array([r.flits_in for r in results], dtype=np.int64),
+               flits_out=np.array([r.flits_out for r in results], dtype=np.int64),
+               decided=np.array([-1 if r.decided is None else r.decided for r in results], dtype=np.int64),
+               errors=np.array(errors if errors else [""]))
+    return out

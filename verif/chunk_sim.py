@@ -53,7 +53,7 @@ from rtl.noc_layouts import FlitKind, NocConfig, flit_layout
 from .runner import BUILD_ROOT, icarus_time_zero_fix, verilator_env
 
 __all__ = ["ChunkSimError", "SIMULATORS", "Build", "build", "config_words", "image_words", "write_stimulus",
-           "run_binary", "read_responses", "run_chunk", "chunk_arrays", "ChunkRun"]
+           "run_binary", "read_responses", "run_chunk", "ChunkRun"]
 
 SIMULATORS = ("icarus", "verilator")
 TB_TOP = "yoso_chunk_tb"
@@ -763,28 +763,3 @@ def run_chunk(b: Build, plan: MeshPlan, inputs: np.ndarray, *, workdir, cfg_word
         for key, v in (("write", t1 - t0), ("sim", sim_s), ("read", t3 - t2)):
             timings[key] = timings.get(key, 0.0) + v
     return results, run
-
-
-def chunk_arrays(plan: MeshPlan, results: list[ImageResult], cfg_cycles: int) -> dict:
-    """The per-chunk result arrays of verif/cocotb_mesh.py (``layer<n>``, ``horizon<n>``, ``cycles``,
-    ``cfg_cycles``, ``flits_in``, ``flits_out``, ``decided``, ``errors``) from ImageResults."""
-    n = len(results)
-    sizes = plan.by_net_layer(plan.outputs(k) for k in range(plan.n_layers))
-    times = {k: np.full((n, size), plan.no_spike, dtype=np.int64) for k, size in enumerate(sizes) if size}
-    horizons = {k: np.full((n, size), -1, dtype=np.int64) for k, size in enumerate(sizes) if size}
-    errors = []
-    for b, r in enumerate(results):
-        if r.error is not None:
-            errors.append(f"image {b}: {r.error}")
-            continue
-        for k, layer in enumerate(r.times):
-            if layer is not None:
-                times[k][b], horizons[k][b] = layer, r.horizons[k]
-    out = {f"layer{k}": t for k, t in times.items()}
-    out.update({f"horizon{k}": h for k, h in horizons.items()})
-    out.update(cycles=np.array([r.cycles for r in results], dtype=np.int64), cfg_cycles=np.int64(cfg_cycles),
-               flits_in=np.array([r.flits_in for r in results], dtype=np.int64),
-               flits_out=np.array([r.flits_out for r in results], dtype=np.int64),
-               decided=np.array([-1 if r.decided is None else r.decided for r in results], dtype=np.int64),
-               errors=np.array(errors if errors else [""]))
-    return out

@@ -25,7 +25,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 
 from host.plan import MeshPlan
-from host.runner import ImageRun, SendAll, transfer
+from host.runner import ImageRun, SendAll, result_arrays, transfer
 
 
 class Profile:
@@ -126,31 +126,15 @@ async def test_images(dut):
     cfg_cycles = await transfer(port, SendAll(cfg), **opts)
     dut._log.info(f"configured: {len(cfg)} flits in {cfg_cycles} cycles")
     n = len(inputs)
-    # Per network layer; a conv2d layer pooled inside its PEs emits nothing (size None).
-    sizes = plan.by_net_layer(plan.outputs(k) for k in range(plan.n_layers))
-    times = {k: np.full((n, size), plan.no_spike, dtype=np.int64) for k, size in enumerate(sizes) if size}
-    horizons = {k: np.full((n, size), -1, dtype=np.int64) for k, size in enumerate(sizes) if size}
-    decided = np.full(n, -1, dtype=np.int64)
-    cycles, flits_in, flits_out = (np.zeros(n, dtype=np.int64) for _ in range(3))
-    errors = []
+    results = []
     port.profile = profile  # PE activity is counted during images only, not during configuration
     for b, t in enumerate(inputs):
         run = ImageRun(plan, t, early_exit=bool(job.get("early_exit")))
-        r = run.result(await transfer(port, run, counts=None if profile is None else profile.counts, **opts))
-        cycles[b], flits_in[b], flits_out[b] = r.cycles, r.flits_in, r.flits_out
-        if r.decided is not None:
-            decided[b] = r.decided
+        results.append(run.result(await transfer(port, run, counts=None if profile is None else profile.counts,
+                                                 **opts)))
         if (b + 1) % 10 == 0 or b + 1 == n:
-            dut._log.info(f"{b + 1} of {n} images, last {cycles[b]} cycles")
-        if r.error is not None:
-            errors.append(f"image {b}: {r.error}")
-            continue
-        for k, layer in enumerate(r.times):
-            if layer is not None:
-                times[k][b], horizons[k][b] = layer, r.horizons[k]
-    out = {f"layer{k}": t for k, t in times.items()}
-    out.update({f"horizon{k}": h for k, h in horizons.items()})
+            dut._log.info(f"{b + 1} of {n} images, last {results[-1].cycles} cycles")
+    out = result_arrays(plan, results, cfg_cycles)
     if profile is not None:
         out["profile"] = np.array(json.dumps(profile.counts))
-    np.savez(job["result"], cycles=cycles, cfg_cycles=np.int64(cfg_cycles), flits_in=flits_in, flits_out=flits_out,
-             decided=decided, errors=np.array(errors if errors else [""]), **out)
+    np.savez(job["result"], **out)

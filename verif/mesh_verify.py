@@ -17,6 +17,7 @@ import numpy as np
 
 import model
 from host.plan import MeshPlan
+from host.runner import result_arrays
 from rtl.mesh import Mesh
 
 from . import chunk_sim
@@ -75,7 +76,7 @@ def verify(net: model.Network, plan: MeshPlan, inputs: np.ndarray, *, labels: np
             results, run = chunk_sim.run_chunk(cbuild, plan, inputs[s:s + chunk], workdir=cdir, cfg_words=cfg_words,
                                                early_exit=early_exit)
             shutil.rmtree(cdir)
-            return chunk_sim.chunk_arrays(plan, results, run.cfg_cycles)
+            return result_arrays(plan, results, run.cfg_cycles)
         np.save(cdir / "inputs.npy", inputs[s:s + chunk])
         job = {"plan": plan_file, "inputs": str(cdir / "inputs.npy"), "result": str(cdir / "result.npz"),
                "seed": seed + c, "idle": idle, "stall": stall, "reset_after": reset_after, "profile": profile,
