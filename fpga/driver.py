@@ -97,13 +97,22 @@ class HostLink:
             self.transact(Cmd.CFG, b"".join(int(w).to_bytes(nb, "little") for w in words[k:k + per]))
 
     def weights(self, row: int, neuron: int, values) -> None:
-        """Write ``values`` as the weights of input ``row`` to neurons ``neuron, neuron + 1, ...``."""
-        nb, wb = self.layout.weight_bytes, self.layout.weight_bits
-        per = (MAX_PAYLOAD - 4) // nb
+        """Write ``values`` as the weights of input ``row`` to neurons ``neuron, neuron + 1, ...`` (``neuron`` a
+        multiple of the board's lanes), one weight word of ``lanes`` weights per WEIGHTS entry; the last word is
+        filled with zeros (those neurons' weights of this row become 0)."""
+        lay = self.layout
+        nb, wb, lanes = lay.weight_bytes, lay.weight_bits, lay.lanes
+        if neuron % lanes:
+            raise ValueError(f"weights: neuron {neuron} is not a multiple of the board's {lanes} lanes")
         values = [int(v) for v in values]
-        for k in range(0, len(values), per):
-            body = b"".join((v & ((1 << wb) - 1)).to_bytes(nb, "little") for v in values[k:k + per])
-            self.transact(Cmd.WEIGHTS, row.to_bytes(2, "little") + (neuron + k).to_bytes(2, "little") + body)
+        values += [0] * (-len(values) % lanes)
+        entries = [sum((v & ((1 << wb) - 1)) << (j * wb) for j, v in enumerate(values[k:k + lanes]))
+                   for k in range(0, len(values), lanes)]
+        per = (MAX_PAYLOAD - 4) // nb
+        for k in range(0, len(entries), per):
+            body = b"".join(e.to_bytes(nb, "little") for e in entries[k:k + per])
+            self.transact(Cmd.WEIGHTS, row.to_bytes(2, "little") + (neuron + k * lanes).to_bytes(2, "little")
+                          + body)
 
     def spikes(self, spikes) -> None:
         """Append input spikes ``(index, time)`` (time-sorted) to the board's input buffer."""
@@ -177,7 +186,8 @@ def load_network(link: HostLink, net: Network, placement: StackPlan | None = Non
         for r in range(placement.rows):
             nz = np.flatnonzero(big[r])
             if nz.size:
-                link.weights(r, int(nz[0]), big[r, nz[0]:nz[-1] + 1])
+                lo = int(nz[0]) - int(nz[0]) % link.layout.lanes   # whole weight words
+                link.weights(r, lo, big[r, lo:nz[-1] + 1])
         return
     for r in range(placement.rows):
         link.weights(r, 0, big[r])

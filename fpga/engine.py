@@ -71,7 +71,7 @@ class CommandController(wiring.Component):
         with m.Switch(cmd):
             with m.Case(Cmd.CFG):
                 m.d.comb += need.eq(lay.cfg_bytes)
-            with m.Case(Cmd.WEIGHTS):   # header: row, neuron (2 bytes each), then weights
+            with m.Case(Cmd.WEIGHTS):   # header: row, neuron (2 bytes each), then weight words
                 m.d.comb += need.eq(Mux(count < 2, 2, lay.weight_bytes))
             with m.Case(Cmd.SPIKES):
                 m.d.comb += need.eq(lay.in_bytes)
@@ -225,9 +225,9 @@ class CommandController(wiring.Component):
                 with m.State("WEIGHT_PUSH"):
                     m.d.comb += [self.cmd_weight.valid.eq(1), self.cmd_weight.payload.row.eq(w_row),
                                  self.cmd_weight.payload.neuron.eq(w_neuron),
-                                 self.cmd_weight.payload.data.eq(word(lay.weight_bytes)[:lay.weight_bits])]
+                                 self.cmd_weight.payload.data.eq(word(lay.weight_bytes)[:lay.weight_word_bits])]
                     with m.If(self.cmd_weight.ready):
-                        m.d.sync += w_neuron.eq(w_neuron + 1)
+                        m.d.sync += w_neuron.eq(w_neuron + lay.lanes)
                         m.next = "FETCH"
 
             # ---------------- RUN: the back end replays the input buffer ----------------

@@ -127,9 +127,29 @@ class PECodec:
     def threshold(self, neuron: int, value: int) -> int:
         return pack(self.cfg_layout, target=L.CfgTarget.THRESHOLD, neuron=neuron, data=value)
 
-    def weight(self, row: int, neuron: int, value: int) -> int:
-        return pack(self.cfg_layout, target=L.CfgTarget.WEIGHT, row=row, neuron=neuron,
-                    data=_twos(value, self.cfg.weight_bits))
+    def weight_word(self, row: int, neuron: int, values) -> int:
+        """One WEIGHT word: the weights ``values`` (at most ``lanes``; missing lanes get 0) of input ``row`` to
+        neurons ``neuron, neuron + 1, ...``; ``neuron`` must be a multiple of lanes (one weight SRAM word)."""
+        cfg = self.cfg
+        values = [int(v) for v in values]
+        if neuron % cfg.lanes or not 1 <= len(values) <= cfg.lanes:
+            raise ValueError(f"weight word: neuron {neuron} must be a multiple of lanes = {cfg.lanes} and 1.."
+                             f"{cfg.lanes} weights given, got {len(values)}")
+        wlo, whi = -(1 << (cfg.weight_bits - 1)), (1 << (cfg.weight_bits - 1)) - 1
+        if min(values) < wlo or max(values) > whi:
+            raise ValueError(f"weight: values must lie in {wlo}..{whi}")
+        data = 0
+        for k, v in enumerate(values):
+            data |= _twos(v, cfg.weight_bits) << (k * cfg.weight_bits)
+        return pack(self.cfg_layout, target=L.CfgTarget.WEIGHT, row=row, neuron=neuron, data=data)
+
+    def weight_words(self, weight: np.ndarray) -> list[int]:
+        """The WEIGHT words of a weight matrix (rows = inputs, columns = neurons 0, 1, ...): one word per row
+        and group of ``lanes`` neurons (``ceil(columns / lanes)`` words per row)."""
+        weight = np.asarray(weight, dtype=np.int64)
+        lanes = self.cfg.lanes
+        return [self.weight_word(i, j, weight[i, j:j + lanes]) for i in range(weight.shape[0])
+                for j in range(0, weight.shape[1], lanes)]
 
     def registers(self, *, active: int, neuron_base: int, sources: int, t_end: int, pool_shift: int = 0,
                   conv: dict | None = None, outputs: int | None = None) -> list[int]:
@@ -192,7 +212,7 @@ class PECodec:
         if threshold.min() < 1 or threshold.max() >= 1 << self.cfg.threshold_bits:
             raise ValueError(f"threshold: expected values in 1..{(1 << self.cfg.threshold_bits) - 1}")
         words += [self.threshold(j, int(threshold[j])) for j in range(len(threshold))]
-        words += [self.weight(i, j, int(kernel[i, j])) for i in range(n_rows) for j in range(n_cols)]
+        words += self.weight_words(kernel)
         words += [self.input_map(*map(int, e)) for e in entries]
         return words
 
@@ -220,7 +240,7 @@ class PECodec:
                                pool_shift=pool_shift)
         self.check_weights(weight, threshold)
         words += [self.threshold(j, int(threshold[j])) for j in range(n)]
-        words += [self.weight(i, j, int(weight[i, j])) for i in range(n_in) for j in range(n)]
+        words += self.weight_words(weight)
         return words
 
     # ---- output ----

@@ -175,11 +175,12 @@ class PEConfig:
 
     @property
     def cfg_data_bits(self) -> int:
-        """Width of the data field of a configuration word: any weight, threshold or register value."""
+        """Width of the data field of a configuration word: a weight SRAM word (``lanes`` weights: one WEIGHT word
+        writes them all), a threshold or any register value."""
         conv = (self.row_bits + 2 * self.coord_bits, self.tile_bits, self.kernel_bits, self.word_bits + 1,
                 self.pool_shift_bits) if self.conv else ()
-        return max(self.weight_bits, self.threshold_bits, self.index_bits, self.time_bits, self.sources_bits,
-                   self.active_bits, *conv)
+        return max(self.lanes * self.weight_bits, self.threshold_bits, self.index_bits, self.time_bits,
+                   self.sources_bits, self.active_bits, *conv)
 
     @property
     def cfg_row_bits(self) -> int:

@@ -62,6 +62,8 @@ def test_geometry_checks():
     link = HostLink(SimTransport(LinkCore(pe, in_depth=4, out_depth=8)))
     with pytest.raises(ValueError, match=r"input buffer \(in_depth\): the network needs 10, the board has 4"):
         load_network(link, net, pl, pe=pe)
+    with pytest.raises(ValueError, match="weights: neuron 1 is not a multiple of the board's 2 lanes"):
+        link.weights(0, 1, [1])
 
 
 def test_timeout_is_a_link_error():

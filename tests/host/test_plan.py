@@ -249,7 +249,7 @@ def test_conv_mode_config_words():
                     "KW": 2, "STRIDE": 0, "PAD": 1, "TILE_Y0": 2, "TILE_X0": 0, "TILE_H": 2, "TILE_W": 4,
                     "CH_WORDS": 1, "POOL_LOW": 1}
     assert sum(w.target == L.CfgTarget.THRESHOLD for w in words) == 16
-    assert sum(w.target == L.CfgTarget.WEIGHT for w in words) == 4 * 2
+    assert sum(w.target == L.CfgTarget.WEIGHT for w in words) == 4   # 4 kernel rows x one word of 2 lanes
     assert sum(w.target == L.CfgTarget.INPUT_MAP for w in words) == 16
     dense = [unpack(L.cfg_layout(mp.pe), unpack(fl, w)["payload"]) for w in mp.config_flits()
              if unpack(fl, w)["kind"] == FlitKind.PE_CFG and (unpack(fl, w)["x"], unpack(fl, w)["y"]) == (0, 1)]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from host.codec import PECodec, pack
+from host.codec import PECodec, pack, unpack
 from rtl import layouts as L
 from rtl.config import PEConfig
 from rtl.memory_interface import MemoryInterface
@@ -30,6 +30,10 @@ def test_config_writes_read_back_under_stalls(seed):
     w = rng.integers(-128, 128, size=(CFG.fan_in, CFG.neurons))
     th = rng.integers(1, 1 << 12, size=CFG.neurons)
     words = PECodec(CFG).layer_cfg_words(w, th, neuron_base=0, sources=3, t_end=17)
+    kinds = [unpack(L.cfg_layout(CFG), x).target for x in words]
+    # one WEIGHT word per weight SRAM word (lanes weights each), one THRESHOLD word per neuron
+    assert kinds.count(L.CfgTarget.WEIGHT) == CFG.fan_in * CFG.words
+    assert kinds.count(L.CfgTarget.THRESHOLD) == CFG.neurons
     rng.shuffle(words[4:])  # any order of SRAM writes
     dut = MemoryInterface(CFG)
     resp_lay = L.read_response_layout(CFG)
