@@ -55,7 +55,7 @@ class PEBackend(wiring.Component):
         super().__init__({
             **_common(self._cfg_bits, self._in_bits, c.index_bits + c.time_bits, run),
             "cmd_weight": In(stream.Signature(data.StructLayout({"row": unsigned(16), "neuron": unsigned(16),
-                                                                 "data": unsigned(c.lanes * c.weight_bits)}))),
+                                                                 "data": unsigned(c.cfg_weights * c.weight_bits)}))),
             "cfg": Out(stream.Signature(L.cfg_layout(c))),
             "i": Out(stream.Signature(L.event_layout(c))),
             "o": In(stream.Signature(L.event_layout(c))),
@@ -64,7 +64,8 @@ class PEBackend(wiring.Component):
     def layout(self, *, in_depth: int, out_depth: int) -> ProtocolLayout:
         c = self._config
         return ProtocolLayout(index_bits=c.index_bits, time_bits=c.time_bits, cfg_bits=self._cfg_bits,
-                              weight_bits=c.weight_bits, in_depth=in_depth, out_depth=out_depth, lanes=c.lanes)
+                              weight_bits=c.weight_bits, in_depth=in_depth, out_depth=out_depth,
+                              cfg_weights=c.cfg_weights)
 
     def word_time(self, word):
         """The time of a buffered input word (SPIKES must not go back in time)."""
@@ -164,7 +165,8 @@ class MeshBackend(wiring.Component):
         c, noc = self._config, self._noc
         return ProtocolLayout(index_bits=c.index_bits, time_bits=c.time_bits, cfg_bits=self._flit_bits,
                               weight_bits=c.weight_bits, in_depth=in_depth, out_depth=out_depth,
-                              node_bits=noc.x_bits + noc.y_bits, in_bits=self._flit_bits, lanes=c.lanes)
+                              node_bits=noc.x_bits + noc.y_bits, in_bits=self._flit_bits,
+                              cfg_weights=c.cfg_weights)
 
     def word_time(self, word):
         """Flits are replayed as they are: no time order to check."""

@@ -98,12 +98,12 @@ class HostLink:
 
     def weights(self, row: int, neuron: int, values) -> None:
         """Write ``values`` as the weights of input ``row`` to neurons ``neuron, neuron + 1, ...`` (``neuron`` a
-        multiple of the board's lanes), one weight word of ``lanes`` weights per WEIGHTS entry; the last word is
+        multiple of the board's ``cfg_weights``), ``cfg_weights`` weights per WEIGHTS entry; the last entry is
         filled with zeros (those neurons' weights of this row become 0)."""
         lay = self.layout
-        nb, wb, lanes = lay.weight_bytes, lay.weight_bits, lay.lanes
+        nb, wb, lanes = lay.weight_bytes, lay.weight_bits, lay.cfg_weights
         if neuron % lanes:
-            raise ValueError(f"weights: neuron {neuron} is not a multiple of the board's {lanes} lanes")
+            raise ValueError(f"weights: neuron {neuron} is not a multiple of the board's cfg_weights ({lanes})")
         values = [int(v) for v in values]
         values += [0] * (-len(values) % lanes)
         entries = [sum((v & ((1 << wb) - 1)) << (j * wb) for j, v in enumerate(values[k:k + lanes]))
@@ -186,7 +186,7 @@ def load_network(link: HostLink, net: Network, placement: StackPlan | None = Non
         for r in range(placement.rows):
             nz = np.flatnonzero(big[r])
             if nz.size:
-                lo = int(nz[0]) - int(nz[0]) % link.layout.lanes   # whole weight words
+                lo = int(nz[0]) - int(nz[0]) % link.layout.cfg_weights   # whole WEIGHTS entries
                 link.weights(r, lo, big[r, lo:nz[-1] + 1])
         return
     for r in range(placement.rows):

@@ -71,7 +71,7 @@ class CommandController(wiring.Component):
         with m.Switch(cmd):
             with m.Case(Cmd.CFG):
                 m.d.comb += need.eq(lay.cfg_bytes)
-            with m.Case(Cmd.WEIGHTS):   # header: row, neuron (2 bytes each), then weight words
+            with m.Case(Cmd.WEIGHTS):   # header: row, neuron (2 bytes each), then weight groups
                 m.d.comb += need.eq(Mux(count < 2, 2, lay.weight_bytes))
             with m.Case(Cmd.SPIKES):
                 m.d.comb += need.eq(lay.in_bytes)
@@ -227,7 +227,7 @@ class CommandController(wiring.Component):
                                  self.cmd_weight.payload.neuron.eq(w_neuron),
                                  self.cmd_weight.payload.data.eq(word(lay.weight_bytes)[:lay.weight_word_bits])]
                     with m.If(self.cmd_weight.ready):
-                        m.d.sync += w_neuron.eq(w_neuron + lay.lanes)
+                        m.d.sync += w_neuron.eq(w_neuron + lay.cfg_weights)
                         m.next = "FETCH"
 
             # ---------------- RUN: the back end replays the input buffer ----------------

@@ -32,7 +32,7 @@ __all__ = [
 SYNC_REQ = 0xA5
 SYNC_RESP = 0x5A
 #: Protocol version reported by INFO (2: the mesh RUN carries the run-ahead window and early exit; 3: WEIGHTS
-#: carries whole weight words of ``lanes`` weights, INFO reports ``lanes``).
+#: carries groups of ``cfg_weights`` weights, one PE configuration word each; INFO reports ``cfg_weights``).
 VERSION = 3
 #: Largest request payload in bytes (the board's frame buffer; one 512-byte block RAM).
 MAX_PAYLOAD = 512
@@ -47,10 +47,10 @@ class Cmd(enum.IntEnum):
     INFO = 0x01
     #: Payload: whole configuration words (``cfg_bytes`` each), written to the accelerator's ``cfg`` stream.
     CFG = 0x02
-    #: Payload: ``row`` (2 bytes), ``neuron`` (2 bytes, a multiple of ``lanes``), then weight words
-    #: (``weight_bytes`` each: ``lanes`` two's complement ``weight_bits`` fields, lane 0 in the low bits): word
-    #: ``k`` goes to input ``row``, neurons ``neuron + k * lanes ..`` (bulk weight loading, one PE
-    #: configuration word per weight word).
+    #: Payload: ``row`` (2 bytes), ``neuron`` (2 bytes, a multiple of ``cfg_weights``), then weight groups
+    #: (``weight_bytes`` each: ``cfg_weights`` two's complement ``weight_bits`` fields, the first in the low
+    #: bits): group ``k`` goes to input ``row``, neurons ``neuron + k * cfg_weights ..`` (bulk weight loading,
+    #: one PE configuration word per group).
     WEIGHTS = 0x03
     #: Payload: input words (``in_bytes`` each: a spike, or a whole flit for a mesh), appended to the
     #: board's input buffer. Spike times must not decrease (across frames too) until the next RUN.
@@ -96,15 +96,15 @@ class ProtocolLayout:
     index_bits, time_bits : widths of a spike's index and time (the accelerator's event fields).
     cfg_bits : width of one configuration word.
     weight_bits : width of one weight.
-    lanes : weights per weight word (the PE's lanes; one WEIGHTS entry = one weight SRAM word).
+    cfg_weights : weights per WEIGHTS entry (the PE's ``cfg_weights``: one configuration word each).
     in_depth, out_depth : spikes the input and output buffers hold.
     """
 
     def __init__(self, *, index_bits: int, time_bits: int, cfg_bits: int, weight_bits: int, in_depth: int,
-                 out_depth: int, node_bits: int = 0, in_bits: int = 0, lanes: int = 1):
+                 out_depth: int, node_bits: int = 0, in_bits: int = 0, cfg_weights: int = 1):
         self.index_bits, self.time_bits, self.cfg_bits = index_bits, time_bits, cfg_bits
         self.weight_bits, self.in_depth, self.out_depth = weight_bits, in_depth, out_depth
-        self.node_bits, self.in_bits, self.lanes = node_bits, in_bits, lanes
+        self.node_bits, self.in_bits, self.cfg_weights = node_bits, in_bits, cfg_weights
 
     @property
     def spike_bits(self) -> int:
@@ -131,17 +131,17 @@ class ProtocolLayout:
 
     @property
     def weight_word_bits(self) -> int:
-        """A WEIGHTS entry: ``lanes`` weights."""
-        return self.lanes * self.weight_bits
+        """A WEIGHTS entry: ``cfg_weights`` weights."""
+        return self.cfg_weights * self.weight_bits
 
     @property
     def weight_bytes(self) -> int:
-        """Bytes of one WEIGHTS entry (a weight word)."""
+        """Bytes of one WEIGHTS entry."""
         return math.ceil(self.weight_word_bits / 8)
 
     #: INFO response payload: (name, bytes) in order.
     info_fields = (("version", 1), ("index_bits", 1), ("time_bits", 1), ("cfg_bits", 1), ("weight_bits", 1),
-                   ("in_depth", 2), ("out_depth", 2), ("node_bits", 1), ("in_bits", 1), ("lanes", 1))
+                   ("in_depth", 2), ("out_depth", 2), ("node_bits", 1), ("in_bits", 1), ("cfg_weights", 1))
 
     def info_payload(self) -> bytes:
         values = {"version": VERSION, **vars(self)}

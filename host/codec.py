@@ -128,13 +128,14 @@ class PECodec:
         return pack(self.cfg_layout, target=L.CfgTarget.THRESHOLD, neuron=neuron, data=value)
 
     def weight_word(self, row: int, neuron: int, values) -> int:
-        """One WEIGHT word: the weights ``values`` (at most ``lanes``; missing lanes get 0) of input ``row`` to
-        neurons ``neuron, neuron + 1, ...``; ``neuron`` must be a multiple of lanes (one weight SRAM word)."""
+        """One WEIGHT word: the weights ``values`` (at most ``cfg_weights``; missing ones get 0) of input ``row``
+        to neurons ``neuron, neuron + 1, ...``; ``neuron`` must be a multiple of ``cfg_weights``."""
         cfg = self.cfg
+        g = cfg.cfg_weights
         values = [int(v) for v in values]
-        if neuron % cfg.lanes or not 1 <= len(values) <= cfg.lanes:
-            raise ValueError(f"weight word: neuron {neuron} must be a multiple of lanes = {cfg.lanes} and 1.."
-                             f"{cfg.lanes} weights given, got {len(values)}")
+        if neuron % g or not 1 <= len(values) <= g:
+            raise ValueError(f"weight word: neuron {neuron} must be a multiple of cfg_weights = {g} and 1..{g} "
+                             f"weights given, got {len(values)}")
         wlo, whi = -(1 << (cfg.weight_bits - 1)), (1 << (cfg.weight_bits - 1)) - 1
         if min(values) < wlo or max(values) > whi:
             raise ValueError(f"weight: values must lie in {wlo}..{whi}")
@@ -143,13 +144,13 @@ class PECodec:
             data |= _twos(v, cfg.weight_bits) << (k * cfg.weight_bits)
         return pack(self.cfg_layout, target=L.CfgTarget.WEIGHT, row=row, neuron=neuron, data=data)
 
-    def weight_words(self, weight: np.ndarray) -> list[int]:
+    def weight_matrix_words(self, weight: np.ndarray) -> list[int]:
         """The WEIGHT words of a weight matrix (rows = inputs, columns = neurons 0, 1, ...): one word per row
-        and group of ``lanes`` neurons (``ceil(columns / lanes)`` words per row)."""
+        and group of ``cfg_weights`` neurons (``ceil(columns / cfg_weights)`` words per row)."""
         weight = np.asarray(weight, dtype=np.int64)
-        lanes = self.cfg.lanes
-        return [self.weight_word(i, j, weight[i, j:j + lanes]) for i in range(weight.shape[0])
-                for j in range(0, weight.shape[1], lanes)]
+        g = self.cfg.cfg_weights
+        return [self.weight_word(i, j, weight[i, j:j + g]) for i in range(weight.shape[0])
+                for j in range(0, weight.shape[1], g)]
 
     def registers(self, *, active: int, neuron_base: int, sources: int, t_end: int, pool_shift: int = 0,
                   conv: dict | None = None, outputs: int | None = None) -> list[int]:
@@ -212,7 +213,21 @@ class PECodec:
         if threshold.min() < 1 or threshold.max() >= 1 << self.cfg.threshold_bits:
             raise ValueError(f"threshold: expected values in 1..{(1 << self.cfg.threshold_bits) - 1}")
         words += [self.threshold(j, int(threshold[j])) for j in range(len(threshold))]
-        words += self.weight_words(kernel)
+        # Conv mode addresses the kernel slice compactly: row r, word w at weight SRAM word a = r * CH_WORDS + w,
+        # which the memory interface's dense formula row * (neurons / lanes) + word reaches with row = a // words.
+        cfg, ch_words = self.cfg, int(conv.get("ch_words", 0))
+        if n_cols != ch_words * cfg.lanes:
+            raise ValueError(f"kernel columns: {n_cols} must be ch_words x lanes = {ch_words * cfg.lanes}")
+        if n_rows * ch_words > cfg.weight_words:
+            raise ValueError(f"kernel: {n_rows} rows x {ch_words} words need {n_rows * ch_words} weight SRAM words, "
+                             f"the PE has {cfg.weight_words}")
+        g = cfg.cfg_weights
+        for r in range(n_rows):
+            for w in range(ch_words):
+                a = r * ch_words + w
+                for j in range(0, cfg.lanes, g):
+                    words.append(self.weight_word(a // cfg.words, a % cfg.words * cfg.lanes + j,
+                                                  kernel[r, w * cfg.lanes + j:w * cfg.lanes + j + g]))
         words += [self.input_map(*map(int, e)) for e in entries]
         return words
 
@@ -236,11 +251,14 @@ class PECodec:
         t_end = self.cfg.max_t_end if t_end is None else t_end
         if not 1 <= n_in <= self.cfg.fan_in:
             raise ValueError(f"weight rows: {n_in} is outside the allowed range 1..{self.cfg.fan_in} of this PE")
+        if n_in * self.cfg.words > self.cfg.weight_words:
+            raise ValueError(f"weight rows: the dense mode needs {n_in} x {self.cfg.words} weight SRAM words, the PE "
+                             f"has {self.cfg.weight_words} (weight_depth: a PE for conv-mode layers only)")
         words = self.registers(active=n, neuron_base=neuron_base, sources=sources, t_end=t_end,
                                pool_shift=pool_shift)
         self.check_weights(weight, threshold)
         words += [self.threshold(j, int(threshold[j])) for j in range(n)]
-        words += self.weight_words(weight)
+        words += self.weight_matrix_words(weight)
         return words
 
     # ---- output ----

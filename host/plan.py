@@ -561,14 +561,17 @@ def _share(n: int, neurons: int, lanes: int) -> int:
 
 def plan_mesh(net: model.Network, width: int, height: int, *, neurons: int = 64, lanes: int = 4,
               monitor: bool = True, fifo_depth: int = 4, pe: PEConfig | None = None,
-              window: int | None = None, conv_mode: bool = True) -> MeshPlan:
+              window: int | None = None, conv_mode: bool = True, compact_weights: bool = False) -> MeshPlan:
     """Place ``net`` on a ``width`` x ``height`` mesh of PEs with ``neurons`` neurons and ``lanes`` lanes
     (or the given ``pe``); router input FIFOs of ``fifo_depth`` flits. ``window``: the host's run-ahead window
     (docs/noc.md); None for a host that does not gate its input on the PEs' markers (defer FIFOs are then sized
     for one step of run-ahead per layer, which holds while no output is backpressured for long). Raises
     MappingError naming what is needed and what is available. ``conv_mode``: conv2d layers (stride 1 or 2,
     kernel and padding up to 8, optionally followed by a q x q maxpool2d of stride q, q a power of two) run in
-    the PEs' conv mode (:func:`_plan_conv`, docs/noc.md "Mapping"); False maps them as their dense expansion."""
+    the PEs' conv mode (:func:`_plan_conv`, docs/noc.md "Mapping"); False maps them as their dense expansion.
+    ``compact_weights`` (a network with conv-mode layers): every other layer runs in conv mode too, a dense layer
+    as a 1x1 convolution of a C x 1 x 1 map, so that the PE's weight SRAM is built with only the words its
+    largest kernel slice needs (``PEConfig.weight_depth``) instead of a row of every neuron for every input."""
     if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
         raise MappingError(f"window: must be None or an integer >= 1 (step s is sent after STEP_END(s - window)), "
                            f"got {window!r}")
@@ -576,7 +579,9 @@ def plan_mesh(net: model.Network, width: int, height: int, *, neurons: int = 64,
         raise MappingError(f"mesh: width and height must be in 1..64, got {width}x{height}")
     if conv_mode and any(_conv_mode_pool(net, n) is not None for n in range(len(net.layers))):
         return _plan_conv(net, width, height, neurons=neurons, lanes=lanes, monitor=monitor, fifo_depth=fifo_depth,
-                          pe=pe, window=window)
+                          pe=pe, window=window, compact=compact_weights)
+    if compact_weights:
+        raise MappingError("compact_weights: the network has no layer that runs in conv mode")
     layers = mesh_layers(net)
     weights = [ml.weight for ml in layers]
     thresholds = [ml.threshold for ml in layers]
@@ -719,13 +724,14 @@ def _conv_tiles(conv: model.Conv2d, q: int, limit: int, lanes: int, n: int) -> l
 
 
 def _plan_conv(net: model.Network, width: int, height: int, *, neurons: int, lanes: int, monitor: bool,
-               fifo_depth: int, pe: PEConfig | None, window: int | None) -> MeshPlan:
+               fifo_depth: int, pe: PEConfig | None, window: int | None, compact: bool = False) -> MeshPlan:
     """plan_mesh with conv-mode layers (docs/noc.md "Mapping"). Each conv-mode layer is cut into
     :func:`_conv_tiles`; its output indices are the tiles' outputs one after the other (``out_maps``), and the
     next layer reads them: a dense layer through its weight rows permuted to that order (zero rows for indices
     that never spike), a conv-mode layer through its PEs' input maps. A PE sends to the next-layer PEs whose
     tiles some of its outputs reach (all of them for a dense next layer); the host sends each input spike only
-    to the first-layer PEs it reaches."""
+    to the first-layer PEs it reaches. ``compact``: dense layers run as 1x1 convolutions (plan_mesh's
+    ``compact_weights``)."""
     limit, n_lanes = (neurons, lanes) if pe is None else (pe.neurons, pe.lanes)
     layers, n = [], 0   # (kind, net layer emitted, conv, pool q, MeshLayer or None)
     while n < len(net.layers):
@@ -737,16 +743,27 @@ def _plan_conv(net: model.Network, width: int, height: int, *, neurons: int, lan
             n += 1 + pooled
             continue
         ml = mesh_layers_at(net, n)
-        layers.append(("dense", ml.net_layer, None, 1, ml))
+        if compact:
+            if ml.pool_shift:
+                raise MappingError(f"compact_weights: layers {ml.net_layer - 1}-{ml.net_layer} (a maxpool2d after a "
+                                   "conv2d that does not run in conv mode) cannot run as a 1x1 convolution")
+            n_in, n_out = ml.weight.shape
+            as_conv = model.Conv2d(in_shape=(n_in, 1, 1), weight=ml.weight.T.reshape(n_out, n_in, 1, 1),
+                                   threshold=np.asarray(ml.threshold, dtype=np.int64))
+            layers.append(("conv", ml.net_layer, as_conv, 1, None))
+        else:
+            layers.append(("dense", ml.net_layer, None, 1, ml))
         n = ml.net_layer + 1
     # ---- slices of each layer (output index ranges), out maps ----
     per_layer = []   # per PE layer: list of (lo, hi, active, tile or None)
     out_maps, weights, thresholds, convs, pool_shifts = [], [], [], [], []
+    slice_words = 0   # weight SRAM words of the largest conv-mode kernel slice (rows x CH_WORDS)
     prev_map = None
     for kind, net_n, conv, q, ml in layers:
         if kind == "conv":
             tiles = _conv_tiles(conv, q, limit, n_lanes, net_n - (net.layers[net_n].kind == "maxpool2d"))
             setups = [conv_setup(conv, t, n_lanes, pool=q, threshold_bits=net.threshold_bits) for t in tiles]
+            slice_words = max(slice_words, *(st.kernel.shape[0] * (st.kernel.shape[1] // n_lanes) for st in setups))
             lo, entries = 0, []
             for t, st in zip(tiles, setups, strict=True):
                 entries.append((lo, lo + st.outputs, st.active, (t.oc0, t.oc1, t.y0, t.x0, t.h, t.w)))
@@ -780,6 +797,12 @@ def _plan_conv(net: model.Network, width: int, height: int, *, neurons: int, lan
             convs.append(None)
             pool_shifts.append(ml.pool_shift)
         prev_map = out_maps[-1]
+    if compact:
+        om = out_maps[-1]
+        n_real = int((om >= 0).sum())
+        if not np.array_equal(om[:n_real], np.arange(n_real)):   # the prediction reads output indices as neurons
+            raise MappingError(f"compact_weights: the output layer ({n_real} neurons) must fit one PE of {limit} "
+                               f"neurons in whole lanes")
     counts = [len(e) for e in per_layer]
     need = sum(counts)
     if need > width * height:
@@ -787,7 +810,8 @@ def _plan_conv(net: model.Network, width: int, height: int, *, neurons: int, lan
         for (kind, net_n, conv, _, ml), c in zip(layers, counts, strict=True):
             if kind == "conv":
                 pooled = net.layers[net_n].kind == "maxpool2d"
-                name = f"layers {net_n - 1}-{net_n} (conv2d + maxpool2d)" if pooled else f"layer {net_n} (conv2d)"
+                kind_n = "conv2d" if net.layers[net_n].kind == "conv2d" else f"{net.layers[net_n].kind} as a 1x1 conv"
+                name = f"layers {net_n - 1}-{net_n} (conv2d + maxpool2d)" if pooled else f"layer {net_n} ({kind_n})"
                 parts.append(f"{name}: {math.prod(conv.out_shape)} neurons in conv mode -> {c}")
             else:
                 parts.append((f"layers {ml.net_layer - 1}-{ml.net_layer} (conv2d + maxpool2d)" if ml.pool_shift
@@ -854,7 +878,8 @@ def _plan_conv(net: model.Network, width: int, height: int, *, neurons: int, lan
                    max(hi for e in out_idx for _, hi in e))
         try:
             pe = pe_config(net, lanes=lanes, neurons=per_pe, fan_in=rows, defer_depth=defer,
-                           max_sources=max_sources, conv_inputs=max(in_sizes), conv_size=size, conv_kernel=kernel)
+                           max_sources=max_sources, conv_inputs=max(in_sizes), conv_size=size, conv_kernel=kernel,
+                           weight_depth=slice_words if compact else 0)
         except ValueError as e:
             raise MappingError(f"PE: {e}") from None
     if not pe.conv:
@@ -868,7 +893,13 @@ def _plan_conv(net: model.Network, width: int, height: int, *, neurons: int, lan
         if n_out > 1 << pe.index_bits:
             raise MappingError(f"layers[{net_n}]: {n_out} neuron indices needed, events carry "
                                f"{pe.index_bits} index bits ({1 << pe.index_bits} values)")
+        if kind == "dense" and w.shape[0] * pe.words > pe.weight_words:
+            raise MappingError(f"layers[{net_n}]: the dense mode needs {w.shape[0]} x {pe.words} weight SRAM words, "
+                               f"the PE has {pe.weight_words} (weight_depth; plan with compact_weights)")
         if kind == "conv":
+            if slice_words > pe.weight_words:
+                raise MappingError(f"layers[{net_n}]: a kernel slice needs {slice_words} weight SRAM words, the PE "
+                                   f"has {pe.weight_words}")
             n_in = len(out_maps[k - 1]) if k and out_maps[k - 1] is not None else math.prod(conv.in_shape)
             if n_in > pe.conv_inputs:
                 raise MappingError(f"layers[{net_n}]: {n_in} input map entries needed, the PE has "

@@ -17,6 +17,9 @@ MAX_DEFER_DEPTH = 4096  # the defer FIFO is sized for the worst case run-ahead o
 MAX_SOURCES = 1 << 12
 MAX_CONV_SIZE = 1 << 10
 MAX_CONV_KERNEL = 8
+#: Weights per WEIGHT configuration word at most (PEConfig.cfg_weights): 4 x 8 bits is as wide as the
+#: thresholds and input map entries the same word carries, so the mesh's flits do not grow with the lanes.
+MAX_CFG_WEIGHTS = 4
 
 
 def bits_for(n: int) -> int:
@@ -62,6 +65,11 @@ class PEConfig:
         Largest height or width of a conv layer's input or output map (coordinates 0..conv_size - 1).
     conv_kernel : int
         Largest kernel height or width (and padding) of the conv mode.
+    weight_depth : int
+        Words of the weight SRAM; 0 (the default): ``fan_in * neurons / lanes``, a row of every neuron for every
+        input, which the dense mode needs. The conv mode addresses its kernel slice compactly (row ``r``, word
+        ``w`` at ``r * CH_WORDS + w``), so a PE that runs only conv-mode layers (``host.plan.plan_mesh`` with
+        ``compact_weights``) is built with just the words its largest slice needs.
 
     Raises
     ------
@@ -81,6 +89,7 @@ class PEConfig:
     conv_inputs: int = 0
     conv_size: int = 1
     conv_kernel: int = 5
+    weight_depth: int = 0
 
     def __post_init__(self):
         _check("neurons", self.neurons, 1, MAX_NEURONS)
@@ -101,6 +110,7 @@ class PEConfig:
         _check("conv_inputs", self.conv_inputs, 0, MAX_FAN_IN)
         _check("conv_size", self.conv_size, 1, MAX_CONV_SIZE)
         _check("conv_kernel", self.conv_kernel, 1, MAX_CONV_KERNEL)
+        _check("weight_depth", self.weight_depth, 0, self.fan_in * self.words)
         if self.weight_words > MAX_WEIGHT_WORDS:
             raise ValueError(f"fan_in: fan_in * neurons / lanes = {self.weight_words} weight SRAM words exceeds "
                              f"the limit {MAX_WEIGHT_WORDS} (lower fan_in or neurons, or raise lanes)")
@@ -114,8 +124,14 @@ class PEConfig:
 
     @property
     def weight_words(self) -> int:
-        """Depth of the weight SRAM: ``fan_in`` rows of ``words`` words."""
-        return self.fan_in * self.words
+        """Depth of the weight SRAM: ``weight_depth``, or (0) ``fan_in`` rows of ``words`` words."""
+        return self.weight_depth or self.fan_in * self.words
+
+    @property
+    def cfg_weights(self) -> int:
+        """Weights one WEIGHT configuration word writes: ``min(lanes, MAX_CFG_WEIGHTS)`` consecutive lanes of one
+        weight SRAM word."""
+        return min(self.lanes, MAX_CFG_WEIGHTS)
 
     @property
     def lane_bits(self) -> int:
@@ -175,11 +191,11 @@ class PEConfig:
 
     @property
     def cfg_data_bits(self) -> int:
-        """Width of the data field of a configuration word: a weight SRAM word (``lanes`` weights: one WEIGHT word
-        writes them all), a threshold or any register value."""
+        """Width of the data field of a configuration word: ``cfg_weights`` weights (one WEIGHT word writes them
+        all), a threshold or any register value."""
         conv = (self.row_bits + 2 * self.coord_bits, self.tile_bits, self.kernel_bits, self.word_bits + 1,
                 self.pool_shift_bits) if self.conv else ()
-        return max(self.lanes * self.weight_bits, self.threshold_bits, self.index_bits, self.time_bits,
+        return max(self.cfg_weights * self.weight_bits, self.threshold_bits, self.index_bits, self.time_bits,
                    self.sources_bits, self.active_bits, *conv)
 
     @property

@@ -32,9 +32,9 @@ class CfgTarget(enum.Enum, shape=2):
     """What a configuration word writes."""
 
     REG = 0        #: runtime register number ``row`` (see :class:`Reg`) <- ``data``
-    #: weights of input ``row`` to the ``lanes`` neurons of the word of neuron ``neuron`` (a multiple of lanes;
-    #: the lane bits are ignored) <- ``data``: ``lanes`` signed weight_bits fields, lane 0 in the low bits
-    #: (one whole weight SRAM word per configuration word)
+    #: weights of input ``row`` to neurons ``neuron .. neuron + cfg_weights - 1`` (``neuron`` a multiple of
+    #: ``PEConfig.cfg_weights`` = min(lanes, 4), lanes of one weight SRAM word) <- ``data``: ``cfg_weights``
+    #: signed weight_bits fields, the first in the low bits
     WEIGHT = 1
     THRESHOLD = 2  #: threshold of neuron ``neuron`` <- ``data`` (unsigned, threshold_bits)
     INPUT_MAP = 3  #: conv mode: input map entry ``row`` (an input index) <- ``data`` (input_map_layout)

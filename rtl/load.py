@@ -298,7 +298,7 @@ class Load(wiring.Component):
                         self.req.payload.token.op.eq(L.Op.SPIKE),
                         self.req.payload.token.time.eq(time),
                         self.req.payload.token.word.eq(word),
-                        self.req.payload.weight_addr.eq(row * c.words + cw),
+                        self.req.payload.weight_addr.eq(row * self.ch_words + cw),   # compact kernel slice
                     ]
                     with m.If(self.req.ready & self.req.valid):
                         with m.If(cw + 1 >= self.ch_words):

@@ -20,7 +20,7 @@ class MemoryInterface(wiring.Component):
 
     * weights: ``fan_in * words`` words of ``lanes`` signed ``weight_bits`` weights, address
       ``row * words + word``; used as a single-port SRAM (one read *or* one write per cycle); a ``cfg``
-      WEIGHT word writes one whole word (``lanes`` weights);
+      WEIGHT word writes ``cfg_weights`` lanes of one word;
     * thresholds: ``words`` words of ``lanes`` unsigned ``threshold_bits`` thresholds; single-port use;
     * neuron state: ``words`` words of ``lanes`` (S, V, fired); read by LOAD, written by STORE (dual-port).
 
@@ -77,7 +77,9 @@ class MemoryInterface(wiring.Component):
     def elaborate(self, platform):
         c = self._cfg
         m = Module()
-        m.submodules.weights = wsram = SRAM(shape=L.weight_word_layout(c), depth=c.weight_words)
+        g = c.cfg_weights   # weights per WEIGHT word: the write granularity
+        m.submodules.weights = wsram = SRAM(shape=L.weight_word_layout(c), depth=c.weight_words,
+                                            granularity=None if g == c.lanes else g * c.weight_bits)
         m.submodules.thresholds = tsram = SRAM(shape=L.threshold_word_layout(c), depth=c.words,
                                                granularity=c.threshold_bits)
         m.submodules.state = ssram = SRAM(shape=L.state_word_layout(c), depth=c.words)
@@ -127,12 +129,12 @@ class MemoryInterface(wiring.Component):
         cfg_go = self.cfg.valid & self.cfg.ready
         m.d.comb += [
             wsram.w_addr.eq(cw.row * c.words + word),
-            wsram.w_data.eq(cw.data[:c.lanes * c.weight_bits]),   # one WEIGHT word = one whole SRAM word
+            wsram.w_data.eq(Cat(*[cw.data[:g * c.weight_bits]] * (c.lanes // g))),
             tsram.w_addr.eq(word),
             tsram.w_data.eq(Cat(*[cw.data[:c.threshold_bits]] * c.lanes)),
         ]
         with m.If(cfg_go & is_w):
-            m.d.comb += wsram.w_en.eq(1)
+            m.d.comb += wsram.w_en.eq(1 if g == c.lanes else 1 << (lane >> (g.bit_length() - 1)))
         with m.If(cfg_go & is_t):
             m.d.comb += tsram.w_en.eq(1 << lane)
         with m.If(cfg_go & (cw.target == L.CfgTarget.REG)):

@@ -47,7 +47,7 @@ from host.plan import MeshPlan
 from host.runner import DeadlockError, DecisionWatch, ImageResult, decode_image
 from rtl import layouts as L
 from rtl.config import PEConfig
-from rtl.mesh import Mesh
+from rtl.mesh import Mesh, done_layout
 from rtl.noc_layouts import FlitKind, NocConfig, flit_layout
 
 from .runner import BUILD_ROOT, icarus_time_zero_fix, verilator_env
@@ -60,6 +60,8 @@ TB_TOP = "yoso_chunk_tb"
 MESH_TOP = "yoso_mesh"
 MAGIC = 0x59534F43  # "YSOC"
 VERSION = 1
+#: Widest flit the chunk transport takes (configuration flits travel as 64-bit limbs).
+MAX_FLIT_BITS = 256
 #: Response tags (first column of the response file).
 TAG_WORD, TAG_DONE, TAG_ABORTED, TAG_CFG, TAG_CFG_WORD, TAG_END, TAG_DEADLOCK, TAG_BADSTIM = range(8)
 
@@ -80,11 +82,14 @@ class _Geometry:
     flit_bits: int
     fields: dict          # flit field -> (offset, width)
     event: dict           # event field -> (offset within the payload, width)
+    event_bits: int
+    done_bits: int
 
     @classmethod
     def of(cls, pe: PEConfig, noc: NocConfig) -> _Geometry:
         fl = flit_layout(noc)
-        return cls(fl.size, _fields(fl), _fields(L.event_layout(pe)))
+        return cls(fl.size, _fields(fl), _fields(L.event_layout(pe)), L.event_layout(pe).size,
+                   done_layout(noc).size)
 
     def flit_field(self, name: str) -> tuple[int, int]:
         return self.fields[name]
@@ -98,6 +103,15 @@ class _Geometry:
     def hex_digits(self) -> int:
         return -(-self.flit_bits // 4)
 
+    def check(self) -> None:
+        """Configuration flits may be of any width (they travel as 64-bit limbs); image flits and the flits the
+        host receives (events, DONE) are handled as 64-bit numbers, so their fields must lie below bit 64."""
+        top = self.fields["payload"][0] + max(self.event_bits, self.done_bits)
+        if top > 64 or self.flit_bits > MAX_FLIT_BITS:
+            raise ChunkSimError(f"flits of {self.flit_bits} bits with events up to bit {top}: the chunk transport "
+                                f"handles flits of at most {MAX_FLIT_BITS} bits whose event and DONE fields lie "
+                                "below bit 64")
+
 
 def _range(off_width: tuple[int, int]) -> str:
     off, width = off_width
@@ -109,8 +123,7 @@ def testbench(pe: PEConfig, noc: NocConfig) -> str:
     transport (module docstring). Plan constants come from the stimulus header, so one build serves every plan
     on this mesh configuration."""
     g = _Geometry.of(pe, noc)
-    if g.flit_bits > 64:
-        raise ChunkSimError(f"flits of {g.flit_bits} bits: the chunk transport handles flits of at most 64 bits")
+    g.check()
     nn = noc.n_nodes
     dw = 4 * g.hex_digits
     kind, sx, sy = g.flit_field("kind"), g.flit_field("src_x"), g.flit_field("src_y")
@@ -158,7 +171,7 @@ module {TB_TOP}(
   integer node;
   reg sent;
   reg [31:0] nstep;         // step + 1 of word k (START: 0)
-  reg [63:0] nword;
+  reg [{max(64, g.flit_bits) - 1}:0] nword;
   reg [3:0] tag;
   reg [31:0] rec_img, rec_cyc;
   reg [{dw - 1}:0] rec_data;
@@ -491,10 +504,14 @@ def config_words(plan: MeshPlan) -> np.ndarray:
     for a in (*plan.weights, *plan.thresholds):
         a = np.ascontiguousarray(a)
         h.update(f"{a.dtype}{a.shape}".encode() + a.tobytes())
+    h.update(b"limbs")   # the array format: (words, limbs) of 64 bits, the least significant limb first
     path = BUILD_ROOT / "yoso_chunk-config" / f"{h.hexdigest()[:16]}.npy"
     if path.exists():
         return np.load(path, allow_pickle=False)
-    words = np.array(plan.config_flits(), dtype=np.uint64)
+    n_limbs = -(-flit_layout(plan.noc).size // 64)
+    mask = (1 << 64) - 1
+    words = np.array([[(w >> (64 * j)) & mask for j in range(n_limbs)] for w in plan.config_flits()],
+                     dtype=np.uint64).reshape(-1, n_limbs)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.npy")
     np.save(tmp, words)
@@ -509,15 +526,23 @@ _UNHEX[np.frombuffer(b"ABCDEF", dtype=np.uint8)] = np.arange(10, 16, dtype=np.ui
 
 
 def _hex_lines(*columns: tuple[np.ndarray, int]) -> bytes:
-    """Fixed-width hex text, one line per row: each column (values, digits), space-separated."""
+    """Fixed-width hex text, one line per row: each column (values, digits), space-separated. Values are
+    64-bit numbers, or rows of 64-bit limbs (least significant first) for wider ones; digits beyond the
+    values' bits are 0."""
     n = len(columns[0][0])
     width = sum(d for _, d in columns) + len(columns)
     out = np.empty((n, width), dtype=np.uint8)
     pos = 0
     for values, digits in columns:
         v = np.asarray(values).astype(np.uint64)
+        v = v.reshape(n, -1)
         for j in range(digits):
-            out[:, pos + j] = _HEX[((v >> np.uint64(4 * (digits - 1 - j))) & np.uint64(15)).astype(np.intp)]
+            bit = 4 * (digits - 1 - j)
+            limb = bit // 64
+            if limb >= v.shape[1]:
+                out[:, pos + j] = ord("0")
+                continue
+            out[:, pos + j] = _HEX[((v[:, limb] >> np.uint64(bit % 64)) & np.uint64(15)).astype(np.intp)]
         pos += digits
         out[:, pos] = ord(" ")
         pos += 1
@@ -575,8 +600,7 @@ def write_stimulus(path, plan: MeshPlan, inputs: np.ndarray, *, cfg_words, early
     """Write the stimulus file of a chunk (``inputs``: images x inputs spike times; ``cfg_words``:
     ``plan.config_flits()``, computed once by the caller). Returns the number of image words."""
     g = _Geometry.of(plan.pe, plan.noc)
-    if g.flit_bits > 64:
-        raise ChunkSimError(f"flits of {g.flit_bits} bits: the chunk transport handles flits of at most 64 bits")
+    g.check()
     inputs = np.asarray(inputs, dtype=np.int64).reshape(len(inputs), -1)
     out_nodes = {s.node for s in plan.layer_slices(plan.n_layers - 1)}
     plan_nodes = {s.node for s in plan.slices}
@@ -591,7 +615,7 @@ def write_stimulus(path, plan: MeshPlan, inputs: np.ndarray, *, cfg_words, early
         f.write((" ".join(f"{v:x}" for v in header) + "\n").encode())
         f.write("".join(f"{v:x}\n" for v in flags).encode())
         cfg = np.asarray(cfg_words, dtype=np.uint64)
-        f.write(_hex_lines((np.zeros(len(cfg), np.uint64), 8), (cfg, d)))
+        f.write(_hex_lines((np.zeros(len(cfg), np.uint64), 8), (cfg.reshape(len(cfg), -1), d)))
         for t in inputs:
             steps, words = coder.words(t)
             f.write(f"{len(words):x}\n".encode())
@@ -654,7 +678,10 @@ def read_responses(path, plan: MeshPlan, n_images: int) -> ChunkRun:
     tag = col(0, 1).astype(np.int64)
     img = col(2, 8).astype(np.int64)
     cyc = col(11, 8).astype(np.int64)
-    data = col(20, d)
+    high = max(0, d - 16)   # host-bound flits (events, DONE) lie below bit 64 (_Geometry.check)
+    if high and (rows[:, 20:20 + high] != ord("0")).any():
+        raise ChunkSimError(f"{path}: a response word has bits above 64")
+    data = col(20 + high, d - high)
     if not len(tag) or tag[-1] != TAG_END:
         raise ChunkSimError(f"{path}: the simulation stopped before the end of the chunk")
     if (tag == TAG_DEADLOCK).any():

@@ -29,6 +29,10 @@ def register(sub) -> None:
     p.add_argument("--mesh", help="mesh of WxH nodes (router + PE each, rtl/mesh.py) mapped by host/plan.py; "
                    "without it one PE runs the layers in turn")
     p.add_argument("--neurons", type=int, default=64, help="neurons per PE with --mesh (default 64)")
+    p.add_argument("--compact-weights", action="store_true",
+                   help="with --mesh: every layer in conv mode (dense layers as 1x1 convolutions), the weight SRAM "
+                   "sized to the largest kernel slice instead of fan-in x neurons (networks with conv layers; "
+                   "docs/noc.md 'Mapping')")
     p.add_argument("--lanes", type=int, help="neurons updated per cycle in each PE (default: 4, or the most that "
                    "fit the board by its logic estimate: 1 for one PE on the iCEBreaker)")
     p.add_argument("--window", type=int, default=1, help="with --mesh: run-ahead window in time steps that the "
@@ -83,7 +87,8 @@ def _build(net, size, lanes, args):
     if size is not None:
         if args.neurons < lanes:
             raise CliError(f"--neurons: {args.neurons} is below --lanes {lanes}")
-        mapping = plan_mesh(net, *size, neurons=args.neurons, lanes=lanes, window=args.window)
+        mapping = plan_mesh(net, *size, neurons=args.neurons, lanes=lanes, window=args.window,
+                            compact_weights=args.compact_weights)
         noc = mapping.noc
         # Image flits: START to every node, then per step each first-layer PE gets its spikes and a marker.
         n_first = len(mapping.layer_slices(0))
@@ -117,6 +122,8 @@ def main(args) -> int:
 
     if args.lanes is not None and (args.lanes < 1 or args.lanes & (args.lanes - 1) or args.lanes > 64):
         raise CliError(f"--lanes: must be a power of two in 1..64, got {args.lanes}")
+    if args.compact_weights and args.mesh is None:
+        raise CliError("--compact-weights: needs --mesh (the one-PE top runs the layers in turn in dense mode)")
     net = model.load(args.net)
     board = BOARDS[args.board]
     size = None

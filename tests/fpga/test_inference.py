@@ -62,7 +62,7 @@ def test_geometry_checks():
     link = HostLink(SimTransport(LinkCore(pe, in_depth=4, out_depth=8)))
     with pytest.raises(ValueError, match=r"input buffer \(in_depth\): the network needs 10, the board has 4"):
         load_network(link, net, pl, pe=pe)
-    with pytest.raises(ValueError, match="weights: neuron 1 is not a multiple of the board's 2 lanes"):
+    with pytest.raises(ValueError, match=r"weights: neuron 1 is not a multiple of the board's cfg_weights \(2\)"):
         link.weights(0, 1, [1])
 
 

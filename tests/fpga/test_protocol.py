@@ -22,7 +22,7 @@ def test_crc8_check_value():
 
 
 def test_spike_packing_roundtrip():
-    lay = ProtocolLayout(index_bits=10, time_bits=8, cfg_bits=50, weight_bits=8, in_depth=4, out_depth=4, lanes=4)
+    lay = ProtocolLayout(index_bits=10, time_bits=8, cfg_bits=50, weight_bits=8, in_depth=4, out_depth=4, cfg_weights=4)
     assert (lay.weight_word_bits, lay.weight_bytes) == (32, 4)   # a WEIGHTS entry is one word of 4 weights
     assert lay.spike_bytes == 3 and lay.cfg_bytes == 7
     assert lay.unpack_spike(lay.pack_spike(1000, 254)) == (1000, 254)
@@ -52,8 +52,8 @@ def raw(link, frame: bytes) -> tuple[int, int, bytes]:
 def test_info(link):
     link, pe = link
     lay = link.info()
-    assert (lay.index_bits, lay.time_bits, lay.weight_bits, lay.in_depth, lay.out_depth, lay.lanes) == \
-        (pe.index_bits, pe.time_bits, pe.weight_bits, 6, 4, pe.lanes)
+    assert (lay.index_bits, lay.time_bits, lay.weight_bits, lay.in_depth, lay.out_depth, lay.cfg_weights) == \
+        (pe.index_bits, pe.time_bits, pe.weight_bits, 6, 4, pe.cfg_weights)
 
 
 def test_error_statuses(link):

@@ -109,6 +109,32 @@ def test_conv_mode_networks_bit_exact(in_shape, spec, mesh, neurons, lanes, seed
     assert score, score.first
 
 
+@pytest.mark.parametrize("in_shape,spec,mesh,neurons,lanes", [
+    # conv -> 2x2 pool -> dense (as a 1x1 conv of 8 channels, 3 outputs in 4 lanes) on 2x2
+    ((1, 6, 6), [("conv", 2, 3, 1, 1), ("pool", 2, 2), ("dense", 3)], (2, 2), 64, 4),
+    # conv -> pool -> conv -> dense -> dense on 3x2: the dense layers read conv tile outputs / each other
+    # through their input maps
+    ((2, 8, 8), [("conv", 2, 5, 1, 2), ("pool", 2, 2), ("conv", 3, 3, 1, 1), ("dense", 5), ("dense", 2)], (3, 2),
+     64, 2),
+])
+def test_compact_weights_bit_exact(in_shape, spec, mesh, neurons, lanes, seed, random_conv_network):
+    """compact_weights: every layer in conv mode (dense ones as 1x1 convolutions), the weight SRAM built with
+    only the largest kernel slice's words: bit-exact on every neuron of every layer under stalls."""
+    seed += len(spec) + in_shape[1] + 11
+    rng = np.random.default_rng(seed)
+    net = random_conv_network(rng, in_shape, spec)
+    mp = plan_mesh(net, *mesh, neurons=neurons, lanes=lanes, window=1, compact_weights=True)
+    assert all(g is not None for g in mp.convs)
+    assert 0 < mp.pe.weight_depth == mp.pe.weight_words < mp.pe.fan_in * mp.pe.words
+    inputs = random_inputs(rng, net, 2)
+    golden = model.run(net, inputs)
+    results = run_images(mp, inputs, seed=seed, idle=0.2, stall=0.2)
+    score, errors = compare_images(results, golden, net.no_spike)
+    assert not errors, errors
+    assert score.compared == 2 * _exposed_net(net)
+    assert score, score.first
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("k", range(12))
 def test_conv_mode_many_seeds(k, seed, random_conv_network):
@@ -133,7 +159,7 @@ def test_conv_mode_many_seeds(k, seed, random_conv_network):
     mesh = [(1, 1), (2, 2), (3, 2)][k % 3]
     try:
         mp = plan_mesh(net, *mesh, neurons=int(rng.choice([16, 32, 64])), lanes=int(rng.choice([1, 2, 4])),
-                       window=1)
+                       window=1, compact_weights=k % 5 == 1)
     except model.NetworkError:
         mp = plan_mesh(net, 4, 4, neurons=64, lanes=2, window=1)
     inputs = random_inputs(rng, net, 2)

@@ -16,23 +16,27 @@ from verif.pysim_pe import stream_get, stream_put
 CFG = PEConfig(neurons=8, fan_in=5, lanes=4, threshold_bits=12, time_bits=5, max_sources=3)
 
 
-def _request(op, word, weight_addr=0):
-    lay = L.read_request_layout(CFG)
-    tok = L.token_layout(CFG)
+def _request(op, word, weight_addr=0, cfg=CFG):
+    lay = L.read_request_layout(cfg)
+    tok = L.token_layout(cfg)
     token = pack(tok, op=op, word=word)
     return token << lay["token"].offset | weight_addr << lay["weight_addr"].offset
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_config_writes_read_back_under_stalls(seed):
+# 4 lanes: a WEIGHT word writes a whole weight word; 8 lanes: two WEIGHT words of cfg_weights = 4 per word
+CFG8 = PEConfig(neurons=16, fan_in=5, lanes=8, threshold_bits=12, time_bits=5, max_sources=3)
+
+
+@pytest.mark.parametrize("seed,CFG", [(0, CFG), (1, CFG), (2, CFG8)])
+def test_config_writes_read_back_under_stalls(seed, CFG):
     print(f"seed={seed}")
     rng = np.random.default_rng(seed)
     w = rng.integers(-128, 128, size=(CFG.fan_in, CFG.neurons))
     th = rng.integers(1, 1 << 12, size=CFG.neurons)
     words = PECodec(CFG).layer_cfg_words(w, th, neuron_base=0, sources=3, t_end=17)
     kinds = [unpack(L.cfg_layout(CFG), x).target for x in words]
-    # one WEIGHT word per weight SRAM word (lanes weights each), one THRESHOLD word per neuron
-    assert kinds.count(L.CfgTarget.WEIGHT) == CFG.fan_in * CFG.words
+    # one WEIGHT word per cfg_weights = min(lanes, 4) weights, one THRESHOLD word per neuron
+    assert kinds.count(L.CfgTarget.WEIGHT) == CFG.fan_in * CFG.neurons // CFG.cfg_weights
     assert kinds.count(L.CfgTarget.THRESHOLD) == CFG.neurons
     rng.shuffle(words[4:])  # any order of SRAM writes
     dut = MemoryInterface(CFG)
@@ -47,7 +51,7 @@ def test_config_writes_read_back_under_stalls(seed):
         assert (ctx.get(dut.neuron_base), ctx.get(dut.sources), ctx.get(dut.t_end), ctx.get(dut.active)) == \
             (0, 3, 17, CFG.neurons)
         for op, k, addr in reqs:
-            await stream_put(ctx, dut.read_req, _request(op, k, addr), rng=rng, idle=0.3)
+            await stream_put(ctx, dut.read_req, _request(op, k, addr, CFG), rng=rng, idle=0.3)
 
     async def collect(ctx):
         for _ in reqs:

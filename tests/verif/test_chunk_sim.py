@@ -72,11 +72,13 @@ def test_image_words_equal_image_steps(seed):
 
 
 def test_config_words_cached(seed):
-    """config_words is plan.config_flits(), computed or read from its cache."""
+    """config_words is plan.config_flits() as 64-bit limbs (least significant first), computed or read from its
+    cache."""
     net, _ = case("6-7-3", seed + 5, 1)
     plan = plan_mesh(net, 2, 2, neurons=4, lanes=2, window=1)
     for _ in range(2):
-        assert chunk_sim.config_words(plan).tolist() == plan.config_flits()
+        words = chunk_sim.config_words(plan)
+        assert [sum(int(v) << (64 * j) for j, v in enumerate(row)) for row in words] == plan.config_flits()
 
 
 def test_testbench_fields_from_layouts():
@@ -109,6 +111,18 @@ def test_chunks_and_window(seed):
     net, inputs = case("6-7-3", seed + 20, 5)
     plan = plan_mesh(net, 2, 2, neurons=4, lanes=2, window=3)
     assert_identical(both(net, plan, inputs, sim="icarus", early_exit=True, chunk=2), net, inputs)
+
+
+@needs_icarus
+def test_wide_flits(seed):
+    """Flits wider than 64 bits (16-bit weights: a WEIGHT word carries 4 x 16 bits): the configuration travels as
+    64-bit limbs, events below bit 64; same results as the cocotb transport and the golden model."""
+    net = model.random_network("6-5-3", seed=seed + 30, time_bits=4, weight_bits=16)
+    rng = np.random.default_rng(seed + 30)
+    inputs = rng.integers(0, net.t_end + 1, size=(3, net.n_inputs))
+    plan = plan_mesh(net, 2, 1, neurons=8, lanes=4, window=1)
+    assert chunk_sim._Geometry.of(plan.pe, plan.noc).flit_bits > 64
+    assert_identical(both(net, plan, inputs, sim="icarus", early_exit=False), net, inputs)
 
 
 @needs_icarus
