@@ -561,7 +561,8 @@ def _share(n: int, neurons: int, lanes: int) -> int:
 
 def plan_mesh(net: model.Network, width: int, height: int, *, neurons: int = 64, lanes: int = 4,
               monitor: bool = True, fifo_depth: int = 4, pe: PEConfig | None = None,
-              window: int | None = None, conv_mode: bool = True, compact_weights: bool = False) -> MeshPlan:
+              window: int | None = None, conv_mode: bool = True, compact_weights: bool = False,
+              balance: bool = False) -> MeshPlan:
     """Place ``net`` on a ``width`` x ``height`` mesh of PEs with ``neurons`` neurons and ``lanes`` lanes
     (or the given ``pe``); router input FIFOs of ``fifo_depth`` flits. ``window``: the host's run-ahead window
     (docs/noc.md); None for a host that does not gate its input on the PEs' markers (defer FIFOs are then sized
@@ -571,7 +572,9 @@ def plan_mesh(net: model.Network, width: int, height: int, *, neurons: int = 64,
     the PEs' conv mode (:func:`_plan_conv`, docs/noc.md "Mapping"); False maps them as their dense expansion.
     ``compact_weights`` (a network with conv-mode layers): every other layer runs in conv mode too, a dense layer
     as a 1x1 convolution of a C x 1 x 1 map, so that the PE's weight SRAM is built with only the words its
-    largest kernel slice needs (``PEConfig.weight_depth``) instead of a row of every neuron for every input."""
+    largest kernel slice needs (``PEConfig.weight_depth``) instead of a row of every neuron for every input.
+    ``balance`` (conv-mode layers): the mesh's spare nodes go to the layers with the most synapses per PE, which
+    get smaller tiles (:func:`_balance`), instead of every layer taking as few PEs as fit."""
     if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
         raise MappingError(f"window: must be None or an integer >= 1 (step s is sent after STEP_END(s - window)), "
                            f"got {window!r}")
@@ -579,7 +582,7 @@ def plan_mesh(net: model.Network, width: int, height: int, *, neurons: int = 64,
         raise MappingError(f"mesh: width and height must be in 1..64, got {width}x{height}")
     if conv_mode and any(_conv_mode_pool(net, n) is not None for n in range(len(net.layers))):
         return _plan_conv(net, width, height, neurons=neurons, lanes=lanes, monitor=monitor, fifo_depth=fifo_depth,
-                          pe=pe, window=window, compact=compact_weights)
+                          pe=pe, window=window, compact=compact_weights, balance=balance)
     if compact_weights:
         raise MappingError("compact_weights: the network has no layer that runs in conv mode")
     layers = mesh_layers(net)
@@ -723,8 +726,49 @@ def _conv_tiles(conv: model.Conv2d, q: int, limit: int, lanes: int, n: int) -> l
             for o0 in range(0, oc, per) for y0 in range(0, rh, th) for x0 in range(0, rw, tw)]
 
 
+def _synapses(entry) -> int:
+    """Synapses of a layer of PEs (an entry of _plan_conv's ``layers``): what its SOPs scale with."""
+    kind, _, conv, _, ml = entry
+    return math.prod(conv.out_shape) * math.prod(conv.weight.shape[1:]) if kind == "conv" else ml.weight.size
+
+
+def _balance(net: model.Network, layers, limit: int, lanes: int, nodes: int) -> list[int]:
+    """Per layer of PEs (_plan_conv's ``layers``), the neurons its tiles may hold. All start at ``limit`` (as
+    few PEs as fit); then, while the mesh has nodes for it, the layer with the most synapses per PE (the one
+    that sets the pace) gets the next smaller tiles that take more PEs. Dense-mode layers and the output layer
+    keep ``limit`` (the output layer's indices must stay the network's, see compact_weights)."""
+    def tiles(k, lim):
+        kind, net_n, conv, q, _ = layers[k]
+        return len(_conv_tiles(conv, q, lim, lanes, net_n - (net.layers[net_n].kind == "maxpool2d")))
+
+    limits = [limit] * len(layers)
+    try:
+        counts = [tiles(k, limit) if layers[k][0] == "conv" else 1 for k in range(len(layers))]
+    except MappingError:
+        return limits   # _plan_conv reports it
+    syn = [_synapses(e) for e in layers]
+    while sum(counts) <= nodes:
+        k = max(range(len(layers)), key=lambda j: syn[j] / counts[j])
+        if layers[k][0] != "conv" or k == len(layers) - 1:
+            break
+        lim, found = limits[k], None
+        while lim > lanes and found is None:
+            lim -= lanes
+            try:
+                c = tiles(k, lim)
+            except MappingError:
+                break
+            if c > counts[k]:
+                found = (lim, c)
+        if found is None or sum(counts) - counts[k] + found[1] > nodes:
+            break
+        limits[k], counts[k] = found
+    return limits
+
+
 def _plan_conv(net: model.Network, width: int, height: int, *, neurons: int, lanes: int, monitor: bool,
-               fifo_depth: int, pe: PEConfig | None, window: int | None, compact: bool = False) -> MeshPlan:
+               fifo_depth: int, pe: PEConfig | None, window: int | None, compact: bool = False,
+               balance: bool = False) -> MeshPlan:
     """plan_mesh with conv-mode layers (docs/noc.md "Mapping"). Each conv-mode layer is cut into
     :func:`_conv_tiles`; its output indices are the tiles' outputs one after the other (``out_maps``), and the
     next layer reads them: a dense layer through its weight rows permuted to that order (zero rows for indices
@@ -759,9 +803,10 @@ def _plan_conv(net: model.Network, width: int, height: int, *, neurons: int, lan
     out_maps, weights, thresholds, convs, pool_shifts = [], [], [], [], []
     slice_words = 0   # weight SRAM words of the largest conv-mode kernel slice (rows x CH_WORDS)
     prev_map = None
-    for kind, net_n, conv, q, ml in layers:
+    limits = _balance(net, layers, limit, n_lanes, width * height) if balance else [limit] * len(layers)
+    for (kind, net_n, conv, q, ml), lim in zip(layers, limits, strict=True):
         if kind == "conv":
-            tiles = _conv_tiles(conv, q, limit, n_lanes, net_n - (net.layers[net_n].kind == "maxpool2d"))
+            tiles = _conv_tiles(conv, q, lim, n_lanes, net_n - (net.layers[net_n].kind == "maxpool2d"))
             setups = [conv_setup(conv, t, n_lanes, pool=q, threshold_bits=net.threshold_bits) for t in tiles]
             slice_words = max(slice_words, *(st.kernel.shape[0] * (st.kernel.shape[1] // n_lanes) for st in setups))
             lo, entries = 0, []

@@ -33,6 +33,9 @@ def register(sub) -> None:
                    help="with --mesh: every layer in conv mode (dense layers as 1x1 convolutions), the weight SRAM "
                    "sized to the largest kernel slice instead of fan-in x neurons (networks with conv layers; "
                    "docs/noc.md 'Mapping')")
+    p.add_argument("--balance", action="store_true",
+                   help="with --mesh: give the mesh's spare nodes to the conv-mode layers with the most synapses per "
+                        "PE (smaller tiles), instead of as few PEs per layer as fit")
     p.add_argument("--lanes", type=int, help="neurons updated per cycle in each PE (default: 4, or the most that "
                    "fit the board by its logic estimate: 1 for one PE on the iCEBreaker)")
     p.add_argument("--window", type=int, default=1, help="with --mesh: run-ahead window in time steps that the "
@@ -88,7 +91,7 @@ def _build(net, size, lanes, args):
         if args.neurons < lanes:
             raise CliError(f"--neurons: {args.neurons} is below --lanes {lanes}")
         mapping = plan_mesh(net, *size, neurons=args.neurons, lanes=lanes, window=args.window,
-                            compact_weights=args.compact_weights)
+                            compact_weights=args.compact_weights, balance=args.balance)
         noc = mapping.noc
         # Image flits: START to every node, then per step each first-layer PE gets its spikes and a marker.
         n_first = len(mapping.layer_slices(0))
@@ -122,8 +125,9 @@ def main(args) -> int:
 
     if args.lanes is not None and (args.lanes < 1 or args.lanes & (args.lanes - 1) or args.lanes > 64):
         raise CliError(f"--lanes: must be a power of two in 1..64, got {args.lanes}")
-    if args.compact_weights and args.mesh is None:
-        raise CliError("--compact-weights: needs --mesh (the one-PE top runs the layers in turn in dense mode)")
+    for flag, on in (("--compact-weights", args.compact_weights), ("--balance", args.balance)):
+        if on and args.mesh is None:
+            raise CliError(f"{flag}: needs --mesh (the one-PE top runs the layers in turn in dense mode)")
     net = model.load(args.net)
     board = BOARDS[args.board]
     size = None

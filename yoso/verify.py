@@ -34,6 +34,9 @@ def register(sub) -> None:
                    help="every layer in conv mode (dense layers as 1x1 convolutions), the weight SRAM sized to "
                    "the largest kernel slice instead of fan-in x neurons (networks with conv layers; docs/noc.md "
                    "'Mapping')")
+    p.add_argument("--balance", action="store_true",
+                   help="give the mesh's spare nodes to the conv-mode layers with the most synapses per PE (smaller "
+                        "tiles), instead of as few PEs per layer as fit")
     p.add_argument("--chunk", type=int, default=100, help="images per simulator run (default 100)")
     p.add_argument("--jobs", type=int, default=1, help="chunks simulated at once, one simulator process each "
                    "(default 1)")
@@ -73,7 +76,7 @@ def main(args) -> int:
     from host.plan import plan_mesh
 
     plan = plan_mesh(net, width, height, neurons=args.neurons, lanes=args.lanes, window=args.window,
-                     compact_weights=args.compact_weights)  # fit errors
+                     compact_weights=args.compact_weights, balance=args.balance)  # fit errors
     from tqdm import tqdm
 
     from verif.mesh_verify import verify

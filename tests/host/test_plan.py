@@ -198,6 +198,21 @@ def _fmnist_conv_shape(rng):
                                      time_bits=8)
 
 
+def test_compact_and_balanced_reference_shape():
+    """The same shape with compact weights on big PEs: every layer in conv mode on 4 + 1 + 1 PEs of 2,304 neurons x
+    16 lanes, the weight SRAM sized to the largest slice (conv2: 400 rows x 2 words = 800, not 2,304 x 144); with
+    balance on 4x4 the spare nodes go to conv2 (819,200 synapses against conv1's 230,400), 8 PEs instead of 1."""
+    net = _fmnist_conv_shape(np.random.default_rng(0))
+    mp = plan_mesh(net, 3, 2, neurons=2304, lanes=16, compact_weights=True)
+    assert [len(mp.layer_slices(n)) for n in range(3)] == [4, 1, 1] and all(g is not None for g in mp.convs)
+    assert (mp.pe.weight_words, mp.pe.words, mp.pe.fan_in) == (800, 144, 2304)
+    assert mp.conv(2) == {"in_shape": [512, 1, 1], "kernel": [1, 1], "stride": 1, "padding": 0, "pool": 1}
+    bal = plan_mesh(net, 4, 4, neurons=2304, lanes=16, compact_weights=True, balance=True)
+    assert [len(bal.layer_slices(n)) for n in range(3)] == [4, 8, 1]
+    with pytest.raises(MappingError, match="compact_weights: the network has no layer that runs in conv mode"):
+        plan_mesh(model.random_network("6-5-3", seed=0), 2, 2, compact_weights=True)
+
+
 def test_conv_mode_reference_shape(tmp_path):
     """1x28x28-c16k5-p2-c32k5-p2-10 in conv mode on PEs of 64 neurons x 4 lanes: conv1 on 144 PEs (all 16 channels
     = 4 words per position, 2 x 2 positions = one pooled window per channel), conv2 on 32 PEs (2 groups of 16

@@ -109,21 +109,27 @@ def test_conv_mode_networks_bit_exact(in_shape, spec, mesh, neurons, lanes, seed
     assert score, score.first
 
 
-@pytest.mark.parametrize("in_shape,spec,mesh,neurons,lanes", [
+@pytest.mark.parametrize("in_shape,spec,mesh,neurons,lanes,balance", [
     # conv -> 2x2 pool -> dense (as a 1x1 conv of 8 channels, 3 outputs in 4 lanes) on 2x2
-    ((1, 6, 6), [("conv", 2, 3, 1, 1), ("pool", 2, 2), ("dense", 3)], (2, 2), 64, 4),
+    ((1, 6, 6), [("conv", 2, 3, 1, 1), ("pool", 2, 2), ("dense", 3)], (2, 2), 64, 4, False),
     # conv -> pool -> conv -> dense -> dense on 3x2: the dense layers read conv tile outputs / each other
     # through their input maps
     ((2, 8, 8), [("conv", 2, 5, 1, 2), ("pool", 2, 2), ("conv", 3, 3, 1, 1), ("dense", 5), ("dense", 2)], (3, 2),
-     64, 2),
+     64, 2, False),
+    # the same on 3x3 with balance: the spare nodes split the layers with the most synapses per PE
+    ((2, 8, 8), [("conv", 2, 5, 1, 2), ("pool", 2, 2), ("conv", 3, 3, 1, 1), ("dense", 5), ("dense", 2)], (3, 3),
+     64, 2, True),
 ])
-def test_compact_weights_bit_exact(in_shape, spec, mesh, neurons, lanes, seed, random_conv_network):
+def test_compact_weights_bit_exact(in_shape, spec, mesh, neurons, lanes, balance, seed, random_conv_network):
     """compact_weights: every layer in conv mode (dense ones as 1x1 convolutions), the weight SRAM built with
     only the largest kernel slice's words: bit-exact on every neuron of every layer under stalls."""
     seed += len(spec) + in_shape[1] + 11
     rng = np.random.default_rng(seed)
     net = random_conv_network(rng, in_shape, spec)
-    mp = plan_mesh(net, *mesh, neurons=neurons, lanes=lanes, window=1, compact_weights=True)
+    mp = plan_mesh(net, *mesh, neurons=neurons, lanes=lanes, window=1, compact_weights=True, balance=balance)
+    if balance:
+        assert len(mp.slices) > len(plan_mesh(net, *mesh, neurons=neurons, lanes=lanes, window=1,
+                                              compact_weights=True).slices)
     assert all(g is not None for g in mp.convs)
     assert 0 < mp.pe.weight_depth == mp.pe.weight_words < mp.pe.fan_in * mp.pe.words
     inputs = random_inputs(rng, net, 2)
