@@ -26,6 +26,11 @@ def register(sub) -> None:
     p.add_argument("--window", type=int, help="with --mesh --net: the host's run-ahead window in time steps that "
                                               "the PEs' defer FIFOs are sized for (default 1, docs/noc.md)")
     p.add_argument("--lanes", type=int, default=4, help="neurons updated per cycle, a power of two (default 4)")
+    p.add_argument("--compact-weights", action="store_true",
+                   help="with --mesh --net: every layer in conv mode, the weight SRAM sized to the largest kernel "
+                        "slice (plan_mesh compact_weights, docs/noc.md 'Mapping')")
+    p.add_argument("--balance", action="store_true",
+                   help="with --mesh --net: spare nodes to the conv-mode layers with the most synapses per PE")
     p.add_argument("--neurons", type=int, help="neurons per PE (default 64, or what --net needs; with --mesh "
                                                "--net: the most neurons per PE the mapping may use, default 64)")
     p.add_argument("--fan-in", type=int, help="weight rows (default 1024, or what --net needs)")
@@ -90,6 +95,9 @@ def _mesh_config(args, net):
 
         if args.window is not None:
             raise CliError("--window: only with --mesh --net (it sizes the mapped PEs' defer FIFOs)")
+        for flag, on in (("--compact-weights", args.compact_weights), ("--balance", args.balance)):
+            if on:
+                raise CliError(f"{flag}: only with --mesh --net (it is a way of mapping the network)")
         pe = config_from_args(args)
         return pe, noc_config(pe, width, height), None
     from host.plan import MappingError, plan_mesh
@@ -111,7 +119,8 @@ def _mesh_config(args, net):
     if neurons < args.lanes:
         raise CliError(f"--neurons: {neurons} is below --lanes {args.lanes}")
     try:
-        plan = plan_mesh(net, width, height, neurons=neurons, lanes=args.lanes, window=window)
+        plan = plan_mesh(net, width, height, neurons=neurons, lanes=args.lanes, window=window,
+                         compact_weights=args.compact_weights, balance=args.balance)
     except MappingError:
         raise    # one line with the numbers needed and available (yoso.cli)
     except ValueError as e:
@@ -122,8 +131,10 @@ def _mesh_config(args, net):
 def main(args) -> int:
     from rtl.generate import MESH_LINT_WAIVERS, MESH_TOP, TOP, convert, lint, ports
 
-    if args.window is not None and args.mesh is None:
-        raise CliError("--window: only with --mesh --net")
+    for flag, on in (("--window", args.window is not None), ("--compact-weights", args.compact_weights),
+                     ("--balance", args.balance)):
+        if on and args.mesh is None:
+            raise CliError(f"{flag}: only with --mesh --net")
     name = args.name if args.name is not None else (MESH_TOP if args.mesh else TOP)
     if not name.isidentifier():
         raise CliError(f"--name: {name!r} is not a Verilog identifier")

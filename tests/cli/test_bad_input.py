@@ -297,6 +297,7 @@ CASES = [
     Case("train-tau-tiny-diverges", train("--tau", "1e-300", out="{tmp}/r"), "--tau"),
     Case("fpga-dataset-empty", ["fpga", "--board", "icebreaker", "--net", "{net}", "--dataset", "",
                                 "--verilog-only", "{tmp}/t.v"], "--dataset"),
+    Case("verilog-balance-no-mesh", ["verilog", "--balance", "--out", "{tmp}/pe.v"], "--balance"),
     Case("fpga-compact-no-mesh", ["fpga", "--board", "icebreaker", "--net", "{net}", "--compact-weights",
                                   "--verilog-only", "{tmp}/t.v"], "--compact-weights"),
     Case("verify-compact-dense-net", ["verify", "--net", "{net}", "--mesh", "1x1", "--compact-weights",
