@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -12,6 +12,24 @@ from .fifo import StreamFIFO
 
 __all__ = ["Load"]
 
+
+
+def _lowest_set(bits):
+    """(any bit set, index of the lowest set bit) of ``bits`` as a balanced tree of 2:1 choices: log2(width)
+    levels deep, where a chain of priority ``If``s is ``width`` deep (too slow for big PEs and too deep for
+    synthesis tools that walk it recursively)."""
+    level = [(bits[j], None) for j in range(len(bits))]
+    while len(level) > 1:
+        if len(level) % 2:
+            first = level[0][1]   # every index of a level has the same width
+            level.append((Const(0, 1), None if first is None else Const(0, len(first))))
+        nxt = []
+        for (va, ia), (vb, ib) in zip(level[0::2], level[1::2], strict=True):
+            idx = ~va if ia is None else Mux(va, Cat(ia, Const(0, 1)), Cat(ib, Const(1, 1)))
+            nxt.append((va | vb, idx))
+        level = nxt
+    v, idx = level[0]
+    return v, Const(0, 1) if idx is None else idx
 
 class Load(wiring.Component):
     """Takes input events, keeps the step bookkeeping, and issues one read request per SRAM word.
@@ -181,9 +199,8 @@ class Load(wiring.Component):
         cand = Signal(c.words)
         m.d.comb += cand.eq((rising | pending) & (Const((1 << c.words) - 1, c.words) << k)[:c.words])
         nxt = Signal(c.word_bits)
-        for j in reversed(range(c.words)):
-            with m.If(cand[j]):
-                m.d.comb += nxt.eq(j)
+        found, low = _lowest_set(cand)
+        m.d.comb += nxt.eq(Mux(found, low, 0))
 
         if c.conv:
             conv_states = self._conv(m, pending, time, fetch)
