@@ -136,9 +136,7 @@ class PECodec:
         if neuron % g or not 1 <= len(values) <= g:
             raise ValueError(f"weight word: neuron {neuron} must be a multiple of cfg_weights = {g} and 1..{g} "
                              f"weights given, got {len(values)}")
-        wlo, whi = -(1 << (cfg.weight_bits - 1)), (1 << (cfg.weight_bits - 1)) - 1
-        if min(values) < wlo or max(values) > whi:
-            raise ValueError(f"weight: values must lie in {wlo}..{whi}")
+        self._check_weight_range(min(values), max(values))
         data = 0
         for k, v in enumerate(values):
             data |= _twos(v, cfg.weight_bits) << (k * cfg.weight_bits)
@@ -231,12 +229,17 @@ class PECodec:
         words += [self.input_map(*map(int, e)) for e in entries]
         return words
 
+    def _check_weight_range(self, lo: int, hi: int) -> None:
+        """ValueError unless ``lo .. hi`` (the smallest and largest weight given) fits signed weight_bits."""
+        wlo, whi = -(1 << (self.cfg.weight_bits - 1)), (1 << (self.cfg.weight_bits - 1)) - 1
+        if lo < wlo or hi > whi:
+            raise ValueError(f"weight: values must lie in {wlo}..{whi}")
+
     def check_weights(self, weight: np.ndarray, threshold: np.ndarray) -> None:
         cfg = self.cfg
         n = weight.shape[1]
-        wlo, whi = -(1 << (cfg.weight_bits - 1)), (1 << (cfg.weight_bits - 1)) - 1
-        if weight.size and (weight.min() < wlo or weight.max() > whi):
-            raise ValueError(f"weight: values must lie in {wlo}..{whi}")
+        if weight.size:
+            self._check_weight_range(weight.min(), weight.max())
         if threshold.shape != (n,) or (n and (threshold.min() < 1 or threshold.max() >= 1 << cfg.threshold_bits)):
             raise ValueError(f"threshold: expected {n} values in 1..{(1 << cfg.threshold_bits) - 1}")
 

@@ -726,6 +726,12 @@ def _conv_tiles(conv: model.Conv2d, q: int, limit: int, lanes: int, n: int) -> l
             for o0 in range(0, oc, per) for y0 in range(0, rh, th) for x0 in range(0, rw, tw)]
 
 
+def _layer_tiles(net: model.Network, entry, limit: int, lanes: int) -> list[ConvTile]:
+    """:func:`_conv_tiles` of a conv-mode entry of _plan_conv's ``layers`` on tiles of at most ``limit`` neurons."""
+    _, net_n, conv, q, _ = entry
+    return _conv_tiles(conv, q, limit, lanes, net_n - (net.layers[net_n].kind == "maxpool2d"))
+
+
 def _synapses(entry) -> int:
     """Synapses of a layer of PEs (an entry of _plan_conv's ``layers``): what its SOPs scale with."""
     kind, _, conv, _, ml = entry
@@ -738,8 +744,7 @@ def _balance(net: model.Network, layers, limit: int, lanes: int, nodes: int) -> 
     that sets the pace) gets the next smaller tiles that take more PEs. Dense-mode layers and the output layer
     keep ``limit`` (the output layer's indices must stay the network's, see compact_weights)."""
     def tiles(k, lim):
-        kind, net_n, conv, q, _ = layers[k]
-        return len(_conv_tiles(conv, q, lim, lanes, net_n - (net.layers[net_n].kind == "maxpool2d")))
+        return len(_layer_tiles(net, layers[k], lim, lanes))
 
     limits = [limit] * len(layers)
     try:
@@ -801,14 +806,15 @@ def _plan_conv(net: model.Network, width: int, height: int, *, neurons: int, lan
     # ---- slices of each layer (output index ranges), out maps ----
     per_layer = []   # per PE layer: list of (lo, hi, active, tile or None)
     out_maps, weights, thresholds, convs, pool_shifts = [], [], [], [], []
-    slice_words = 0   # weight SRAM words of the largest conv-mode kernel slice (rows x CH_WORDS)
+    layer_words = []   # per layer of PEs: weight SRAM words of its largest kernel slice (rows x CH_WORDS; dense 0)
     prev_map = None
     limits = _balance(net, layers, limit, n_lanes, width * height) if balance else [limit] * len(layers)
-    for (kind, net_n, conv, q, ml), lim in zip(layers, limits, strict=True):
+    for entry, lim in zip(layers, limits, strict=True):
+        kind, net_n, conv, q, ml = entry
         if kind == "conv":
-            tiles = _conv_tiles(conv, q, lim, n_lanes, net_n - (net.layers[net_n].kind == "maxpool2d"))
+            tiles = _layer_tiles(net, entry, lim, n_lanes)
             setups = [conv_setup(conv, t, n_lanes, pool=q, threshold_bits=net.threshold_bits) for t in tiles]
-            slice_words = max(slice_words, *(st.kernel.shape[0] * (st.kernel.shape[1] // n_lanes) for st in setups))
+            layer_words.append(max(st.kernel.shape[0] * (st.kernel.shape[1] // n_lanes) for st in setups))
             lo, entries = 0, []
             for t, st in zip(tiles, setups, strict=True):
                 entries.append((lo, lo + st.outputs, st.active, (t.oc0, t.oc1, t.y0, t.x0, t.h, t.w)))
@@ -837,6 +843,7 @@ def _plan_conv(net: model.Network, width: int, height: int, *, neurons: int, lan
             per_layer.append([(j * share, min((j + 1) * share, w.shape[1]),
                                min((j + 1) * share, w.shape[1]) - j * share, None) for j in range(cnt)])
             out_maps.append(None)
+            layer_words.append(0)
             weights.append(w)
             thresholds.append(ml.threshold)
             convs.append(None)
@@ -924,7 +931,7 @@ def _plan_conv(net: model.Network, width: int, height: int, *, neurons: int, lan
         try:
             pe = pe_config(net, lanes=lanes, neurons=per_pe, fan_in=rows, defer_depth=defer,
                            max_sources=max_sources, conv_inputs=max(in_sizes), conv_size=size, conv_kernel=kernel,
-                           weight_depth=slice_words if compact else 0)
+                           weight_depth=max(layer_words) if compact else 0)
         except ValueError as e:
             raise MappingError(f"PE: {e}") from None
     if not pe.conv:
@@ -942,9 +949,9 @@ def _plan_conv(net: model.Network, width: int, height: int, *, neurons: int, lan
             raise MappingError(f"layers[{net_n}]: the dense mode needs {w.shape[0]} x {pe.words} weight SRAM words, "
                                f"the PE has {pe.weight_words} (weight_depth; plan with compact_weights)")
         if kind == "conv":
-            if slice_words > pe.weight_words:
-                raise MappingError(f"layers[{net_n}]: a kernel slice needs {slice_words} weight SRAM words, the PE "
-                                   f"has {pe.weight_words}")
+            if layer_words[k] > pe.weight_words:
+                raise MappingError(f"layers[{net_n}]: a kernel slice needs {layer_words[k]} weight SRAM words, the "
+                                   f"PE has {pe.weight_words}")
             n_in = len(out_maps[k - 1]) if k and out_maps[k - 1] is not None else math.prod(conv.in_shape)
             if n_in > pe.conv_inputs:
                 raise MappingError(f"layers[{net_n}]: {n_in} input map entries needed, the PE has "

@@ -534,8 +534,7 @@ def _hex_lines(*columns: tuple[np.ndarray, int]) -> bytes:
     out = np.empty((n, width), dtype=np.uint8)
     pos = 0
     for values, digits in columns:
-        v = np.asarray(values).astype(np.uint64)
-        v = v.reshape(n, -1)
+        v = np.asarray(values).astype(np.uint64).reshape(n, -1)
         for j in range(digits):
             bit = 4 * (digits - 1 - j)
             limb = bit // 64

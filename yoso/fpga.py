@@ -12,7 +12,7 @@ import numpy as np
 
 import model
 
-from .util import CliError, atomic_path
+from .util import CliError, add_mapping_options, atomic_path, mapping_options
 from .verify import parse_mesh
 
 BOARD_NAMES = ("icebreaker", "ulx3s-85f")
@@ -29,13 +29,7 @@ def register(sub) -> None:
     p.add_argument("--mesh", help="mesh of WxH nodes (router + PE each, rtl/mesh.py) mapped by host/plan.py; "
                    "without it one PE runs the layers in turn")
     p.add_argument("--neurons", type=int, default=64, help="neurons per PE with --mesh (default 64)")
-    p.add_argument("--compact-weights", action="store_true",
-                   help="with --mesh: every layer in conv mode (dense layers as 1x1 convolutions), the weight SRAM "
-                   "sized to the largest kernel slice instead of fan-in x neurons (networks with conv layers; "
-                   "docs/noc.md 'Mapping')")
-    p.add_argument("--balance", action="store_true",
-                   help="with --mesh: give the mesh's spare nodes to the conv-mode layers with the most synapses per "
-                        "PE (smaller tiles), instead of as few PEs per layer as fit")
+    add_mapping_options(p, scope="with --mesh: ")
     p.add_argument("--lanes", type=int, help="neurons updated per cycle in each PE (default: 4, or the most that "
                    "fit the board by its logic estimate: 1 for one PE on the iCEBreaker)")
     p.add_argument("--window", type=int, default=1, help="with --mesh: run-ahead window in time steps that the "
@@ -91,7 +85,7 @@ def _build(net, size, lanes, args):
         if args.neurons < lanes:
             raise CliError(f"--neurons: {args.neurons} is below --lanes {lanes}")
         mapping = plan_mesh(net, *size, neurons=args.neurons, lanes=lanes, window=args.window,
-                            compact_weights=args.compact_weights, balance=args.balance)
+                            **mapping_options(args))
         noc = mapping.noc
         # Image flits: START to every node, then per step each first-layer PE gets its spikes and a marker.
         n_first = len(mapping.layer_slices(0))
@@ -125,9 +119,8 @@ def main(args) -> int:
 
     if args.lanes is not None and (args.lanes < 1 or args.lanes & (args.lanes - 1) or args.lanes > 64):
         raise CliError(f"--lanes: must be a power of two in 1..64, got {args.lanes}")
-    for flag, on in (("--compact-weights", args.compact_weights), ("--balance", args.balance)):
-        if on and args.mesh is None:
-            raise CliError(f"{flag}: needs --mesh (the one-PE top runs the layers in turn in dense mode)")
+    if args.mesh is None:
+        mapping_options(args, refuse="needs --mesh (the one-PE top runs the layers in turn in dense mode)")
     net = model.load(args.net)
     board = BOARDS[args.board]
     size = None

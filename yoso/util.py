@@ -22,6 +22,29 @@ class CliError(Exception):
     exit_code = 2
 
 
+def add_mapping_options(p, *, scope: str = "") -> None:
+    """``--compact-weights`` and ``--balance`` (host.plan.plan_mesh's ``compact_weights`` and ``balance``) of a
+    command that maps a network onto a mesh; ``scope`` starts their help (e.g. ``"with --mesh: "``)."""
+    p.add_argument("--compact-weights", action="store_true",
+                   help=f"{scope}every layer in conv mode (dense layers as 1x1 convolutions), the weight SRAM sized "
+                        "to the largest kernel slice instead of fan-in x neurons (networks with conv layers; "
+                        "docs/noc.md 'Mapping')")
+    p.add_argument("--balance", action="store_true",
+                   help=f"{scope}give the mesh's spare nodes to the conv-mode layers with the most synapses per PE "
+                        "(smaller tiles), instead of as few PEs per layer as fit")
+
+
+def mapping_options(args, *, refuse: str | None = None) -> dict:
+    """The plan_mesh keyword arguments of :func:`add_mapping_options`; with ``refuse`` (why they do not apply
+    here) a CliError names the first one given."""
+    given = {"--compact-weights": args.compact_weights, "--balance": args.balance}
+    if refuse is not None:
+        for flag, on in given.items():
+            if on:
+                raise CliError(f"{flag}: {refuse}")
+    return {"compact_weights": args.compact_weights, "balance": args.balance}
+
+
 class Interrupted(CliError):
     """Ctrl-C: one line saying what was saved and how to continue, exit status 130 (128 + SIGINT)."""
 

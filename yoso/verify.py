@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from .util import CliError, load_inputs
+from .util import CliError, add_mapping_options, load_inputs, mapping_options
 
 
 def register(sub) -> None:
@@ -30,13 +30,7 @@ def register(sub) -> None:
     p.add_argument("--images", type=int, help="first N images (default all)")
     p.add_argument("--neurons", type=int, default=64, help="neurons per PE (default 64)")
     p.add_argument("--lanes", type=int, default=4, help="neurons updated per cycle in a PE (default 4)")
-    p.add_argument("--compact-weights", action="store_true",
-                   help="every layer in conv mode (dense layers as 1x1 convolutions), the weight SRAM sized to "
-                   "the largest kernel slice instead of fan-in x neurons (networks with conv layers; docs/noc.md "
-                   "'Mapping')")
-    p.add_argument("--balance", action="store_true",
-                   help="give the mesh's spare nodes to the conv-mode layers with the most synapses per PE (smaller "
-                        "tiles), instead of as few PEs per layer as fit")
+    add_mapping_options(p)
     p.add_argument("--chunk", type=int, default=100, help="images per simulator run (default 100)")
     p.add_argument("--jobs", type=int, default=1, help="chunks simulated at once, one simulator process each "
                    "(default 1)")
@@ -76,7 +70,7 @@ def main(args) -> int:
     from host.plan import plan_mesh
 
     plan = plan_mesh(net, width, height, neurons=args.neurons, lanes=args.lanes, window=args.window,
-                     compact_weights=args.compact_weights, balance=args.balance)  # fit errors
+                     **mapping_options(args))  # fit errors
     from tqdm import tqdm
 
     from verif.mesh_verify import verify

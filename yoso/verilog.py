@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from .util import CliError, atomic_path
+from .util import CliError, add_mapping_options, atomic_path, mapping_options
 
 #: PE options a mesh mapped from a network file sizes itself (host/plan.py); refused with --mesh --net.
 _MAPPED = ("fan_in", "fifo_depth", "defer_depth", "max_sources")
@@ -26,11 +26,7 @@ def register(sub) -> None:
     p.add_argument("--window", type=int, help="with --mesh --net: the host's run-ahead window in time steps that "
                                               "the PEs' defer FIFOs are sized for (default 1, docs/noc.md)")
     p.add_argument("--lanes", type=int, default=4, help="neurons updated per cycle, a power of two (default 4)")
-    p.add_argument("--compact-weights", action="store_true",
-                   help="with --mesh --net: every layer in conv mode, the weight SRAM sized to the largest kernel "
-                        "slice (plan_mesh compact_weights, docs/noc.md 'Mapping')")
-    p.add_argument("--balance", action="store_true",
-                   help="with --mesh --net: spare nodes to the conv-mode layers with the most synapses per PE")
+    add_mapping_options(p, scope="with --mesh --net: ")
     p.add_argument("--neurons", type=int, help="neurons per PE (default 64, or what --net needs; with --mesh "
                                                "--net: the most neurons per PE the mapping may use, default 64)")
     p.add_argument("--fan-in", type=int, help="weight rows (default 1024, or what --net needs)")
@@ -95,9 +91,6 @@ def _mesh_config(args, net):
 
         if args.window is not None:
             raise CliError("--window: only with --mesh --net (it sizes the mapped PEs' defer FIFOs)")
-        for flag, on in (("--compact-weights", args.compact_weights), ("--balance", args.balance)):
-            if on:
-                raise CliError(f"{flag}: only with --mesh --net (it is a way of mapping the network)")
         pe = config_from_args(args)
         return pe, noc_config(pe, width, height), None
     from host.plan import MappingError, plan_mesh
@@ -120,7 +113,7 @@ def _mesh_config(args, net):
         raise CliError(f"--neurons: {neurons} is below --lanes {args.lanes}")
     try:
         plan = plan_mesh(net, width, height, neurons=neurons, lanes=args.lanes, window=window,
-                         compact_weights=args.compact_weights, balance=args.balance)
+                         **mapping_options(args))
     except MappingError:
         raise    # one line with the numbers needed and available (yoso.cli)
     except ValueError as e:
@@ -131,10 +124,10 @@ def _mesh_config(args, net):
 def main(args) -> int:
     from rtl.generate import MESH_LINT_WAIVERS, MESH_TOP, TOP, convert, lint, ports
 
-    for flag, on in (("--window", args.window is not None), ("--compact-weights", args.compact_weights),
-                     ("--balance", args.balance)):
-        if on and args.mesh is None:
-            raise CliError(f"{flag}: only with --mesh --net")
+    if args.window is not None and args.mesh is None:
+        raise CliError("--window: only with --mesh --net")
+    if args.mesh is None or not args.net:
+        mapping_options(args, refuse="only with --mesh --net (a way of mapping the network)")
     name = args.name if args.name is not None else (MESH_TOP if args.mesh else TOP)
     if not name.isidentifier():
         raise CliError(f"--name: {name!r} is not a Verilog identifier")
