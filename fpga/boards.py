@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -22,8 +23,8 @@ from rtl.noc_layouts import NocConfig, flit_layout
 from .top import UARTTop
 from .uart import divisor_for
 
-__all__ = ["Board", "BOARDS", "BoardTop", "memory_blocks", "FitError", "LogicFitError", "LogicModel", "estimate",
-           "place_and_route", "critical_paths"]
+__all__ = ["Board", "BOARDS", "BoardTop", "memory_blocks", "spram_blocks", "board_config", "FitError",
+           "LogicFitError", "LogicModel", "estimate", "place_and_route", "critical_paths"]
 
 
 class FitError(ValueError):
@@ -42,16 +43,20 @@ class LogicFitError(FitError):
 class LogicModel:
     """Logic cells of a board top, a linear fit to place-and-route runs of this flow (docs/fpga.md "Measured
     results"): ``base`` (UART link, engine, one PE without its lanes) + ``per_lane`` per lane of every PE +
-    ``per_node`` per mesh node after the first (router, network interface, a PE's fixed part). An estimate:
-    nextpnr has the last word, but a design far over the device is refused before minutes of synthesis."""
+    ``per_word`` per neuron-state word of every PE (LOAD's per-word flags and searches, and the widths that
+    grow with the PE) + ``per_node`` per mesh node after the first (router, network interface, a PE's fixed
+    part). An estimate: nextpnr has the last word, but a design far over the device is refused before minutes
+    of synthesis."""
 
     base: int
     per_lane: int
     per_node: int
+    per_word: int = 0
 
     def cells(self, config: PEConfig, noc: NocConfig | None = None) -> int:
         nodes = 1 if noc is None else noc.n_nodes
-        return self.base + self.per_lane * config.lanes * nodes + self.per_node * (nodes - 1)
+        return (self.base + (self.per_lane * config.lanes + self.per_word * config.words) * nodes
+                + self.per_node * (nodes - 1))
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,12 @@ class Board:
     #: Options of Yosys's synth_<family>: the iCE40 flow maps multipliers onto SB_MAC16 only with -dsp (the
     #: PE's S x t product, one per lane, rtl/compute.py); synth_ecp5 maps them onto MULT18X18D by default.
     synth_opts: str = ""
+    #: Single-port RAM blocks of (depth, width) ``spram_shape`` (iCE40UP5K: 4 SB_SPRAM256KA of 16K x 16) for
+    #: the PE's weight SRAM (PEConfig.weight_spram); 0: none.
+    spram_blocks: int = 0
+    spram_shape: tuple[int, int] = (16384, 16)
+    #: Build the PE with the smallest FIFOs (board_config).
+    small_fifos: bool = False
 
     def platform(self):
         if self.name == "icebreaker":
@@ -103,12 +114,15 @@ class Board:
         return env
 
 
-#: iCE40UP5K logic model (LCs), fitted to this flow's builds of a random 64-16-10 network (one PE, 80 rows,
-#: SB_MAC16 multipliers): 1 lane 4,121 LC, 4 lanes 7,123 LC, so 1,001 LC per lane. Per further mesh node: a
-#: 2x1 mesh of 1-lane PEs took 2,305 LC more than one 1-lane PE when last measured (before the event-driven
-#: sweep, docs/fpga.md), a lower bound today. Widths grow with the fan-in, so a wider PE needs more.
+#: iCE40UP5K logic model (LCs), fitted to this flow's builds (board_config: SPRAM weights, smallest FIFOs,
+#: SB_MAC16 multipliers) of one PE at 1 lane: a random 64-16-10 network (80 rows, 26 words) 3,194 LC and
+#: networks/fmnist-fc.npz (784-100-10: 884 rows, 110 words) 4,632 LC, so 17 LC per word. Per lane: 1,001 LC,
+#: measured between 1 and 4 lanes with the deeper FIFOs of before (7,123 - 4,121 LC over 3 lanes), an upper
+#: bound now. Per further mesh node: a 2x1 mesh of 1-lane PEs took 2,305 LC more than one 1-lane PE when last
+#: measured (before the event-driven sweep, docs/fpga.md), a lower bound today.
 ICE40_PER_LANE = 1001
-ICE40_BASE = 4121 - ICE40_PER_LANE
+ICE40_PER_WORD = 17
+ICE40_BASE = 3194 - ICE40_PER_LANE - ICE40_PER_WORD * 26
 ICE40_PER_NODE = 2305
 
 BOARDS = {
@@ -118,8 +132,8 @@ BOARDS = {
         cells=(("ICESTORM_LC", "LC (LUT4+FF)"), ("ICESTORM_RAM", "BRAM (EBR 4 Kbit)"),
                ("ICESTORM_SPRAM", "SPRAM (256 Kbit)"), ("ICESTORM_DSP", "DSP")),
         programmer="iceprog", logic_cells=5280, logic=LogicModel(base=ICE40_BASE, per_lane=ICE40_PER_LANE,
-                                                                   per_node=ICE40_PER_NODE),
-        synth_opts="-dsp"),
+                                                                   per_node=ICE40_PER_NODE, per_word=ICE40_PER_WORD),
+        synth_opts="-dsp -spram", spram_blocks=4, small_fifos=True),
     "ulx3s-85f": Board(
         name="ulx3s-85f", family="ecp5", device="LFE5U-85F", clk_hz=25e6, bram_blocks=208,
         bram_shapes=((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)), bram_kind="DP16KD",
@@ -159,9 +173,32 @@ def memory_blocks(board: Board, width: int, depth: int) -> int:
     return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in board.bram_shapes)
 
 
+def spram_blocks(config: PEConfig, board: Board) -> int:
+    """Single-port RAM blocks of one PE's weight SRAM built with ``weight_spram`` (rows of ``weight_pack``
+    words)."""
+    depth, width = board.spram_shape
+    rows = -(-config.weight_words // config.weight_pack)
+    return math.ceil(rows / depth) * math.ceil(config.weight_pack * L.weight_word_layout(config).size / width)
+
+
+def board_config(config: PEConfig, board: Board, noc: NocConfig | None = None) -> PEConfig:
+    """``config`` as it is built on ``board``. Weights go to the single-port RAM blocks (iCE40 SPRAM,
+    ``weight_spram``) when the board has them and every PE's weights fit there, else to block RAM. Boards with
+    ``small_fifos`` (the iCE40UP5K, where every FIFO entry is flip-flops) get the smallest stream FIFOs
+    (``fifo_depth`` 2) and, for the one-PE top, whose one source sends its events in time order, the smallest
+    defer FIFO (``defer_depth`` 2); the mesh keeps the plan's. Spike times do not depend on any of these; the
+    FIFO depths can change the cycle count, which the latency run measures with this configuration."""
+    nodes = 1 if noc is None else noc.n_nodes
+    spram = dataclasses.replace(config, weight_spram=True)
+    use_spram = bool(board.spram_blocks) and nodes * spram_blocks(spram, board) <= board.spram_blocks
+    small = {"fifo_depth": 2, **({"defer_depth": 2} if noc is None else {})} if board.small_fifos else {}
+    return dataclasses.replace(config, weight_spram=use_spram, **small)
+
+
 def estimate(config: PEConfig, board: Board, *, in_depth: int, out_depth: int,
              noc: NocConfig | None = None) -> dict:
-    """Block RAM estimate of the top (every PE's three SRAMs and the engine's three buffers).
+    """Block RAM estimate of the top (every PE's three SRAMs and the engine's three buffers; the weights in
+    single-port RAM blocks instead with ``config.weight_spram``).
 
     Raises FitError with the numbers when the estimate exceeds the device."""
     from .protocol import MAX_PAYLOAD
@@ -175,6 +212,8 @@ def estimate(config: PEConfig, board: Board, *, in_depth: int, out_depth: int,
         "thresholds": (L.threshold_word_layout(config).size, config.words),
         "neuron state": (L.state_word_layout(config).size, config.words),
     }
+    if config.weight_spram:
+        del pe_mems["weights"]
     blocks = {name: nodes * memory_blocks(board, w, d) for name, (w, d) in pe_mems.items()}
     blocks.update({name: memory_blocks(board, w, d) for name, (w, d) in {
         "frame buffer": (8, MAX_PAYLOAD),
@@ -184,8 +223,20 @@ def estimate(config: PEConfig, board: Board, *, in_depth: int, out_depth: int,
     weight_bits = nodes * config.weight_words * L.weight_word_layout(config).size
     out = {"blocks": blocks, "total_blocks": total, "available_blocks": board.bram_blocks,
            "weight_bits": weight_bits, "pes": nodes}
+    if config.weight_spram:
+        need = nodes * spram_blocks(config, board)
+        out["spram"] = {"weights": need, "available": board.spram_blocks}
+        if need > board.spram_blocks:
+            where = f"{nodes} PEs x " if nodes > 1 else ""
+            raise FitError(f"network: does not fit {board.device}: the weights need {need} single-port RAM blocks "
+                           f"({where}{config.weight_words} words x {L.weight_word_layout(config).size} bits), the "
+                           f"device has {board.spram_blocks}")
     if total > board.bram_blocks:
         where = f"{nodes} PEs x " if nodes > 1 else ""
+        if config.weight_spram:
+            raise FitError(f"network: does not fit {board.device}: needs about {total} block RAMs besides the "
+                           f"weights ({', '.join(f'{k} {v}' for k, v in blocks.items() if v)}), the device has "
+                           f"{board.bram_blocks}")
         raise FitError(
             f"network: does not fit {board.device}: needs about {total} block RAMs "
             f"(weights {blocks['weights']}: {where}{config.fan_in} rows x {config.neurons} neurons x "
@@ -218,7 +269,12 @@ def place_and_route(config: PEConfig, board: Board, build_dir: Path, *, baud: in
     top = BoardTop(config, board=board, baud=baud, in_depth=in_depth, out_depth=out_depth, noc=noc)
     platform = board.platform()
     build_dir.mkdir(parents=True, exist_ok=True)
+    # A weight SRAM in SPRAM (rtl/sram.py, single port, ram_style "huge"): SPRAM has no initial contents, so its
+    # memory's all-zero init (Amaranth always emits one) is dropped before synthesis; nothing reads a weight
+    # before the host has written it.
+    after_read = "proc\nmemory_collect\nsetparam -set INIT 1'x a:ram_style=huge" if config.weight_spram else ""
     plan = platform.prepare(top, name="yoso", nextpnr_opts="--report report.json", synth_opts=board.synth_opts,
+                            script_after_read=after_read,
                             # nextpnr-ice40 0.4 (Debian) cannot place the
                             # $scopeinfo cells that newer yosys keeps; they carry no logic.
                             script_after_synth="delete t:$scopeinfo\ntee -q -o yoso.stat stat")

@@ -1025,9 +1025,9 @@ class StackPlan:
     def max_spikes_out(self) -> int:
         return max(self.n_outs)
 
-    def pe_config(self, net: model.Network, *, lanes: int = 4) -> PEConfig:
-        """The smallest PE that holds every layer at once."""
-        return pe_config(net, lanes=lanes, neurons=self.neurons, fan_in=self.rows)
+    def pe_config(self, net: model.Network, *, lanes: int = 4, **kwargs) -> PEConfig:
+        """The smallest PE that holds every layer at once; ``kwargs``: other PEConfig fields."""
+        return pe_config(net, lanes=lanes, neurons=self.neurons, fan_in=self.rows, **kwargs)
 
     def config_words(self, net: model.Network, pe: PEConfig) -> tuple[list[int], np.ndarray]:
         """(registers and thresholds as configuration words, the stacked weight matrix (rows, neurons))."""

@@ -70,6 +70,11 @@ class PEConfig:
         input, which the dense mode needs. The conv mode addresses its kernel slice compactly (row ``r``, word
         ``w`` at ``r * CH_WORDS + w``), so a PE that runs only conv-mode layers (``host.plan.plan_mesh`` with
         ``compact_weights``) is built with just the words its largest slice needs.
+    weight_spram : bool
+        Build the weight SRAM as a single-port memory whose physical rows are at least 16 bits wide (narrower
+        words packed, ``weight_pack``): the shape of the iCE40UP5K's SPRAM blocks (16K x 16), onto which
+        ``synth_ice40 -spram`` maps it. The memory interface already uses the weight SRAM single-port (a core
+        read wins over a configuration write), so behaviour and cycle counts do not change.
 
     Raises
     ------
@@ -90,6 +95,7 @@ class PEConfig:
     conv_size: int = 1
     conv_kernel: int = 5
     weight_depth: int = 0
+    weight_spram: bool = False
 
     def __post_init__(self):
         _check("neurons", self.neurons, 1, MAX_NEURONS)
@@ -126,6 +132,15 @@ class PEConfig:
     def weight_words(self) -> int:
         """Depth of the weight SRAM: ``weight_depth``, or (0) ``fan_in`` rows of ``words`` words."""
         return self.weight_depth or self.fan_in * self.words
+
+    @property
+    def weight_pack(self) -> int:
+        """Weight SRAM words per physical row: with ``weight_spram``, the most (a power of two) whose row stays
+        within 16 bits; otherwise 1."""
+        width = self.lanes * self.weight_bits
+        if not self.weight_spram or width >= 16:
+            return 1
+        return 1 << ((16 // width).bit_length() - 1)
 
     @property
     def cfg_weights(self) -> int:

@@ -19,8 +19,9 @@ class MemoryInterface(wiring.Component):
     SRAMs (all through :class:`rtl.sram.SRAM`, read latency 1):
 
     * weights: ``fan_in * words`` words of ``lanes`` signed ``weight_bits`` weights, address
-      ``row * words + word``; used as a single-port SRAM (one read *or* one write per cycle); a ``cfg``
-      WEIGHT word writes ``cfg_weights`` lanes of one word;
+      ``row * words + word``; used as a single-port SRAM (one read *or* one write per cycle), and built as
+      one with ``config.weight_spram`` (rows of ``weight_pack`` words, iCE40 SPRAM); a ``cfg`` WEIGHT word
+      writes ``cfg_weights`` lanes of one word;
     * thresholds: ``words`` words of ``lanes`` unsigned ``threshold_bits`` thresholds; single-port use;
     * neuron state: ``words`` words of ``lanes`` (S, V, fired); read by LOAD, written by STORE (dual-port).
 
@@ -79,7 +80,8 @@ class MemoryInterface(wiring.Component):
         m = Module()
         g = c.cfg_weights   # weights per WEIGHT word: the write granularity
         m.submodules.weights = wsram = SRAM(shape=L.weight_word_layout(c), depth=c.weight_words,
-                                            granularity=None if g == c.lanes else g * c.weight_bits)
+                                            granularity=None if g == c.lanes else g * c.weight_bits,
+                                            single_port=c.weight_spram, pack=c.weight_pack)
         m.submodules.thresholds = tsram = SRAM(shape=L.threshold_word_layout(c), depth=c.words,
                                                granularity=c.threshold_bits)
         m.submodules.state = ssram = SRAM(shape=L.state_word_layout(c), depth=c.words)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Shape
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -13,7 +13,14 @@ __all__ = ["SRAM"]
 
 
 class SRAM(wiring.Component):
-    """A simple dual-port synchronous SRAM (one read port, one write port) around ``lib.memory.Memory``.
+    """A synchronous SRAM (one read port, one write port) around ``lib.memory.Memory``.
+
+    By default the memory is simple dual-port: a read and a write may happen in the same cycle at different
+    addresses. With ``single_port`` the two ports share one address (the write's while ``w_en`` is high),
+    which is what single-port RAM blocks (iCE40 SPRAM) need; the user then never reads and writes in the same
+    cycle. ``pack`` words share one physical row of ``pack * width`` bits (word ``a`` is slice ``a % pack`` of
+    row ``a // pack``), so a narrow memory fills a RAM block of fixed width (SPRAM: 16 bits) instead of
+    leaving part of it unused; a write then enables only its word's slices.
 
     Parameters
     ----------
@@ -23,6 +30,10 @@ class SRAM(wiring.Component):
         Number of words.
     granularity : int or None
         Bits per write-enable bit; ``None`` writes whole words.
+    single_port : bool
+        One address for reads and writes (reads and writes in the same cycle are not allowed).
+    pack : int
+        Words per physical row, a power of two (1: one word per row).
 
     Ports
     -----
@@ -37,12 +48,17 @@ class SRAM(wiring.Component):
         A write is visible to a read issued in a later cycle (reads of the same cycle see the old word).
     """
 
-    def __init__(self, *, shape, depth: int, granularity: int | None = None):
+    def __init__(self, *, shape, depth: int, granularity: int | None = None, single_port: bool = False,
+                 pack: int = 1):
         width = Shape.cast(shape).width
         if granularity is not None and (granularity < 1 or width % granularity):
             self._MustUse__silence = True  # a rejected instance is not an unused elaboratable
             raise ValueError(f"granularity: {granularity} does not divide the word width {width}")
+        if pack < 1 or pack & (pack - 1):
+            self._MustUse__silence = True
+            raise ValueError(f"pack: {pack} is not a power of two")
         self._width, self._depth, self._granularity = width, depth, granularity
+        self._single_port, self._pack = single_port, pack
         n_en = 1 if granularity is None else width // granularity
         abits = bits_for(depth - 1)
         super().__init__({
@@ -54,13 +70,45 @@ class SRAM(wiring.Component):
     def depth(self) -> int:
         return self._depth
 
+    @property
+    def rows(self) -> int:
+        """Physical rows: ``ceil(depth / pack)``."""
+        return -(-self._depth // self._pack)
+
     def elaborate(self, platform):
         m = Module()
-        m.submodules.mem = mem = Memory(shape=self._width, depth=self._depth, init=[])
+        width, pack = self._width, self._pack
+        gran = self._granularity or width
+        if self._single_port:
+            # Ask the RAM inference for a "huge" RAM (iCE40 SPRAM), which Yosys uses only on request. SPRAM has
+            # no initial contents: the iCE40 flow drops this memory's all-zero init (fpga.boards.place_and_route).
+            mem = Memory(shape=width * pack, depth=self.rows, init=[], attrs={"ram_style": "huge"})
+            m.submodules.mem = mem
+        else:
+            m.submodules.mem = mem = Memory(shape=width * pack, depth=self.rows, init=[])
         rd = mem.read_port()
-        wr = mem.write_port(granularity=self._granularity)
-        m.d.comb += [
-            rd.addr.eq(self.r_addr), rd.en.eq(self.r_en), self.r_data.eq(rd.data),
-            wr.addr.eq(self.w_addr), wr.en.eq(self.w_en), wr.data.eq(self.w_data),
-        ]
+        wr = mem.write_port(granularity=gran)
+        shift = pack.bit_length() - 1
+        r_row, w_row = self.r_addr[shift:], self.w_addr[shift:]
+        we = Signal(len(wr.en))  # the row's write enables: the word's slices of its slot
+        if pack == 1:
+            m.d.comb += [self.r_data.eq(rd.data), we.eq(self.w_en)]
+        else:
+            slot = Signal(shift)  # the word of the row read last, kept with the read data
+            with m.If(self.r_en):
+                m.d.sync += slot.eq(self.r_addr[:shift])
+            m.d.comb += [
+                self.r_data.eq(rd.data.word_select(slot, width)),
+                we.eq(self.w_en << (self.w_addr[:shift] * (width // gran))),
+            ]
+        m.d.comb += [wr.en.eq(we), wr.data.eq(Cat(*[self.w_data] * pack))]
+        if self._single_port:
+            # One address; a read never shares a cycle with a write (the user's guarantee). Gating the read
+            # enable with the very write enables lets the RAM inference prove it and map the memory onto a
+            # port that keeps its output during a write (SPRAM) without extra logic.
+            addr = Signal.like(r_row)
+            m.d.comb += [addr.eq(Mux(we.any(), w_row, r_row)), rd.addr.eq(addr), wr.addr.eq(addr),
+                         rd.en.eq(self.r_en & ~we.any())]
+        else:
+            m.d.comb += [rd.addr.eq(r_row), wr.addr.eq(w_row), rd.en.eq(self.r_en)]
         return m

@@ -102,12 +102,12 @@ def _build(net, size, lanes, args):
 
 def _fitting(net, size, board, args) -> int:
     """The most lanes (4, 2, 1) whose design passes the board's estimate (1 when none does)."""
-    from fpga.boards import FitError, estimate
+    from fpga.boards import FitError, estimate, board_config
 
     for lanes in (4, 2):
         _, noc, _, pe, depths = _build(net, size, lanes, args)
         try:
-            estimate(pe, board, noc=noc, **depths)
+            estimate(board_config(pe, board, noc), board, noc=noc, **depths)
             return lanes
         except FitError:
             pass
@@ -115,7 +115,7 @@ def _fitting(net, size, board, args) -> int:
 
 
 def main(args) -> int:
-    from fpga.boards import BOARDS, FitError, LogicFitError, estimate, place_and_route, program
+    from fpga.boards import BOARDS, FitError, LogicFitError, estimate, place_and_route, program, board_config
 
     if args.lanes is not None and (args.lanes < 1 or args.lanes & (args.lanes - 1) or args.lanes > 64):
         raise CliError(f"--lanes: must be a power of two in 1..64, got {args.lanes}")
@@ -136,6 +136,7 @@ def main(args) -> int:
         candidates = tuple(n for n in (4, 2, 1) if size is None or n <= max(args.neurons, 1))
     for lanes in candidates:
         mapping, noc, placement, pe, depths = _build(net, size, lanes, args)
+        pe = board_config(pe, board, noc)  # iCE40UP5K: weights in SPRAM, smallest FIFOs
         try:
             est = estimate(pe, board, noc=noc, **depths)
             break
@@ -163,7 +164,8 @@ def main(args) -> int:
 
     report = {"board": board.name, "net": str(args.net), "architecture": net.describe(),
               "accelerator": mapping.describe() if mapping else "one PE, layers in turn",
-              "pe": {"neurons": pe.neurons, "fan_in": pe.fan_in, "lanes": pe.lanes}, "bram_estimate": est}
+              "pe": {"neurons": pe.neurons, "fan_in": pe.fan_in, "lanes": pe.lanes,
+                     "weights_in": "SPRAM" if pe.weight_spram else "block RAM"}, "bram_estimate": est}
     if not args.no_latency:
         if args.dataset:
             from model.datasets import load_dataset
@@ -214,7 +216,8 @@ def main(args) -> int:
         return 0
     print(f"board {board.name} ({board.device}), network {report['architecture']}")
     print(f"accelerator: {report['accelerator']}")
-    print(f"PE: {pe.neurons} neurons x {pe.fan_in} weight rows, {pe.lanes} lanes")
+    print(f"PE: {pe.neurons} neurons x {pe.fan_in} weight rows, {pe.lanes} lanes, weights in "
+          f"{'SPRAM' if pe.weight_spram else 'block RAM'}")
     print(f"{'resource':<24}{'used':>8}{'available':>11}")
     for name, v in report["resources"].items():
         print(f"{name:<24}{v['used']:>8}{v['available']:>11}")

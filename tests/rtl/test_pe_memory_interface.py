@@ -27,11 +27,20 @@ def _request(op, word, weight_addr=0, cfg=CFG):
 CFG8 = PEConfig(neurons=16, fan_in=5, lanes=8, threshold_bits=12, time_bits=5, max_sources=3)
 
 
-@pytest.mark.parametrize("seed,CFG", [(0, CFG), (1, CFG), (2, CFG8)])
+# the weight SRAM built single-port in 16-bit rows (iCE40 SPRAM): 1 lane x 8 bits (2 words per row), 1 lane x 4
+# bits (4 per row), 2 lanes x 8 bits (one word per row)
+SPRAM = [PEConfig(neurons=5, fan_in=7, lanes=1, threshold_bits=12, time_bits=5, max_sources=3, weight_spram=True),
+         PEConfig(neurons=6, fan_in=5, lanes=1, weight_bits=4, threshold_bits=12, time_bits=5, max_sources=3,
+                  weight_spram=True),
+         PEConfig(neurons=8, fan_in=5, lanes=2, threshold_bits=12, time_bits=5, max_sources=3, weight_spram=True)]
+
+
+@pytest.mark.parametrize("seed,CFG", [(0, CFG), (1, CFG), (2, CFG8), (3, SPRAM[0]), (4, SPRAM[1]), (5, SPRAM[2])])
 def test_config_writes_read_back_under_stalls(seed, CFG):
     print(f"seed={seed}")
     rng = np.random.default_rng(seed)
-    w = rng.integers(-128, 128, size=(CFG.fan_in, CFG.neurons))
+    half = 1 << (CFG.weight_bits - 1)
+    w = rng.integers(-half, half, size=(CFG.fan_in, CFG.neurons))
     th = rng.integers(1, 1 << 12, size=CFG.neurons)
     words = PECodec(CFG).layer_cfg_words(w, th, neuron_base=0, sources=3, t_end=17)
     kinds = [unpack(L.cfg_layout(CFG), x).target for x in words]
@@ -72,7 +81,8 @@ def test_config_writes_read_back_under_stalls(seed, CFG):
             assert [r.thresholds[j] for j in range(CFG.lanes)] == [int(th[n]) for n in lanes], k
 
 
-def test_core_read_wins_over_cfg_write():
+@pytest.mark.parametrize("CFG", [CFG, SPRAM[0]])
+def test_core_read_wins_over_cfg_write(CFG):
     """While the core reads the weight SRAM every cycle, a weight write waits; a threshold write does not."""
     dut = MemoryInterface(CFG)
     cfg_lay = L.cfg_layout(CFG)
@@ -81,7 +91,7 @@ def test_core_read_wins_over_cfg_write():
     async def bench(ctx):
         ctx.set(dut.read_resp.ready, 1)
         ctx.set(dut.read_req.valid, 1)
-        ctx.set(dut.read_req.payload.as_value(), _request(L.Op.SPIKE, 0, 0))
+        ctx.set(dut.read_req.payload.as_value(), _request(L.Op.SPIKE, 0, 0, CFG))
         ctx.set(dut.cfg.valid, 1)
         ctx.set(dut.cfg.payload.as_value(), pack(cfg_lay, target=L.CfgTarget.WEIGHT, row=0, neuron=0, data=5))
         for _ in range(3):
