@@ -79,6 +79,7 @@ class TrainConfig:
     live_weight: float = 1.0  # dead-neuron regulariser (see live_penalty); 0 = off
     input_drop: float = 0.0  # float epochs: each input spike is dropped (made silent) with this probability
     jitter: int = 0  # float epochs: each input spike moves by a uniform integer in [-jitter, jitter] steps
+    shift: int = 0  # float epochs: each image moves by a uniform integer in [-shift, shift] pixels per axis
     weight_decay: float = 0.0  # AdamW decoupled weight decay (0: plain Adam)
     val_size: int | None = None  # held out of the training set for per-epoch curves; None: min(5000, 10 %)
     train_limit: int | None = None
@@ -142,8 +143,17 @@ def live_penalty(net: SpikingNet, t_in: torch.Tensor, times: list[torch.Tensor])
 
 
 def augment(x: torch.Tensor, t_end: int, t_in_max: int, drop: float, jitter: int,
-            gen: torch.Generator) -> torch.Tensor:
-    """Input-spike dropout and integer time jitter (float epochs only); silent inputs stay silent."""
+            gen: torch.Generator, shift: int = 0, shape: tuple = ()) -> torch.Tensor:
+    """Input-spike dropout, integer time jitter and image translation (float epochs only); silent inputs stay
+    silent. ``shift`` moves each sample's ``shape`` (C, H, W) image by its own uniform integer offset in
+    ``[-shift, shift]`` pixels along each axis; pixels moved in from outside are silent."""
+    if shift:
+        b, (c, h, w) = len(x), shape
+        img = F.pad(x.reshape(b, c, h, w), (shift, shift, shift, shift), value=t_end + 1.0)
+        dy, dx = torch.randint(0, 2 * shift + 1, (2, b, 1), generator=gen)
+        rows, cols = dy + torch.arange(h), dx + torch.arange(w)  # (b, h), (b, w) into the padded image
+        x = img[torch.arange(b)[:, None, None, None], torch.arange(c)[None, :, None, None],
+                rows[:, None, :, None], cols[:, None, None, :]].reshape(x.shape)
     if drop:
         x = torch.where(torch.rand(x.shape, generator=gen) < drop, torch.full_like(x, t_end + 1.0), x)
     if jitter:
@@ -364,7 +374,7 @@ def train(cfg: TrainConfig) -> dict:
             idx = order[b * cfg.batch:(b + 1) * cfg.batch][rank::world]
             x, y = x_tr[idx], y_tr[idx]
             if not quantised:
-                x = augment(x, net.t_end, cfg.t_in_max, cfg.input_drop, cfg.jitter, gen)
+                x = augment(x, net.t_end, cfg.t_in_max, cfg.input_drop, cfg.jitter, gen, cfg.shift, tr.shape)
             times = ddp(x.double() if quantised else x, quantised=quantised, out_window=cfg.out_window)
             loss = loss_fn(times[-1].float(), y, cfg.tau, net.t_end - 20.0, cfg.late_weight)
             if cfg.live_weight and not quantised:

@@ -102,7 +102,7 @@ def _build(net, size, lanes, args):
 
 def _fitting(net, size, board, args) -> int:
     """The most lanes (4, 2, 1) whose design passes the board's estimate (1 when none does)."""
-    from fpga.boards import FitError, estimate, board_config
+    from fpga.boards import FitError, board_config, estimate
 
     for lanes in (4, 2):
         _, noc, _, pe, depths = _build(net, size, lanes, args)
@@ -115,7 +115,7 @@ def _fitting(net, size, board, args) -> int:
 
 
 def main(args) -> int:
-    from fpga.boards import BOARDS, FitError, LogicFitError, estimate, place_and_route, program, board_config
+    from fpga.boards import BOARDS, FitError, LogicFitError, board_config, estimate, place_and_route, program
 
     if args.lanes is not None and (args.lanes < 1 or args.lanes & (args.lanes - 1) or args.lanes > 64):
         raise CliError(f"--lanes: must be a power of two in 1..64, got {args.lanes}")

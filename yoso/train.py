@@ -49,6 +49,9 @@ def add_arguments(p, defaults: dict | None = None) -> None:
                    help=f"float epochs: drop each input spike with this probability (default {d['input_drop']:g})")
     p.add_argument("--jitter", type=int, default=d["jitter"],
                    help=f"float epochs: move each input spike by up to this many steps (default {d['jitter']})")
+    p.add_argument("--shift", type=int, default=0,
+                   help="float epochs: move each image by up to this many pixels along each axis, silent "
+                        "pixels moved in (default 0)")
     p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default 0)")
     p.add_argument("--val-size", type=int,
                    help="training samples held out for the per-epoch curves (default min(5000, 10 %%))")
@@ -85,7 +88,8 @@ def main(args) -> int:
 def run(args) -> dict:
     """Check the options, train, export, judge; returns the report (empty on other DDP ranks)."""
     for name, lo in (("epochs", 0), ("qat_epochs", 0), ("batch", 1), ("threads", 1), ("train_limit", 1),
-                     ("test_limit", 1), ("qat_limit", 1), ("val_size", 0), ("jitter", 0)):
+                     ("test_limit", 1), ("qat_limit", 1), ("val_size", 0), ("jitter", 0),
+                     ("shift", 0)):
         v = getattr(args, name)
         if v is not None and v < lo:
             raise CliError(f"--{name.replace('_', '-')}: must be >= {lo}, got {v}")
@@ -123,7 +127,7 @@ def run(args) -> dict:
                       qat_epochs=args.qat_epochs, seed=args.seed, batch=args.batch, lr=args.lr,
                       qat_lr=args.qat_lr, tau=args.tau, late_weight=args.late_weight, schedule=args.schedule,
                       lr_decay=args.lr_decay, live_weight=args.live_weight, input_drop=args.input_drop,
-                      jitter=args.jitter, weight_decay=args.weight_decay, val_size=args.val_size,
+                      jitter=args.jitter, shift=args.shift, weight_decay=args.weight_decay, val_size=args.val_size,
                       train_limit=args.train_limit, test_limit=args.test_limit, qat_limit=args.qat_limit,
                       threads=args.threads, t_in_max=args.t_in_max,
                       weight_bits=args.weight_bits, resume=args.resume, force=args.force,

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 import model
-from fpga.boards import (BOARDS, BoardTop, FitError, LogicFitError, estimate, memory_blocks, spram_blocks,
-                         board_config)
+from fpga.boards import BOARDS, BoardTop, FitError, LogicFitError, board_config, estimate, memory_blocks, spram_blocks
 from host.plan import StackPlan
 from yoso.cli import main as yoso
 

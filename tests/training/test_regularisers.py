@@ -79,3 +79,30 @@ def test_augment_keeps_silence_and_the_grid():
     dropped = float(((x <= 254) & (a > 254)).sum() / (x <= 254).sum())
     assert 0.15 < dropped < 0.25
     assert torch.equal(augment(x, 254, 31, 0.0, 0, torch.Generator()), x)
+
+
+def test_shift_translates_each_image_and_fills_silence():
+    """``shift`` moves every sample by its own offset in [-s, s] per axis (the same for all channels); each
+    output is the input translated, with silent pixels where the image moved in from outside."""
+    gen = torch.Generator().manual_seed(3)
+    b, c, h, w, s, silent = 40, 2, 6, 5, 2, 255.0
+    x = torch.randint(0, 32, (b, c * h * w), generator=gen).to(torch.float32)
+    y = augment(x, 254, 31, 0.0, 0, torch.Generator().manual_seed(4), shift=s, shape=(c, h, w))
+    assert y.shape == x.shape
+    xi, yi = x.reshape(b, c, h, w), y.reshape(b, c, h, w)
+    seen = set()
+    for n in range(b):
+        found = []
+        for dy in range(-s, s + 1):
+            for dx in range(-s, s + 1):
+                ref = torch.full((c, h, w), silent)
+                ys, yd = slice(max(0, dy), h + min(0, dy)), slice(max(0, -dy), h + min(0, -dy))
+                xs, xd = slice(max(0, dx), w + min(0, dx)), slice(max(0, -dx), w + min(0, -dx))
+                ref[:, yd, xd] = xi[n, :, ys, xs]
+                if torch.equal(ref, yi[n]):
+                    found.append((dy, dx))
+        assert found, f"sample {n} is not a translation of its input by at most {s} pixels"
+        seen.update(found)
+    assert len(seen) > 10  # offsets really vary per sample
+    z = augment(x, 254, 31, 0.0, 0, torch.Generator().manual_seed(4), shift=s, shape=(c, h, w))
+    assert torch.equal(y, z)  # seeded: a resumed run replays it
