@@ -87,10 +87,13 @@ def test_error_statuses(link):
 
 def test_run_output_full(link):
     """RUN and RESULT: every weight of input 0 is 1 and every threshold 1, so all seven neurons fire at
-    t = 21 on the spike left in the buffer by the RANGE check above (input 0 at t = 20), which is replayed.
-    The output buffer holds four: the status is OUTPUT_FULL, the first four are kept, and the prediction is
-    the lowest index."""
+    t = 21 on one buffered spike (input 0 at t = 20). The output buffer holds four: the status is OUTPUT_FULL,
+    the first four are kept, and the prediction is the lowest index."""
     link, pe = link
+    # A RUN empties the input buffer, whatever the tests before left there (pytest-xdist may run them on
+    # another worker, or not at all).
+    link.run(pe.max_t_end)
+    link.spikes([(0, 20)])
     weight = np.zeros((pe.fan_in, pe.neurons), dtype=np.int64)
     weight[0] = 1
     link.cfg(PECodec(pe).layer_cfg_words(weight, np.ones(pe.neurons, dtype=np.int64), t_end=pe.max_t_end))
