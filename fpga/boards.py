@@ -314,11 +314,39 @@ def parse_report(board: Board, build_dir: Path, *, divisor: int) -> dict:
     bitstream = next((str(build_dir / f) for f in ("yoso.bin", "yoso.bit") if (build_dir / f).exists()), None)
     log = (build_dir / "yoso.tim").read_text(errors="replace") if (build_dir / "yoso.tim").exists() else ""
     paths = critical_paths(log)
+    clock = min(fmax, key=fmax.get) if fmax else None
+    crit = report_critical_path(rep, clock) or next((p for p in paths if p["kind"] == "clock"), None)
     return {"board": board.name, "device": board.device, "clock_hz": board.clk_hz, "uart_divisor": divisor,
             "resources": resources, "fmax_mhz": min(fmax.values()) if fmax else None, "fmax_by_clock": fmax,
-            "critical_path": next((p for p in paths if p["kind"] == "clock"), None),
+            "critical_path": crit,
             "cross_domain_paths": [p for p in paths if p["kind"] != "clock"],
             "unclocked_dsp_path_ns": _unclocked_dsp(paths), "bitstream": bitstream}
+
+
+def report_critical_path(rep: dict, clock: str | None) -> dict | None:
+    """The critical path of ``clock`` from nextpnr's ``--report`` JSON (after routing), in the form of
+    :func:`critical_paths`; None when the report has none for that clock. nextpnr's log does not always repeat
+    the clock's path in its last (post-route) timing report, the JSON report does."""
+    for entry in rep.get("critical_paths", []):
+        if clock is None or entry.get("from") != f"posedge {clock}" or entry.get("to") != f"posedge {clock}":
+            continue
+        path = entry.get("path") or []
+        if not path:
+            return None
+        routing = sum(seg["delay"] for seg in path if seg["type"] == "routing")
+        total = sum(seg["delay"] for seg in path)
+        return {"kind": "clock", "domain": clock, "ns": round(total, 1), "logic_ns": round(total - routing, 1),
+                "routing_ns": round(routing, 1),
+                "levels": sum(seg["type"] in ("clk-to-q", "logic") for seg in path),
+                "from": _signal(path[0]["to"]["cell"]), "to": _sink(path[-1]["to"])}
+    return None
+
+
+def _sink(end: dict) -> str:
+    """A path's end point: the design signal of a logic cell, or a hard block with its port (a RAM's
+    ``MASKWREN_1``), as the log names them."""
+    name = _signal(end["cell"])
+    return f"{name}.{end['port']}" if name == end["cell"] and end.get("port") else name
 
 
 def _unclocked_dsp(paths: list[dict]) -> float | None:

@@ -216,3 +216,24 @@ def test_critical_paths_from_the_nextpnr_log():
     assert paths[1]["from"] == "top.core.pe.compute.product0" and paths[2]["to"] == "top.core.pe.compute.product0"
     assert _unclocked_dsp(paths) == 8.7
     assert critical_paths("") == [] and _unclocked_dsp([]) is None
+
+
+def test_critical_path_from_the_nextpnr_json_report():
+    """nextpnr's --report JSON gives the post-route path even when its log's last timing report leaves the
+    clock's path out: total, logic and routing delay, cells, and the design signals at both ends."""
+    from fpga.boards import report_critical_path
+
+    def seg(kind, delay, src, dst, port="O"):
+        return {"type": kind, "delay": delay, "from": {"cell": src, "port": "I0"}, "to": {"cell": dst, "port": port}}
+
+    lut = "top.core.pe.load.k_SB_DFFESR_Q_D_SB_LUT4_O_LC"
+    ram = "top.core.pe.mem.weights.mem.0.0_RAM"
+    rep = {"critical_paths": [
+        {"from": "posedge $PACKER_GND_NET", "to": "posedge cd_sync.clk", "path": [seg("logic", 9.0, lut, lut)]},
+        {"from": "posedge cd_sync.clk", "to": "posedge cd_sync.clk", "path": [
+            seg("clk-to-q", 1.4, lut, lut), seg("routing", 3.0, lut, lut, "I1"), seg("logic", 1.2, lut, lut),
+            seg("routing", 4.1, lut, ram, "MASKWREN_1"), seg("setup", 0.1, ram, ram, "MASKWREN_1")]}]}
+    assert report_critical_path(rep, "cd_sync.clk") == {
+        "kind": "clock", "domain": "cd_sync.clk", "ns": 9.8, "logic_ns": 2.7, "routing_ns": 7.1, "levels": 2,
+        "from": "top.core.pe.load.k", "to": "top.core.pe.mem.weights.mem.0.0_RAM.MASKWREN_1"}
+    assert report_critical_path(rep, "other") is None and report_critical_path({}, "cd_sync.clk") is None
