@@ -240,7 +240,10 @@ def estimate(config: PEConfig, board: Board, *, in_depth: int, out_depth: int,
         raise FitError(
             f"network: does not fit {board.device}: needs about {total} block RAMs "
             f"(weights {blocks['weights']}: {where}{config.fan_in} rows x {config.neurons} neurons x "
-            f"{config.weight_bits} bits = {weight_bits} bits), the device has {board.bram_blocks}")
+            f"{config.weight_bits} bits = {weight_bits} bits), the device has {board.bram_blocks}"
+            + (f" (in SPRAM the weights would need "
+               f"{nodes * spram_blocks(dataclasses.replace(config, weight_spram=True), board)} of its "
+               f"{board.spram_blocks})" if board.spram_blocks else ""))
     if board.logic is not None:
         cells = board.logic.cells(config, noc)
         out["logic_estimate"] = {"used": cells, "available": board.logic_cells}
