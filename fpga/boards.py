@@ -184,14 +184,15 @@ def spram_blocks(config: PEConfig, board: Board) -> int:
 def board_config(config: PEConfig, board: Board, noc: NocConfig | None = None) -> PEConfig:
     """``config`` as it is built on ``board``. Weights go to the single-port RAM blocks (iCE40 SPRAM,
     ``weight_spram``) when the board has them and every PE's weights fit there, else to block RAM. Boards with
-    ``small_fifos`` (the iCE40UP5K, where every FIFO entry is flip-flops) get the smallest stream FIFOs
-    (``fifo_depth`` 2) and, for the one-PE top, whose one source sends its events in time order, the smallest
-    defer FIFO (``defer_depth`` 2); the mesh keeps the plan's. Spike times do not depend on any of these; the
-    FIFO depths can change the cycle count, which the latency run measures with this configuration."""
+    ``small_fifos`` (the iCE40UP5K, where every FIFO entry is flip-flops) get, for the one-PE top, whose one
+    source sends its events in time order, the smallest stream and defer FIFOs (``fifo_depth`` and
+    ``defer_depth`` 2); a mesh keeps its plan's, which its latency run (host.pysim on the plan) simulates.
+    Spike times do not depend on any of these; the FIFO depths can change the cycle count, which the one-PE
+    latency run measures with this configuration."""
     nodes = 1 if noc is None else noc.n_nodes
     spram = dataclasses.replace(config, weight_spram=True)
     use_spram = bool(board.spram_blocks) and nodes * spram_blocks(spram, board) <= board.spram_blocks
-    small = {"fifo_depth": 2, **({"defer_depth": 2} if noc is None else {})} if board.small_fifos else {}
+    small = {"fifo_depth": 2, "defer_depth": 2} if board.small_fifos and noc is None else {}
     return dataclasses.replace(config, weight_spram=use_spram, **small)
 
 
