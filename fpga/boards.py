@@ -77,8 +77,8 @@ class Board:
     logic_cells: int = 0
     logic: LogicModel | None = None
     #: The share of ``logic_cells`` nextpnr still places: on the UP5K a top packed into 5,057 of 5,280 LC (96 %)
-    #: found no legal placement, 4,121 (78 %) placed (docs/fpga.md "Measured results").
-    logic_usable: float = 0.9
+    #: found no legal placement, 4,861 (92 %) placed (docs/fpga.md "Measured results").
+    logic_usable: float = 0.93
     #: Options of Yosys's synth_<family>: the iCE40 flow maps multipliers onto SB_MAC16 only with -dsp (the
     #: PE's S x t product, one per lane, rtl/compute.py); synth_ecp5 maps them onto MULT18X18D by default.
     synth_opts: str = ""
@@ -119,10 +119,12 @@ class Board:
 #: networks/fmnist-fc.npz (784-100-10: 884 rows, 110 words) 4,632 LC, so 17 LC per word. Per lane: 1,001 LC,
 #: measured between 1 and 4 lanes with the deeper FIFOs of before (7,123 - 4,121 LC over 3 lanes), an upper
 #: bound now. Per further mesh node: a 2x1 mesh of 1-lane PEs took 2,305 LC more than one 1-lane PE when last
-#: measured (before the event-driven sweep, docs/fpga.md), a lower bound today.
+#: measured (before the event-driven sweep, docs/fpga.md), a lower bound today. The request stage that every
+#: board build has since (board_config) added 109 LC to the 2-lane 784-100-10 build (4,752 -> 4,861).
 ICE40_PER_LANE = 1001
 ICE40_PER_WORD = 17
-ICE40_BASE = 3194 - ICE40_PER_LANE - ICE40_PER_WORD * 26
+ICE40_REQUEST_STAGE = 109
+ICE40_BASE = 3194 - ICE40_PER_LANE - ICE40_PER_WORD * 26 + ICE40_REQUEST_STAGE
 ICE40_PER_NODE = 2305
 
 BOARDS = {
@@ -187,13 +189,15 @@ def board_config(config: PEConfig, board: Board, noc: NocConfig | None = None) -
     ``small_fifos`` (the iCE40UP5K, where every FIFO entry is flip-flops) get, for the one-PE top, whose one
     source sends its events in time order, the smallest stream and defer FIFOs (``fifo_depth`` and
     ``defer_depth`` 2); a mesh keeps its plan's, which its latency run (host.pysim on the plan) simulates.
-    Spike times do not depend on any of these; the FIFO depths can change the cycle count, which the one-PE
-    latency run measures with this configuration."""
+    Every board build gets the request stage between LOAD and the memory interface (``request_stage``: a
+    shorter critical path, one cycle more per read request). Spike times do not depend on any of these; the
+    FIFO depths and the request stage change the cycle count, which the latency run (one PE or mesh) measures
+    with this configuration."""
     nodes = 1 if noc is None else noc.n_nodes
     spram = dataclasses.replace(config, weight_spram=True)
     use_spram = bool(board.spram_blocks) and nodes * spram_blocks(spram, board) <= board.spram_blocks
     small = {"fifo_depth": 2, "defer_depth": 2} if board.small_fifos and noc is None else {}
-    return dataclasses.replace(config, weight_spram=use_spram, **small)
+    return dataclasses.replace(config, weight_spram=use_spram, request_stage=True, **small)
 
 
 def estimate(config: PEConfig, board: Board, *, in_depth: int, out_depth: int,

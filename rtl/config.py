@@ -75,6 +75,12 @@ class PEConfig:
         words packed, ``weight_pack``): the shape of the iCE40UP5K's SPRAM blocks (16K x 16), onto which
         ``synth_ice40 -spram`` maps it. The memory interface already uses the weight SRAM single-port (a core
         read wins over a configuration write), so behaviour and cycle counts do not change.
+    request_stage : bool
+        Put a two-entry stream FIFO between LOAD and the memory interface: its handshake is registered, so
+        LOAD's word search no longer reaches the SRAM ports and the configuration arbitration in the same
+        cycle (a shorter critical path on FPGAs). Throughput is unchanged; each read request takes one cycle
+        longer, so the PE's minimum event interval grows from 5 to 6 cycles (docs/pe.md "Cycle model").
+        Spike times do not change.
 
     Raises
     ------
@@ -96,6 +102,7 @@ class PEConfig:
     conv_kernel: int = 5
     weight_depth: int = 0
     weight_spram: bool = False
+    request_stage: bool = False
 
     def __post_init__(self):
         _check("neurons", self.neurons, 1, MAX_NEURONS)
@@ -132,6 +139,13 @@ class PEConfig:
     def weight_words(self) -> int:
         """Depth of the weight SRAM: ``weight_depth``, or (0) ``fan_in`` rows of ``words`` words."""
         return self.weight_depth or self.fan_in * self.words
+
+    @property
+    def pipeline_latency(self) -> int:
+        """Cycles from LOAD issuing a word's read request to STORE's write-back of that word reaching LOAD,
+        with every FIFO empty and ready: the shortest interval between two tokens of one word (5, or 6 with
+        ``request_stage``)."""
+        return 5 + self.request_stage
 
     @property
     def weight_pack(self) -> int:

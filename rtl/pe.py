@@ -69,19 +69,25 @@ class PE(wiring.Component):
         fifo_compute = StreamFIFO(L.read_response_layout(c), depth=c.fifo_depth)
         fifo_store = StreamFIFO(L.compute_layout(c), depth=c.fifo_depth)
         fifo_out = StreamFIFO(L.event_layout(c), depth=c.fifo_depth)
+        stages = {"request": StreamFIFO(L.read_request_layout(c), depth=2)} if c.request_stage else {}
         # Everything that holds inference state returns to reset on abort; the memory interface (registers,
         # SRAMs) only drops its read pipeline stage.
         for name, sub in (("load", load), ("compute", compute), ("store", store), ("fifo_compute", fifo_compute),
-                          ("fifo_store", fifo_store), ("fifo_out", fifo_out)):
+                          ("fifo_store", fifo_store), ("fifo_out", fifo_out),
+                          *((f"fifo_{name}", f) for name, f in stages.items())):
             m.submodules[name] = ResetInserter({"sync": self.abort})(sub)
         m.d.comb += mem.abort.eq(self.abort)
 
         # For tests and debugging: the FIFOs of the last elaboration (their levels show backpressure).
-        self.fifos = {"compute": fifo_compute, "store": fifo_store, "out": fifo_out}
+        self.fifos = {"compute": fifo_compute, "store": fifo_store, "out": fifo_out, **stages}
 
         wiring.connect(m, wiring.flipped(self.cfg), mem.cfg)
         wiring.connect(m, wiring.flipped(self.i), load.i)
-        wiring.connect(m, load.req, mem.read_req)
+        if c.request_stage:
+            wiring.connect(m, load.req, stages["request"].i)
+            wiring.connect(m, stages["request"].o, mem.read_req)
+        else:
+            wiring.connect(m, load.req, mem.read_req)
         wiring.connect(m, mem.read_resp, fifo_compute.i)
         wiring.connect(m, fifo_compute.o, compute.i)
         wiring.connect(m, compute.o, fifo_store.i)

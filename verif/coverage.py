@@ -427,7 +427,8 @@ def run_router(cov: Coverage, noc, x, y, seed, *, per_port=40, p_idle=0.3, p_sta
 
 def default_suite(cov: Coverage, progress=print) -> None:
     """The stimulus of the default suite's Amaranth-simulator regressions, with their configs and seeds:
-    tests/rtl/test_pe_pysim.py::test_pe_matches_golden_model (every scenario, both configs, seed 0),
+    tests/rtl/test_pe_pysim.py::test_pe_matches_golden_model (every scenario, its lanes2 and lanes1 configs, seed 0;
+    the request-stage variants of the two add no other LOAD behaviour),
     tests/rtl/test_mesh.py::test_random_networks_bit_exact (base seed 1) and
     tests/rtl/test_router.py::test_random_traffic_backpressure (base seed 1)."""
     import model
@@ -491,7 +492,7 @@ def _random_inputs(rng, net, n):
     return t
 
 
-#: tests/rtl/test_pe_pysim.py CONFIGS.
+#: tests/rtl/test_pe_pysim.py CONFIGS (lanes2, lanes1; not their request-stage variants).
 PE_CONFIGS = {}
 MESH_CASES = [("5-4", (1, 1), 4, 2), ("6-7-3", (2, 2), 4, 2), ("5-6-4-2", (3, 2), 2, 1)]
 

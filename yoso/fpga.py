@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import tempfile
@@ -137,6 +138,8 @@ def main(args) -> int:
     for lanes in candidates:
         mapping, noc, placement, pe, depths = _build(net, size, lanes, args)
         pe = board_config(pe, board, noc)  # iCE40UP5K: weights in SPRAM, smallest FIFOs
+        if mapping is not None:
+            mapping = dataclasses.replace(mapping, pe=pe)   # the latency run simulates what is built
         try:
             est = estimate(pe, board, noc=noc, **depths)
             break

@@ -5,6 +5,7 @@ mesh, to completion, bit-exact), and early exit ends each image once its predict
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import numpy as np
@@ -27,9 +28,11 @@ def random_times(rng, net, n):
 def test_uart_mesh_window_under_backpressure_bit_exact(seed):
     """5-6-4-2 on 3x2 nodes (3 + 2 + 1 PEs, up to three sources per PE), window 1, the engine's input from
     the mesh refused on half the cycles: every image runs to completion and every neuron of every layer
-    spikes when the golden model says."""
+    spikes when the golden model says. The PEs have the request stage, as every board build (fpga.boards.
+    board_config)."""
     net = model.random_network("5-6-4-2", seed=seed, time_bits=4)
     plan = plan_mesh(net, 3, 2, neurons=2, lanes=1, window=1)
+    plan = dataclasses.replace(plan, pe=dataclasses.replace(plan.pe, request_stage=True))
     assert [len(plan.layer_slices(n)) for n in range(3)] == [3, 2, 1]
     x = random_times(np.random.default_rng(seed), net, 2)
     ref = model.run(net, x)

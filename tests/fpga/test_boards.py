@@ -141,6 +141,7 @@ def test_fmnist_fc_fits_the_icebreaker_through_spram():
     assert est["spram"] == {"weights": 3, "available": 4} and "weights" not in est["blocks"]
     assert est["total_blocks"] <= 30
     assert not board_config(plain, ulx).weight_spram
+    assert not plain.request_stage and pe.request_stage and board_config(plain, ulx).request_stage  # every board
     # a mesh of 2x1 such PEs would need 6 SPRAMs: the weights stay in (too little) block RAM
     from rtl.noc_layouts import NocConfig
     assert not board_config(plain, ice, NocConfig(width=2, height=1, payload_bits=32)).weight_spram

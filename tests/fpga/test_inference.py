@@ -13,12 +13,12 @@ from host.plan import StackPlan, plan_mesh
 
 @pytest.mark.parametrize("seed,lanes,spram", [(11, 2, False), (13, 1, True)])
 def test_uart_inference_matches_golden_model(seed, lanes, spram):
-    """spram: the weight SRAM built single-port in 16-bit rows of two weights (the iCE40UP5K's SPRAM, as
-    ``yoso fpga --board icebreaker`` builds it)."""
+    """spram: the weight SRAM built single-port in 16-bit rows of two weights (the iCE40UP5K's SPRAM) and the
+    request stage between LOAD and the memory interface, as ``yoso fpga --board icebreaker`` builds it."""
     print(f"seed={seed}")
     net = model.random_network("10-6-4", seed=seed, time_bits=6)
     pl = StackPlan.of(net)
-    pe = pl.pe_config(net, lanes=lanes, weight_spram=spram)
+    pe = pl.pe_config(net, lanes=lanes, weight_spram=spram, request_stage=spram)
     assert pe.weight_pack == (2 if spram else 1)
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, size=(2, net.n_inputs))

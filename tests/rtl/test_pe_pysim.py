@@ -18,6 +18,10 @@ from verif.scoreboard import first_mismatch
 CONFIGS = {
     "lanes2": PEConfig(neurons=8, fan_in=12, lanes=2, time_bits=4, max_sources=3, defer_depth=4, fifo_depth=2),
     "lanes1": PEConfig(neurons=3, fan_in=9, lanes=1, weight_bits=4, time_bits=4, threshold_bits=8, max_sources=2),
+    "lanes2_stage": PEConfig(neurons=8, fan_in=12, lanes=2, time_bits=4, max_sources=3, defer_depth=4, fifo_depth=2,
+                             request_stage=True),
+    "lanes1_stage": PEConfig(neurons=3, fan_in=9, lanes=1, weight_bits=4, time_bits=4, threshold_bits=8,
+                             max_sources=2, request_stage=True),
 }
 
 
@@ -42,29 +46,34 @@ def cycles_between_events(cfg: PEConfig, events: list[int], n_cfg_neurons: int, 
     return np.diff(accept_cycles(cfg, words, events))
 
 
-@pytest.mark.parametrize("neurons, lanes", [(4, 4), (16, 4), (32, 4), (16, 1), (64, 8)])
-def test_cycle_model(neurons, lanes):
-    """docs/pe.md: a SPIKE event takes max(W, 5) cycles; a step sweeps only the rising words (a neuron in use,
-    not fired, S > 0) and ends with a MARK: max(W + 1, 5) cycles when every word is rising, 1 cycle when none
-    is."""
-    cfg = PEConfig(neurons=neurons, fan_in=16, lanes=lanes, time_bits=4)
+@pytest.mark.parametrize("neurons, lanes, stage", [(4, 4, False), (16, 4, False), (32, 4, False), (16, 1, False),
+                                                   (64, 8, False), (4, 4, True), (16, 4, True), (32, 4, True)])
+def test_cycle_model(neurons, lanes, stage):
+    """docs/pe.md: a SPIKE event takes max(W, P) cycles (P = 5, or 6 with the request stage); a step sweeps only
+    the rising words (a neuron in use, not fired, S > 0) and ends with a MARK: max(W + 1, P) cycles when every
+    word is rising, 1 cycle when none is."""
+    cfg = PEConfig(neurons=neurons, fan_in=16, lanes=lanes, time_bits=4, request_stage=stage)
+    P = 6 if stage else 5
+    assert cfg.pipeline_latency == P
     lay = L.event_layout(cfg)
     events = [pack(lay, kind=L.EventKind.START)]
     events += [pack(lay, kind=L.EventKind.SPIKE, index=i % 16, time=0) for i in range(12)]
     events += [pack(lay, kind=L.EventKind.STEP_END, time=t) for t in range(6)]
     W = neurons // lanes
     rising = cycles_between_events(cfg, events, neurons, weight=1)
-    assert list(rising[1:12]) == [max(W, 5)] * 11      # SPIKE after SPIKE
-    assert list(rising[14:]) == [max(W + 1, 5)] * 4    # sweep of every word + MARK, after a step
-    assert rising[13] - max(W + 1, 5) in (0, 1)         # (the first, after a SPIKE, may wait one more cycle)
+    assert list(rising[1:12]) == [max(W, P)] * 11      # SPIKE after SPIKE
+    assert list(rising[14:]) == [max(W + 1, P)] * 4    # sweep of every word + MARK, after a step
+    assert rising[13] - max(W + 1, P) in (0, 1)         # (the first, after a SPIKE, may wait one more cycle)
     quiet = cycles_between_events(cfg, events, neurons, weight=0)
-    assert list(quiet[1:12]) == [max(W, 5)] * 11
+    assert list(quiet[1:12]) == [max(W, P)] * 11
     assert list(quiet[14:]) == [1] * 4                  # no rising word: the MARK alone
 
 
-def test_backpressure_fills_every_fifo():
-    """With ``o`` refused for a while every FIFO of the pipeline becomes full, and the result stays exact."""
-    cfg = PEConfig(neurons=16, fan_in=6, lanes=2, time_bits=4, fifo_depth=2)
+@pytest.mark.parametrize("stage", [False, True])
+def test_backpressure_fills_every_fifo(stage):
+    """With ``o`` refused for a while every FIFO of the pipeline (the request stage too) becomes full, and the
+    result stays exact."""
+    cfg = PEConfig(neurons=16, fan_in=6, lanes=2, time_bits=4, fifo_depth=2, request_stage=stage)
     rng = np.random.default_rng(0)
     weight = rng.integers(20, 100, size=(6, 16))
     threshold = rng.integers(1, 200, size=16)
@@ -107,6 +116,7 @@ def test_backpressure_fills_every_fifo():
     sim.add_process(watch)
     sim.run()
     assert levels == {name: 2 for name in dut.fifos}
+    assert ("request" in levels) == stage
     assert first_mismatch(out[0], want, cfg.no_spike) is None
 
 
