@@ -215,6 +215,11 @@ class MeshBackend(wiring.Component):
             pe_node = n < params.pe_nodes
             floor = Mux(pe_node & (last_end[n] < floor), last_end[n], floor)
             out_floor = Mux(pe_node & (n >= params.pred_node) & (last_end[n] < out_floor), last_end[n], out_floor)
+        # The window's limit (the latest step a flit may carry) as a register: one cycle behind last_end, so
+        # at most one cycle more conservative (last_end only grows during a run), and the min over the nodes
+        # stays off the path from the input buffer's read data to its read enable.
+        limit = Signal(signed(tb + 18))
+        m.d.sync += limit.eq(Mux(self.run.valid, params.window - 1, floor + params.window))
 
         have_first, first = Signal(), Signal(tb)
         with m.If(self.run.valid):
@@ -232,7 +237,7 @@ class MeshBackend(wiring.Component):
         fl = flit_layout(noc)(self.words.payload)
         ev = ev_layout(fl.payload[:ev_layout.size])
         timed = (fl.kind == FlitKind.EVENT) & (ev.kind != L.EventKind.START)
-        go = (params.window == 0) | ~timed | (ev.time <= floor + params.window)
+        go = (params.window == 0) | ~timed | (ev.time <= limit)
         with m.If(self.cmd_cfg.valid):
             m.d.comb += [self.host_i.valid.eq(1), self.host_i.payload.as_value().eq(self.cmd_cfg.payload),
                          self.cmd_cfg.ready.eq(self.host_i.ready)]
