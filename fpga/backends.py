@@ -219,7 +219,7 @@ class MeshBackend(wiring.Component):
         # at most one cycle more conservative (last_end only grows during a run), and the min over the nodes
         # stays off the path from the input buffer's read data to its read enable.
         limit = Signal(signed(tb + 18))
-        m.d.sync += limit.eq(Mux(self.run.valid, params.window - 1, floor + params.window))
+        m.d.sync += limit.eq(Mux(self.run.valid, self.run.payload.window - 1, floor + params.window))
 
         have_first, first = Signal(), Signal(tb)
         with m.If(self.run.valid):

@@ -3,6 +3,8 @@ under random idle cycles and backpressure, and the cycle model of docs/pe.md."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
@@ -18,11 +20,8 @@ from verif.scoreboard import first_mismatch
 CONFIGS = {
     "lanes2": PEConfig(neurons=8, fan_in=12, lanes=2, time_bits=4, max_sources=3, defer_depth=4, fifo_depth=2),
     "lanes1": PEConfig(neurons=3, fan_in=9, lanes=1, weight_bits=4, time_bits=4, threshold_bits=8, max_sources=2),
-    "lanes2_stage": PEConfig(neurons=8, fan_in=12, lanes=2, time_bits=4, max_sources=3, defer_depth=4, fifo_depth=2,
-                             request_stage=True),
-    "lanes1_stage": PEConfig(neurons=3, fan_in=9, lanes=1, weight_bits=4, time_bits=4, threshold_bits=8,
-                             max_sources=2, request_stage=True),
 }
+CONFIGS |= {f"{name}_stage": dataclasses.replace(cfg, request_stage=True) for name, cfg in CONFIGS.items()}
 
 
 @pytest.mark.parametrize("seed", [0])
