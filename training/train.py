@@ -80,6 +80,7 @@ class TrainConfig:
     input_drop: float = 0.0  # float epochs: each input spike is dropped (made silent) with this probability
     jitter: int = 0  # float epochs: each input spike moves by a uniform integer in [-jitter, jitter] steps
     shift: int = 0  # float epochs: each image moves by a uniform integer in [-shift, shift] pixels per axis
+    flip: bool = False  # float epochs: each image is mirrored left-right with probability 1/2
     weight_decay: float = 0.0  # AdamW decoupled weight decay (0: plain Adam)
     val_size: int | None = None  # held out of the training set for per-epoch curves; None: min(5000, 10 %)
     train_limit: int | None = None
@@ -143,10 +144,11 @@ def live_penalty(net: SpikingNet, t_in: torch.Tensor, times: list[torch.Tensor])
 
 
 def augment(x: torch.Tensor, t_end: int, t_in_max: int, drop: float, jitter: int,
-            gen: torch.Generator, shift: int = 0, shape: tuple = ()) -> torch.Tensor:
-    """Input-spike dropout, integer time jitter and image translation (float epochs only); silent inputs stay
-    silent. ``shift`` moves each sample's ``shape`` (C, H, W) image by its own uniform integer offset in
-    ``[-shift, shift]`` pixels along each axis; pixels moved in from outside are silent."""
+            gen: torch.Generator, shift: int = 0, shape: tuple = (), flip: bool = False) -> torch.Tensor:
+    """Input-spike dropout, integer time jitter, image translation and mirroring (float epochs only); silent
+    inputs stay silent. ``shift`` moves each sample's ``shape`` (C, H, W) image by its own uniform integer
+    offset in ``[-shift, shift]`` pixels along each axis; pixels moved in from outside are silent. ``flip``
+    mirrors each image left-right (all channels) with probability 1/2."""
     if shift:
         b, (c, h, w) = len(x), shape
         img = F.pad(x.reshape(b, c, h, w), (shift, shift, shift, shift), value=t_end + 1.0)
@@ -154,6 +156,10 @@ def augment(x: torch.Tensor, t_end: int, t_in_max: int, drop: float, jitter: int
         rows, cols = dy + torch.arange(h), dx + torch.arange(w)  # (b, h), (b, w) into the padded image
         x = img[torch.arange(b)[:, None, None, None], torch.arange(c)[None, :, None, None],
                 rows[:, None, :, None], cols[:, None, None, :]].reshape(x.shape)
+    if flip:
+        img = x.reshape(len(x), *shape)
+        mirror = torch.rand(len(x), generator=gen) < 0.5
+        x = torch.where(mirror[:, None, None, None], img.flip(-1), img).reshape(x.shape)
     if drop:
         x = torch.where(torch.rand(x.shape, generator=gen) < drop, torch.full_like(x, t_end + 1.0), x)
     if jitter:
@@ -374,7 +380,8 @@ def train(cfg: TrainConfig) -> dict:
             idx = order[b * cfg.batch:(b + 1) * cfg.batch][rank::world]
             x, y = x_tr[idx], y_tr[idx]
             if not quantised:
-                x = augment(x, net.t_end, cfg.t_in_max, cfg.input_drop, cfg.jitter, gen, cfg.shift, tr.shape)
+                x = augment(x, net.t_end, cfg.t_in_max, cfg.input_drop, cfg.jitter, gen, cfg.shift, tr.shape,
+                            cfg.flip)
             times = ddp(x.double() if quantised else x, quantised=quantised, out_window=cfg.out_window)
             loss = loss_fn(times[-1].float(), y, cfg.tau, net.t_end - 20.0, cfg.late_weight)
             if cfg.live_weight and not quantised:

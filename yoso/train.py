@@ -52,6 +52,8 @@ def add_arguments(p, defaults: dict | None = None) -> None:
     p.add_argument("--shift", type=int, default=0,
                    help="float epochs: move each image by up to this many pixels along each axis, silent "
                         "pixels moved in (default 0)")
+    p.add_argument("--flip", action="store_true",
+                   help="float epochs: mirror each image left-right with probability 1/2 (default off)")
     p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default 0)")
     p.add_argument("--val-size", type=int,
                    help="training samples held out for the per-epoch curves (default min(5000, 10 %%))")
@@ -127,7 +129,8 @@ def run(args) -> dict:
                       qat_epochs=args.qat_epochs, seed=args.seed, batch=args.batch, lr=args.lr,
                       qat_lr=args.qat_lr, tau=args.tau, late_weight=args.late_weight, schedule=args.schedule,
                       lr_decay=args.lr_decay, live_weight=args.live_weight, input_drop=args.input_drop,
-                      jitter=args.jitter, shift=args.shift, weight_decay=args.weight_decay, val_size=args.val_size,
+                      jitter=args.jitter, shift=args.shift, flip=args.flip, weight_decay=args.weight_decay,
+                      val_size=args.val_size,
                       train_limit=args.train_limit, test_limit=args.test_limit, qat_limit=args.qat_limit,
                       threads=args.threads, t_in_max=args.t_in_max,
                       weight_bits=args.weight_bits, resume=args.resume, force=args.force,

@@ -106,3 +106,18 @@ def test_shift_translates_each_image_and_fills_silence():
     assert len(seen) > 10  # offsets really vary per sample
     z = augment(x, 254, 31, 0.0, 0, torch.Generator().manual_seed(4), shift=s, shape=(c, h, w))
     assert torch.equal(y, z)  # seeded: a resumed run replays it
+
+
+def test_flip_mirrors_about_half_of_the_images():
+    """``flip`` mirrors each image left-right (every channel) or leaves it as it is, about half of each."""
+    gen = torch.Generator().manual_seed(6)
+    b, c, h, w = 400, 2, 4, 5
+    x = torch.randint(0, 32, (b, c * h * w), generator=gen).to(torch.float32)
+    y = augment(x, 254, 31, 0.0, 0, torch.Generator().manual_seed(7), shape=(c, h, w), flip=True)
+    xi, yi = x.reshape(b, c, h, w), y.reshape(b, c, h, w)
+    same = (xi == yi).flatten(1).all(1)
+    mirrored = (xi.flip(-1) == yi).flatten(1).all(1)
+    assert torch.all(same ^ mirrored)  # each image is one or the other (random images: never both)
+    assert 0.4 < float(mirrored.float().mean()) < 0.6
+    z = augment(x, 254, 31, 0.0, 0, torch.Generator().manual_seed(7), shape=(c, h, w), flip=True)
+    assert torch.equal(y, z)  # seeded: a resumed run replays it
