@@ -88,6 +88,13 @@ class Board:
     spram_shape: tuple[int, int] = (16384, 16)
     #: Build the PE with the smallest FIFOs (board_config).
     small_fifos: bool = False
+    #: A defer FIFO of more entries than this goes to block RAM (PEConfig.defer_bram; board_config): on the
+    #: iCE40, which has no LUT RAM, a combinationally read FIFO is flip-flops; on the ECP5 it is LUT RAM
+    #: plus a read multiplexer that grows with the depth (a conv-mode PE with a defer FIFO of 1,740 entries:
+    #: most of its 1,170 TRELLIS_DPR16X4, docs/fpga.md).
+    defer_bram_above: int = 128
+    #: PEConfig.sweep_group of every PE built for the board (board_config; 0: the sweep's search in one piece).
+    sweep_group: int = 0
 
     def platform(self):
         if self.name == "icebreaker":
@@ -135,7 +142,8 @@ BOARDS = {
                ("ICESTORM_SPRAM", "SPRAM (256 Kbit)"), ("ICESTORM_DSP", "DSP")),
         programmer="iceprog", logic_cells=5280, logic=LogicModel(base=ICE40_BASE, per_lane=ICE40_PER_LANE,
                                                                    per_node=ICE40_PER_NODE, per_word=ICE40_PER_WORD),
-        synth_opts="-dsp -spram", spram_blocks=4, small_fifos=True),
+        synth_opts="-dsp -spram", spram_blocks=4, small_fifos=True, defer_bram_above=4,
+        sweep_group=8),
     "ulx3s-85f": Board(
         name="ulx3s-85f", family="ecp5", device="LFE5U-85F", clk_hz=25e6, bram_blocks=208,
         bram_shapes=((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)), bram_kind="DP16KD",
@@ -190,14 +198,19 @@ def board_config(config: PEConfig, board: Board, noc: NocConfig | None = None) -
     source sends its events in time order, the smallest stream and defer FIFOs (``fifo_depth`` and
     ``defer_depth`` 2); a mesh keeps its plan's, which its latency run (host.pysim on the plan) simulates.
     Every board build gets the request stage between LOAD and the memory interface (``request_stage``: a
-    shorter critical path, one cycle more per read request). Spike times do not depend on any of these; the
-    FIFO depths and the request stage change the cycle count, which the latency run (one PE or mesh) measures
-    with this configuration."""
+    shorter critical path, one cycle more per read request), and a defer FIFO deeper than the board's
+    ``defer_bram_above`` entries is built for block RAM (``defer_bram``); the one-PE top, whose layer-by-layer
+    plan runs no max-pooling, is built without STORE's pooling window bits (``pooling``). Spike times do not
+    depend on any of these; the FIFO depths, the request stage, the registered defer read and the grouped
+    sweep change the cycle count, which the latency run (one PE or mesh) measures with this configuration."""
     nodes = 1 if noc is None else noc.n_nodes
     spram = dataclasses.replace(config, weight_spram=True)
     use_spram = bool(board.spram_blocks) and nodes * spram_blocks(spram, board) <= board.spram_blocks
     small = {"fifo_depth": 2, "defer_depth": 2} if board.small_fifos and noc is None else {}
-    return dataclasses.replace(config, weight_spram=use_spram, request_stage=True, **small)
+    defer = small.get("defer_depth", config.defer_depth)
+    return dataclasses.replace(config, weight_spram=use_spram, request_stage=True,
+                               defer_bram=defer + 1 > board.defer_bram_above, sweep_group=board.sweep_group,
+                               pooling=noc is not None, **small)
 
 
 def estimate(config: PEConfig, board: Board, *, in_depth: int, out_depth: int,
@@ -217,6 +230,8 @@ def estimate(config: PEConfig, board: Board, *, in_depth: int, out_depth: int,
         "thresholds": (L.threshold_word_layout(config).size, config.words),
         "neuron state": (L.state_word_layout(config).size, config.words),
     }
+    if config.defer_bram:
+        pe_mems["defer FIFO"] = (L.event_layout(config).size, config.defer_depth + 1)
     if config.weight_spram:
         del pe_mems["weights"]
     blocks = {name: nodes * memory_blocks(board, w, d) for name, (w, d) in pe_mems.items()}

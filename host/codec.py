@@ -159,7 +159,8 @@ class PECodec:
         from active and pool_shift)."""
         cfg = self.cfg
         checks = [("neurons", active, 1, cfg.neurons), ("t_end", t_end, 1, cfg.max_t_end),
-                  ("sources", sources, 1, cfg.max_sources), ("pool_shift", pool_shift, 0, cfg.neuron_bits)]
+                  ("sources", sources, 1, cfg.max_sources),
+                  ("pool_shift", pool_shift, 0, cfg.neuron_bits if cfg.pooling else 0)]
         for name, v, lo, hi in checks:
             if not lo <= v <= hi:
                 raise ValueError(f"{name}: {v} is outside the allowed range {lo}..{hi} of this PE")

@@ -81,6 +81,25 @@ class PEConfig:
         cycle (a shorter critical path on FPGAs). Throughput is unchanged; each read request takes one cycle
         longer, so the PE's minimum event interval grows from 5 to 6 cycles (docs/pe.md "Cycle model").
         Spike times do not change.
+    sweep_group : int
+        0 (the default): a step's sweep finds the next rising or pending word with one search over all ``W``
+        words. A power of two ``G`` >= 2: the search is split (docs/pe.md "Grouped sweep"): each cycle looks
+        for the next candidate only inside the current group of ``G`` words, and a cycle that finds none there
+        moves to the next group that has one instead of issuing (one cycle per group the sweep enters). The
+        same tokens in the same order, shorter logic paths on FPGAs; a sweep takes up to ``ceil(W / G)``
+        cycles more. Spike times do not change.
+    pooling : bool
+        True (the default): STORE has the max-pooling window bits (``neurons`` flip-flops, and per lane a
+        multiplexer over them; docs/pe.md "Max-pooling"). False: no pooling hardware, the ``POOL_SHIFT``
+        register must stay 0 (``host.codec`` refuses another value): the one-PE board top, whose layer-by-layer
+        plan runs no max-pooling (``host.plan.StackPlan`` refuses maxpool2d layers). Spike times and cycles of
+        unpooled layers do not change.
+    defer_bram : bool
+        Build the defer FIFO with a registered read (``lib.fifo.SyncFIFOBuffered``), which FPGA tools map onto
+        block RAM, instead of the combinational read of ``SyncFIFO``, which becomes LUT RAM on the ECP5 and
+        flip-flops on the iCE40: the choice for deep defer FIFOs (a conv layer's run-ahead needs about 1,700
+        entries). An event parked in an empty defer FIFO can be replayed one cycle later than without it; spike
+        times do not change.
 
     Raises
     ------
@@ -103,6 +122,9 @@ class PEConfig:
     weight_depth: int = 0
     weight_spram: bool = False
     request_stage: bool = False
+    defer_bram: bool = False
+    sweep_group: int = 0
+    pooling: bool = True
 
     def __post_init__(self):
         _check("neurons", self.neurons, 1, MAX_NEURONS)
@@ -124,6 +146,8 @@ class PEConfig:
         _check("conv_size", self.conv_size, 1, MAX_CONV_SIZE)
         _check("conv_kernel", self.conv_kernel, 1, MAX_CONV_KERNEL)
         _check("weight_depth", self.weight_depth, 0, self.fan_in * self.words)
+        if self.sweep_group and (self.sweep_group < 2 or self.sweep_group & (self.sweep_group - 1)):
+            raise ValueError(f"sweep_group: {self.sweep_group} is not 0 or a power of two >= 2")
         if self.weight_words > MAX_WEIGHT_WORDS:
             raise ValueError(f"fan_in: fan_in * neurons / lanes = {self.weight_words} weight SRAM words exceeds "
                              f"the limit {MAX_WEIGHT_WORDS} (lower fan_in or neurons, or raise lanes)")
@@ -146,6 +170,13 @@ class PEConfig:
         with every FIFO empty and ready: the shortest interval between two tokens of one word (5, or 6 with
         ``request_stage``)."""
         return 5 + self.request_stage
+
+    @property
+    def sweep_groups(self) -> int:
+        """Groups of the grouped sweep search (``sweep_group``); 1: one search over every word."""
+        if not self.sweep_group or self.sweep_group >= self.words:
+            return 1
+        return -(-self.words // self.sweep_group)
 
     @property
     def weight_pack(self) -> int:
@@ -237,7 +268,8 @@ class PEConfig:
 
     @property
     def pool_shift_bits(self) -> int:
-        """Width of the POOL_SHIFT register (0..neuron_bits: a pooling window spans 2**POOL_SHIFT neurons)."""
+        """Width of the POOL_SHIFT register (0..neuron_bits: a pooling window spans 2**POOL_SHIFT neurons; the
+        register is kept, and must hold 0, without ``pooling``)."""
         return bits_for(self.neuron_bits)
 
     # ---- conv mode (docs/pe.md "Conv mode"; only when conv_inputs > 0) ----

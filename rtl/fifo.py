@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Shape
 from amaranth.lib import stream, wiring
-from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["StreamFIFO"]
@@ -21,6 +21,10 @@ class StreamFIFO(wiring.Component):
         Entries (>= 1). A payload written into an empty FIFO in cycle c is offered on ``o`` from cycle
         c + 1 (one cycle of latency; the storage is read combinationally, so ``o.payload`` comes straight
         from the FIFO memory).
+    buffered : bool
+        Use ``SyncFIFOBuffered``: a registered read that block RAM can implement, ``o.payload`` from a
+        register, and one cycle more of latency (a payload written into an empty FIFO in cycle c is offered
+        from cycle c + 2).
 
     Ports
     -----
@@ -29,11 +33,11 @@ class StreamFIFO(wiring.Component):
     level : Out(range(depth + 1)), entries held
     """
 
-    def __init__(self, shape, *, depth: int):
+    def __init__(self, shape, *, depth: int, buffered: bool = False):
         if depth < 1:
             self._MustUse__silence = True  # a rejected instance is not an unused elaboratable
             raise ValueError(f"depth: {depth} is below the minimum 1")
-        self._shape, self._depth = shape, depth
+        self._shape, self._depth, self._buffered = shape, depth, buffered
         super().__init__({
             "i": In(stream.Signature(shape)),
             "o": Out(stream.Signature(shape)),
@@ -46,7 +50,8 @@ class StreamFIFO(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.fifo = fifo = SyncFIFO(width=Shape.cast(self._shape).width, depth=self._depth)
+        kind = SyncFIFOBuffered if self._buffered else SyncFIFO
+        m.submodules.fifo = fifo = kind(width=Shape.cast(self._shape).width, depth=self._depth)
         m.d.comb += [
             fifo.w_data.eq(self.i.payload), fifo.w_en.eq(self.i.valid), self.i.ready.eq(fifo.w_rdy),
             self.o.payload.eq(fifo.r_data), self.o.valid.eq(fifo.r_rdy), fifo.r_en.eq(self.o.ready),

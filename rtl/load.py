@@ -98,7 +98,7 @@ class Load(wiring.Component):
         c = self._cfg
         m = Module()
         # One spare entry so a replayed early event can always be parked again.
-        m.submodules.defer = defer = StreamFIFO(L.event_layout(c), depth=c.defer_depth + 1)
+        m.submodules.defer = defer = StreamFIFO(L.event_layout(c), depth=c.defer_depth + 1, buffered=c.defer_bram)
 
         # ACTIVE, SOURCES and T_END are latched at START: register writes take effect with the next
         # inference, and every event of one inference streams the same number of words (hazard rule).
@@ -189,6 +189,8 @@ class Load(wiring.Component):
                                              replay.eq(defer.level - from_defer)]
                                 with m.If(cur < t_end):
                                     m.d.sync += [op.eq(L.Op.SWEEP), time.eq(cur), k.eq(0)]
+                                    if c.sweep_groups > 1:
+                                        m.d.sync += [gk.eq(0), kl.eq(0)]
                                     m.next = "ISSUE"
                                 with m.Else():
                                     m.d.sync += armed.eq(0)   # the inference is complete: wait for START
@@ -201,6 +203,30 @@ class Load(wiring.Component):
         nxt = Signal(c.word_bits)
         found, low = _lowest_set(cand)
         m.d.comb += nxt.eq(Mux(found, low, 0))
+        groups = c.sweep_groups
+        if groups > 1:
+            # Grouped sweep (docs/pe.md "Grouped sweep"): the position as (group gk, word kl in it); the search
+            # looks inside group gk only, and a cycle that finds nothing there moves gk to the next group with
+            # a candidate. Candidates only leave during a sweep (a word that is neither rising nor pending gets
+            # no write-back), so the words visited and their order are those of the one-search sweep.
+            gsz, gbits = c.sweep_group, c.sweep_group.bit_length() - 1
+            gk = Signal(range(groups))
+            kl = Signal(gbits + 1)
+            pad = groups * gsz - c.words
+
+            def grouped(v):
+                return Cat(v, Const(0, pad)) if pad else v
+
+            live_all = grouped(rising | pending)
+            g_cand = Signal(gsz)
+            m.d.comb += g_cand.eq(live_all.word_select(gk, gsz) & (Const((1 << gsz) - 1, gsz) << kl)[:gsz])
+            g_found, g_low = _lowest_set(g_cand)
+            g_pending = grouped(pending).word_select(gk, gsz)
+            g_rising = grouped(rising).word_select(gk, gsz)
+            g_any = Cat(*(live_all[j * gsz:(j + 1) * gsz].any() for j in range(groups)))
+            later = Signal(groups)
+            m.d.comb += later.eq(g_any & (Const((1 << groups) - 1, groups) << (gk + 1))[:groups])
+            _, next_group = _lowest_set(later)
 
         if c.conv:
             conv_states = self._conv(m, pending, time, fetch)
@@ -218,16 +244,30 @@ class Load(wiring.Component):
                     m.next = "ISSUE"
             with m.State("ISSUE"):
                 m.d.comb += self.req.payload.token.time.eq(time)
+                if groups > 1:
+                    sweep_here, sweep_word = g_cand != 0, Cat(g_low, gk)
+                else:
+                    sweep_here, sweep_word = cand != 0, nxt
                 with m.If(op == L.Op.SWEEP):
-                    with m.If(cand != 0):
+                    with m.If(sweep_here):
                         # Wait for a pending word's write-back; a word found not rising then drops out.
+                        if groups > 1:
+                            ok = ~g_pending.bit_select(g_low, 1) & g_rising.bit_select(g_low, 1)
+                        else:
+                            ok = ~pending.bit_select(nxt, 1) & rising.bit_select(nxt, 1)
                         m.d.comb += [
-                            self.req.valid.eq(~pending.bit_select(nxt, 1) & rising.bit_select(nxt, 1)),
+                            self.req.valid.eq(ok),
                             self.req.payload.token.op.eq(L.Op.SWEEP),
-                            self.req.payload.token.word.eq(nxt),
+                            self.req.payload.token.word.eq(sweep_word),
                         ]
                         with m.If(issue):
-                            m.d.sync += k.eq(nxt + 1)
+                            if groups > 1:
+                                m.d.sync += kl.eq(g_low + 1)
+                            else:
+                                m.d.sync += k.eq(nxt + 1)
+                    if groups > 1:
+                        with m.Elif(later != 0):
+                            m.d.sync += [gk.eq(next_group), kl.eq(0)]   # no request in this cycle
                     with m.Else():
                         m.d.comb += [
                             self.req.valid.eq(1),

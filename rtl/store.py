@@ -80,17 +80,20 @@ class Store(wiring.Component):
         # Pooling windows: lane j holds neuron n_j = word * lanes + j of window n_j >> pool_shift; a lane whose
         # window already passed a spike (``taken``, this inference) is dropped.
         # pool_shift = 0 is no pooling: the bits are then ignored, so STORE is exactly the unpooled one.
-        windows = Signal(c.neurons)
+        # Without PEConfig.pooling there is no window state: POOL_SHIFT is 0 (host.codec), n is the output.
+        windows = Signal(c.neurons if c.pooling else 1)
         taken = Signal(c.lanes)
         pooling = self.pool_shift != 0
 
         def window(n):
+            if not c.pooling:
+                return n
             if not c.conv:
                 return n >> self.pool_shift
             low = (1 << self.pool_low) - 1
             return (((n >> (self.pool_low + self.pool_shift)) << self.pool_low) | (n & low)).as_unsigned()
 
-        for j in range(c.lanes):
+        for j in range(c.lanes if c.pooling else 0):
             m.d.comb += taken[j].eq(pooling & windows.bit_select(window(x.token.word * c.lanes + j), 1))
         pending = Signal(c.lanes)
         m.d.comb += pending.eq(x.newly & ~emitted & ~taken)
@@ -136,8 +139,9 @@ class Store(wiring.Component):
                     m.d.sync += emitted.eq(emitted | lowest)
                 with m.Else():
                     m.d.sync += end_sent.eq(1)
-        with m.If(emit & (pending != 0)):
-            m.d.sync += windows.bit_select(window(x.token.word * c.lanes + lane), 1).eq(1)
-        with m.If(self.i.valid & self.i.ready & (x.token.op == L.Op.CLEAR)):
-            m.d.sync += windows.eq(0)
+        if c.pooling:
+            with m.If(emit & (pending != 0)):
+                m.d.sync += windows.bit_select(window(x.token.word * c.lanes + lane), 1).eq(1)
+            with m.If(self.i.valid & self.i.ready & (x.token.op == L.Op.CLEAR)):
+                m.d.sync += windows.eq(0)
         return m

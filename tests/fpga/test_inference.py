@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import model
+from fpga.boards import BOARDS, board_config
 from fpga.driver import HostLink, LinkError, infer, infer_mesh, load_mesh, load_network
 from fpga.sim import SimTransport
 from fpga.top import LinkCore, UARTTop
@@ -13,12 +14,17 @@ from host.plan import StackPlan, plan_mesh
 
 @pytest.mark.parametrize("seed,lanes,spram", [(11, 2, False), (13, 1, True)])
 def test_uart_inference_matches_golden_model(seed, lanes, spram):
-    """spram: the weight SRAM built single-port in 16-bit rows of two weights (the iCE40UP5K's SPRAM) and the
-    request stage between LOAD and the memory interface, as ``yoso fpga --board icebreaker`` builds it."""
+    """spram: the PE as ``yoso fpga --board icebreaker`` builds it (``fpga.boards.board_config``): the weight
+    SRAM single-port in 16-bit rows of two weights (the iCE40UP5K's SPRAM), the request stage between LOAD and
+    the memory interface, the smallest FIFOs, the grouped sweep (10 words in groups of 8) and no pooling
+    hardware."""
     print(f"seed={seed}")
     net = model.random_network("10-6-4", seed=seed, time_bits=6)
     pl = StackPlan.of(net)
-    pe = pl.pe_config(net, lanes=lanes, weight_spram=spram, request_stage=spram)
+    pe = pl.pe_config(net, lanes=lanes)
+    if spram:
+        pe = board_config(pe, BOARDS["icebreaker"])
+        assert pe.weight_spram and pe.request_stage and pe.sweep_groups == 2 and not pe.pooling
     assert pe.weight_pack == (2 if spram else 1)
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, size=(2, net.n_inputs))

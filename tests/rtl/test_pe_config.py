@@ -24,6 +24,8 @@ from rtl.config import PEConfig
     ({"defer_depth": 0}, r"^defer_depth: 0 is outside"),
     ({"max_sources": 0}, r"^max_sources: 0 is outside"),
     ({"neurons": True}, r"^neurons: expected an integer"),
+    ({"sweep_group": 3}, r"^sweep_group: 3 is not 0 or a power of two >= 2$"),
+    ({"sweep_group": 1}, r"^sweep_group: 1 is not 0 or a power of two >= 2$"),
     ({"fan_in": 1 << 20, "neurons": 64, "lanes": 1}, r"^fan_in: fan_in \* neurons / lanes = 67108864 weight SRAM"),
 ])
 def test_bad_parameter_names_field_and_limit(kwargs, message):
@@ -46,3 +48,19 @@ def test_widths_follow_the_spec_functions():
     assert cfg.words == 100 and cfg.weight_words == 78_400
     assert cfg.index_bits == 10 and cfg.neuron_bits == 10 and cfg.lane_bits == 3
     assert cfg.no_spike == 255 and cfg.max_t_end == 254
+
+
+def test_sweep_groups_and_pooling_option():
+    """``sweep_groups``: ceil(W / G) groups, 1 (one search) when off or when one group holds every word.
+    Without ``pooling`` the codec refuses a POOL_SHIFT other than 0."""
+    from host.codec import PECodec
+
+    assert PEConfig(neurons=110, lanes=2, sweep_group=8).sweep_groups == 7
+    assert PEConfig(neurons=16, lanes=2, sweep_group=8).sweep_groups == 1
+    assert PEConfig(neurons=110, lanes=2).sweep_groups == 1
+    regs = dict(active=8, neuron_base=0, sources=1, t_end=10)
+    assert PECodec(PEConfig(neurons=8, lanes=2)).registers(**regs, pool_shift=1)
+    codec = PECodec(PEConfig(neurons=8, lanes=2, pooling=False))
+    assert codec.registers(**regs, pool_shift=0)
+    with pytest.raises(ValueError, match=r"^pool_shift: 1 is outside the allowed range 0\.\.0 of this PE$"):
+        codec.registers(**regs, pool_shift=1)

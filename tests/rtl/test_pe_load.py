@@ -115,9 +115,15 @@ def simulate(cfg, events, *, active, sources, t_end, seed, n_tokens=None, until=
     return tokens, hazards
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_single_source_tokens_match_reference(seed):
-    print(f"seed={seed}")
+CFG_GROUPED = PEConfig(neurons=12, fan_in=10, lanes=1, time_bits=4, defer_depth=3, max_sources=3, sweep_group=4)
+
+
+@pytest.mark.parametrize("seed, CFG", [(0, CFG), (1, CFG), (2, CFG), (0, CFG_GROUPED), (1, CFG_GROUPED)],
+                         ids=["0", "1", "2", "0-grouped", "1-grouped"])
+def test_single_source_tokens_match_reference(seed, CFG):
+    """Every token (op, word, last, address, time) as docs/pe.md describes it, also with the grouped sweep
+    (12 words in 3 groups of 4: the same tokens in the same order)."""
+    print(f"seed={seed} sweep_group={CFG.sweep_group}")
     rng = np.random.default_rng(seed)
     active = int(rng.integers(1, CFG.neurons + 1))
     t_end = int(rng.integers(3, CFG.max_t_end + 1))
@@ -200,13 +206,16 @@ def load_reference(cfg, events, *, sources, t_end, defer_depth):
                 cur, count, replay = cur + 1, 0, len(parked)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_senders_two_steps_ahead_exact_order(seed):
+@pytest.mark.parametrize("seed, variant", [(0, {}), (1, {}), (2, {}), (3, {}), (0, {"defer_bram": True}),
+                                           (1, {"defer_bram": True}), (0, {"lanes": 1, "sweep_group": 2}),
+                                           (1, {"lanes": 1, "sweep_group": 4})])
+def test_senders_two_steps_ahead_exact_order(seed, variant):
     """Senders up to two steps ahead: parked events are parked again during a replay; the token order is
-    exactly the reference's."""
-    print(f"seed={seed}")
+    exactly the reference's, with the defer FIFO's read combinational or registered (``defer_bram``) and with
+    the sweep's search in one piece or grouped (``sweep_group``, 8 words of 1 lane)."""
+    print(f"seed={seed} variant={variant}")
     rng = np.random.default_rng(seed)
-    cfg = PEConfig(neurons=8, fan_in=10, lanes=4, time_bits=4, defer_depth=12, max_sources=3)
+    cfg = PEConfig(**{**dict(neurons=8, fan_in=10, lanes=4, time_bits=4, defer_depth=12, max_sources=3), **variant})
     t_end = 8
     for _ in range(50):  # draw merges until one fits the defer FIFO
         times = rng.integers(0, t_end + 1, size=cfg.fan_in)

@@ -22,6 +22,10 @@ CONFIGS = {
     "lanes1": PEConfig(neurons=3, fan_in=9, lanes=1, weight_bits=4, time_bits=4, threshold_bits=8, max_sources=2),
 }
 CONFIGS |= {f"{name}_stage": dataclasses.replace(cfg, request_stage=True) for name, cfg in CONFIGS.items()}
+CONFIGS["lanes2_bram"] = dataclasses.replace(CONFIGS["lanes2_stage"], defer_bram=True)  # registered defer read
+CONFIGS["lanes2_grouped"] = dataclasses.replace(CONFIGS["lanes2_stage"], sweep_group=2)  # 4 words: 2 groups
+# 3 words in groups of 2 and 1, no pooling hardware (as the one-PE board top is built)
+CONFIGS["lanes1_grouped_nopool"] = dataclasses.replace(CONFIGS["lanes1"], sweep_group=2, pooling=False)
 
 
 @pytest.mark.parametrize("seed", [0])
@@ -66,6 +70,25 @@ def test_cycle_model(neurons, lanes, stage):
     quiet = cycles_between_events(cfg, events, neurons, weight=0)
     assert list(quiet[1:12]) == [max(W, P)] * 11
     assert list(quiet[14:]) == [1] * 4                  # no rising word: the MARK alone
+
+
+@pytest.mark.parametrize("neurons, lanes, group", [(32, 1, 8), (30, 1, 8), (64, 4, 4), (16, 4, 2)])
+def test_cycle_model_grouped_sweep(neurons, lanes, group):
+    """docs/pe.md "Grouped sweep": with every word rising a sweep takes W cycles for the words plus one per
+    group it enters after the first and one for the MARK, max(W + NG, P) in all (NG = ceil(W / G) groups);
+    SPIKE events and a sweep with no rising word (the MARK alone) are unchanged."""
+    cfg = PEConfig(neurons=neurons, fan_in=16, lanes=lanes, time_bits=4, request_stage=True, sweep_group=group)
+    P, W, NG = 6, neurons // lanes, cfg.sweep_groups
+    assert NG == -(-W // group) > 1
+    lay = L.event_layout(cfg)
+    events = [pack(lay, kind=L.EventKind.START)]
+    events += [pack(lay, kind=L.EventKind.SPIKE, index=i % 16, time=0) for i in range(12)]
+    events += [pack(lay, kind=L.EventKind.STEP_END, time=t) for t in range(6)]
+    rising = cycles_between_events(cfg, events, neurons, weight=1)
+    assert list(rising[1:12]) == [max(W, P)] * 11
+    assert list(rising[14:]) == [max(W + NG, P)] * 4
+    quiet = cycles_between_events(cfg, events, neurons, weight=0)
+    assert list(quiet[14:]) == [1] * 4
 
 
 @pytest.mark.parametrize("stage", [False, True])
@@ -119,12 +142,13 @@ def test_backpressure_fills_every_fifo(stage):
     assert first_mismatch(out[0], want, cfg.no_spike) is None
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_senders_two_steps_ahead(seed):
+@pytest.mark.parametrize("seed, bram", [(0, False), (1, False), (0, True)])
+def test_senders_two_steps_ahead(seed, bram):
     """Several senders, some two steps ahead of the slowest (defer FIFO parks events again on replay):
-    still bit-exact. Merges that would overflow the defer FIFO are redrawn."""
-    print(f"seed={seed}")
-    cfg = PEConfig(neurons=8, fan_in=10, lanes=2, time_bits=4, defer_depth=16, max_sources=3)
+    still bit-exact, with the defer FIFO's read combinational or registered. Merges that would overflow the
+    defer FIFO are redrawn."""
+    print(f"seed={seed} defer_bram={bram}")
+    cfg = PEConfig(neurons=8, fan_in=10, lanes=2, time_bits=4, defer_depth=16, max_sources=3, defer_bram=bram)
     rng = np.random.default_rng(seed)
     t_end = cfg.max_t_end
     weight = rng.integers(-40, 100, size=(cfg.fan_in, cfg.neurons))

@@ -8,9 +8,11 @@ docs/verification.md has the results.
 
 from __future__ import annotations
 
+import dataclasses
+
 from .core import FormalError, Property, Result, find_tools, run_property
 from .fifo import FifoHarness, LossyFIFO
-from .load import LoadHarness
+from .load import SMALL_LOAD, LoadHarness
 from .pe import PEHarness
 from .router import DroppingRouter, DuplicatingRouter, RouterHarness
 
@@ -34,6 +36,9 @@ PROPERTIES = [
              lambda: RouterHarness(mode="order"), depth=5, prove=False),
     Property("load_raw", "LOAD (4 words): no token reads a word whose write-back is pending",
              lambda: LoadHarness(), depth=10),
+    Property("load_raw_grouped", "LOAD (4 words, grouped sweep of 2 x 2): no token reads a word whose "
+             "write-back is pending", lambda: LoadHarness(config=dataclasses.replace(SMALL_LOAD, sweep_group=2)),
+             depth=10),
     # The PE harnesses: k-induction at k = 30 did not finish in 15 minutes; BMC only.
     Property("pe_no_dup", "PE (2 neurons, t_end 2): no neuron spikes twice in one inference",
              lambda: PEHarness(mode="no_dup"), depth=30, prove=False),
