@@ -197,12 +197,9 @@ class Load(wiring.Component):
                             with m.Else():
                                 m.d.sync += count.eq(count + 1)
 
-        # Sweep: the next word at or above k that is rising or pending (lowest first).
-        cand = Signal(c.words)
-        m.d.comb += cand.eq((rising | pending) & (Const((1 << c.words) - 1, c.words) << k)[:c.words])
-        nxt = Signal(c.word_bits)
-        found, low = _lowest_set(cand)
-        m.d.comb += nxt.eq(Mux(found, low, 0))
+        # Sweep: the next word at or above the sweep's position that is rising or pending (lowest first):
+        # whether there is one here (``sweep_here``), which word, whether it may be read now (a pending word
+        # waits for its write-back, then drops out unless rising), and the position after issuing it.
         groups = c.sweep_groups
         if groups > 1:
             # Grouped sweep (docs/pe.md "Grouped sweep"): the position as (group gk, word kl in it); the search
@@ -220,13 +217,24 @@ class Load(wiring.Component):
             live_all = grouped(rising | pending)
             g_cand = Signal(gsz)
             m.d.comb += g_cand.eq(live_all.word_select(gk, gsz) & (Const((1 << gsz) - 1, gsz) << kl)[:gsz])
-            g_found, g_low = _lowest_set(g_cand)
-            g_pending = grouped(pending).word_select(gk, gsz)
-            g_rising = grouped(rising).word_select(gk, gsz)
+            _, g_low = _lowest_set(g_cand)
             g_any = Cat(*(live_all[j * gsz:(j + 1) * gsz].any() for j in range(groups)))
             later = Signal(groups)
             m.d.comb += later.eq(g_any & (Const((1 << groups) - 1, groups) << (gk + 1))[:groups])
             _, next_group = _lowest_set(later)
+            sweep_here, sweep_word = g_cand != 0, Cat(g_low, gk)
+            sweep_ok = (~grouped(pending).word_select(gk, gsz).bit_select(g_low, 1)
+                        & grouped(rising).word_select(gk, gsz).bit_select(g_low, 1))
+            sweep_past = kl.eq(g_low + 1)
+        else:
+            cand = Signal(c.words)
+            m.d.comb += cand.eq((rising | pending) & (Const((1 << c.words) - 1, c.words) << k)[:c.words])
+            nxt = Signal(c.word_bits)
+            found, low = _lowest_set(cand)
+            m.d.comb += nxt.eq(Mux(found, low, 0))
+            sweep_here, sweep_word = cand != 0, nxt
+            sweep_ok = ~pending.bit_select(nxt, 1) & rising.bit_select(nxt, 1)
+            sweep_past = k.eq(nxt + 1)
 
         if c.conv:
             conv_states = self._conv(m, pending, time, fetch)
@@ -244,27 +252,15 @@ class Load(wiring.Component):
                     m.next = "ISSUE"
             with m.State("ISSUE"):
                 m.d.comb += self.req.payload.token.time.eq(time)
-                if groups > 1:
-                    sweep_here, sweep_word = g_cand != 0, Cat(g_low, gk)
-                else:
-                    sweep_here, sweep_word = cand != 0, nxt
                 with m.If(op == L.Op.SWEEP):
                     with m.If(sweep_here):
-                        # Wait for a pending word's write-back; a word found not rising then drops out.
-                        if groups > 1:
-                            ok = ~g_pending.bit_select(g_low, 1) & g_rising.bit_select(g_low, 1)
-                        else:
-                            ok = ~pending.bit_select(nxt, 1) & rising.bit_select(nxt, 1)
                         m.d.comb += [
-                            self.req.valid.eq(ok),
+                            self.req.valid.eq(sweep_ok),
                             self.req.payload.token.op.eq(L.Op.SWEEP),
                             self.req.payload.token.word.eq(sweep_word),
                         ]
                         with m.If(issue):
-                            if groups > 1:
-                                m.d.sync += kl.eq(g_low + 1)
-                            else:
-                                m.d.sync += k.eq(nxt + 1)
+                            m.d.sync += sweep_past
                     if groups > 1:
                         with m.Elif(later != 0):
                             m.d.sync += [gk.eq(next_group), kl.eq(0)]   # no request in this cycle

@@ -81,7 +81,7 @@ class Store(wiring.Component):
         # window already passed a spike (``taken``, this inference) is dropped.
         # pool_shift = 0 is no pooling: the bits are then ignored, so STORE is exactly the unpooled one.
         # Without PEConfig.pooling there is no window state: POOL_SHIFT is 0 (host.codec), n is the output.
-        windows = Signal(c.neurons if c.pooling else 1)
+        windows = Signal(c.neurons) if c.pooling else None
         taken = Signal(c.lanes)
         pooling = self.pool_shift != 0
 

@@ -1,6 +1,7 @@
 """Board tops elaborate for every board; fit errors and CLI errors are one clear line; place and route per
 board family (slow)."""
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 import model
 from fpga.boards import BOARDS, BoardTop, FitError, LogicFitError, board_config, estimate, memory_blocks, spram_blocks
 from host.plan import StackPlan
+from rtl.config import PEConfig
 from yoso.cli import main as yoso
 
 
@@ -142,8 +144,16 @@ def test_fmnist_fc_fits_the_icebreaker_through_spram():
     assert est["total_blocks"] <= 30
     assert not board_config(plain, ulx).weight_spram
     assert not plain.request_stage and pe.request_stage and board_config(plain, ulx).request_stage  # every board
-    # a mesh of 2x1 such PEs would need 6 SPRAMs: the weights stay in (too little) block RAM
+    # the one-PE top: grouped sweep on the iCE40, no pooling hardware, its 2-entry defer FIFO in flip-flops
+    assert pe.sweep_group == 8 and not pe.pooling and not pe.defer_bram
     from rtl.noc_layouts import NocConfig
+    noc = NocConfig(width=3, height=2, payload_bits=32)
+    small = PEConfig(neurons=16, fan_in=16, lanes=4, defer_depth=1739)  # a conv-mode mesh's run-ahead
+    deep = board_config(small, ulx, noc)
+    assert deep.defer_bram and deep.pooling and deep.sweep_group == 0
+    assert not board_config(dataclasses.replace(small, defer_depth=56), ulx, noc).defer_bram
+    assert estimate(deep, ulx, in_depth=64, out_depth=64, noc=noc)["blocks"]["defer FIFO"] == 6 * 2  # 1740 x 14 bits
+    # a mesh of 2x1 such PEs would need 6 SPRAMs: the weights stay in (too little) block RAM
     assert not board_config(plain, ice, NocConfig(width=2, height=1, payload_bits=32)).weight_spram
     with pytest.raises(FitError, match="single-port RAM blocks"):
         estimate(pe, ice, noc=NocConfig(width=2, height=1, payload_bits=32), **depths)
