@@ -114,6 +114,9 @@ class Load(wiring.Component):
         pending = Signal(c.words)  # word issued, not yet written back
         rising = Signal(c.words)   # word's last write-back had a lane that may still fire
         k = Signal(c.word_bits + 1)
+        # ``k + 1 == n_words``, kept as a register beside k: the last-word test then adds no carry chain to
+        # the path from k through the issue handshake into the next event's fetch (the iCE40 critical path).
+        k_last = Signal()
         op = Signal(L.Op)
         time = Signal(c.time_bits)
         base = Signal(c.weight_addr_bits)
@@ -166,15 +169,17 @@ class Load(wiring.Component):
                         with m.Case(L.EventKind.START):
                             # START is never parked, so it comes from the input: everything parked before
                             # it (START guard) replays in this inference.
+                            new_words = ((self.active - 1) >> c.lane_bits) + 1
                             m.d.sync += [cur.eq(0), count.eq(0), op.eq(L.Op.CLEAR), time.eq(0), k.eq(0),
+                                         k_last.eq(new_words == 1),
                                          armed.eq(1), replay.eq(defer.level),
-                                         n_words.eq(((self.active - 1) >> c.lane_bits) + 1),
+                                         n_words.eq(new_words),
                                          self.active_latched.eq(self.active),
                                          sources.eq(self.sources), t_end.eq(self.t_end)]
                             m.next = "DRAIN"
                         with m.Case(L.EventKind.SPIKE):
                             m.d.sync += [op.eq(L.Op.SPIKE), base.eq(ev.index * c.words), k.eq(0),
-                                         time.eq(ev.time)]
+                                         k_last.eq(n_words == 1), time.eq(ev.time)]
                             if c.conv:
                                 with m.If(self.kh != 0):
                                     m.next = "CONV_INIT"   # the input map entry is read in this cycle
@@ -240,7 +245,18 @@ class Load(wiring.Component):
             conv_states = self._conv(m, pending, time, fetch)
             m.d.comb += [self.map_addr.eq(ev.index), self.map_en.eq(take)]
 
-        with m.FSM():
+        def mark():
+            """The sweep's closing MARK token; the next event is fetched in the cycle it goes out."""
+            m.d.comb += [
+                self.req.valid.eq(1),
+                self.req.payload.token.op.eq(L.Op.MARK),
+                self.req.payload.token.last.eq(1),
+            ]
+            with m.If(issue):
+                m.next = "FETCH"
+                fetch()  # may go straight on with the next event's words
+
+        with m.FSM(init="FETCH"):
             if c.conv:
                 conv_states()
             with m.State("FETCH"):
@@ -264,17 +280,15 @@ class Load(wiring.Component):
                     if groups > 1:
                         with m.Elif(later != 0):
                             m.d.sync += [gk.eq(next_group), kl.eq(0)]   # no request in this cycle
-                    with m.Else():
-                        m.d.comb += [
-                            self.req.valid.eq(1),
-                            self.req.payload.token.op.eq(L.Op.MARK),
-                            self.req.payload.token.last.eq(1),
-                        ]
-                        with m.If(issue):
-                            m.next = "FETCH"
-                            fetch()  # may go straight on with the next event's words
+                        with m.Else():
+                            # Nothing left: the MARK goes out from a state of its own, so the search does
+                            # not reach the next event's fetch in the same cycle (one cycle more per sweep).
+                            m.next = "MARK"
+                    else:
+                        with m.Else():
+                            mark()
                 with m.Else():
-                    last = k + 1 == n_words
+                    last = k_last
                     m.d.comb += [
                         self.req.valid.eq(~pending.bit_select(k, 1)),
                         self.req.payload.token.op.eq(op),
@@ -283,10 +297,14 @@ class Load(wiring.Component):
                         self.req.payload.weight_addr.eq(base + k),
                     ]
                     with m.If(issue):
-                        m.d.sync += k.eq(k + 1)
+                        m.d.sync += [k.eq(k + 1), k_last.eq(k + 2 == n_words)]
                         with m.If(last):
                             m.next = "FETCH"
                             fetch()  # may go straight on with the next event's words
+            if groups > 1:
+                with m.State("MARK"):
+                    m.d.comb += self.req.payload.token.time.eq(time)
+                    mark()
         return m
 
     def _conv(self, m, pending, time, fetch):

@@ -74,9 +74,10 @@ def test_cycle_model(neurons, lanes, stage):
 
 @pytest.mark.parametrize("neurons, lanes, group", [(32, 1, 8), (30, 1, 8), (64, 4, 4), (16, 4, 2)])
 def test_cycle_model_grouped_sweep(neurons, lanes, group):
-    """docs/pe.md "Grouped sweep": with every word rising a sweep takes W cycles for the words plus one per
-    group it enters after the first and one for the MARK, max(W + NG, P) in all (NG = ceil(W / G) groups);
-    SPIKE events and a sweep with no rising word (the MARK alone) are unchanged."""
+    """docs/pe.md "Grouped sweep": with every word rising a sweep takes W cycles for the words, one per
+    group it enters after the first, one that finds nothing left and one for the MARK, max(W + NG + 1, P) in
+    all (NG = ceil(W / G) groups); a sweep with no rising word takes 2 (the empty search, the MARK); SPIKE
+    events are unchanged."""
     cfg = PEConfig(neurons=neurons, fan_in=16, lanes=lanes, time_bits=4, request_stage=True, sweep_group=group)
     P, W, NG = 6, neurons // lanes, cfg.sweep_groups
     assert NG == -(-W // group) > 1
@@ -86,9 +87,9 @@ def test_cycle_model_grouped_sweep(neurons, lanes, group):
     events += [pack(lay, kind=L.EventKind.STEP_END, time=t) for t in range(6)]
     rising = cycles_between_events(cfg, events, neurons, weight=1)
     assert list(rising[1:12]) == [max(W, P)] * 11
-    assert list(rising[14:]) == [max(W + NG, P)] * 4
+    assert list(rising[14:]) == [max(W + NG + 1, P)] * 4
     quiet = cycles_between_events(cfg, events, neurons, weight=0)
-    assert list(quiet[14:]) == [1] * 4
+    assert list(quiet[14:]) == [2] * 4
 
 
 @pytest.mark.parametrize("stage", [False, True])

@@ -100,13 +100,18 @@ class LoadHarness(wiring.Component):
             Assert(k <= c.words),
         ]
         # LOAD's FSM (states numbered in the order rtl/load.py defines them) and its token register.
+        # The grouped sweep has a fourth state, MARK, after ISSUE. ``k_last`` is ``k + 1 == n_words``.
         state, op = _find_signal(frag, "fsm_state"), _find_signal(frag, "op")
-        fetch, drain, issue_state = 0, 1, 2
-        m.d.comb += [Assert(state <= issue_state), Assert(op != L.Op.MARK)]
+        k_last = _find_signal(frag, "k_last")
+        fetch, drain, issue_state, mark_state = 0, 1, 2, 3
+        last_state = mark_state if c.sweep_groups > 1 else issue_state
+        m.d.comb += [Assert(state <= last_state), Assert(op != L.Op.MARK)]
         with m.If(state == drain):
-            m.d.comb += Assert((k == 0) & (op == L.Op.CLEAR))
+            m.d.comb += Assert((k == 0) & (op == L.Op.CLEAR) & (k_last == (n_words == 1)))
         with m.If((state == issue_state) & (op != L.Op.SWEEP)):
-            m.d.comb += Assert(k < n_words)
+            m.d.comb += Assert((k < n_words) & (k_last == (k + 1 == n_words)))
+        with m.If(state == mark_state):
+            m.d.comb += Assert(op == L.Op.SWEEP)
         del fetch
         m.d.comb += [
             Cover(reads & (token.op == L.Op.SWEEP)),
