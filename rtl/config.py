@@ -85,9 +85,10 @@ class PEConfig:
         0 (the default): a step's sweep finds the next rising or pending word with one search over all ``W``
         words. A power of two ``G`` >= 2: the search is split (docs/pe.md "Grouped sweep"): each cycle looks
         for the next candidate only inside the current group of ``G`` words, and a cycle that finds none there
-        moves to the next group that has one instead of issuing (one cycle per group the sweep enters). The
-        same tokens in the same order, shorter logic paths on FPGAs; a sweep takes up to ``ceil(W / G)``
-        cycles more. Spike times do not change.
+        moves to the next group that has one instead of issuing (one cycle per group the sweep enters), and the
+        closing ``MARK`` goes out from a state of its own (one cycle). The same tokens in the same order,
+        shorter logic paths on FPGAs; a sweep takes up to ``ceil(W / G)`` cycles more. Spike times do not
+        change.
     pooling : bool
         True (the default): STORE has the max-pooling window bits (``neurons`` flip-flops, and per lane a
         multiplexer over them; docs/pe.md "Max-pooling"). False: no pooling hardware, the ``POOL_SHIFT``

@@ -280,12 +280,12 @@ class Load(wiring.Component):
                     if groups > 1:
                         with m.Elif(later != 0):
                             m.d.sync += [gk.eq(next_group), kl.eq(0)]   # no request in this cycle
-                        with m.Else():
+                    with m.Else():
+                        if groups > 1:
                             # Nothing left: the MARK goes out from a state of its own, so the search does
                             # not reach the next event's fetch in the same cycle (one cycle more per sweep).
                             m.next = "MARK"
-                    else:
-                        with m.Else():
+                        else:
                             mark()
                 with m.Else():
                     last = k_last
