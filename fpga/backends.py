@@ -210,16 +210,26 @@ class MeshBackend(wiring.Component):
                 with m.If(node_no == n):
                     m.d.sync += last_end[n].eq(o.time)
         top = Const((1 << tb) - 1, signed(tb + 2))
-        floor, out_floor = top, top    # min of last_end over the PE nodes / the output-layer nodes
-        for n in range(noc.n_nodes):
-            pe_node = n < params.pe_nodes
-            floor = Mux(pe_node & (last_end[n] < floor), last_end[n], floor)
-            out_floor = Mux(pe_node & (n >= params.pred_node) & (last_end[n] < out_floor), last_end[n], out_floor)
-        # The window's limit (the latest step a flit may carry) as a register: one cycle behind last_end, so
-        # at most one cycle more conservative (last_end only grows during a run), and the min over the nodes
-        # stays off the path from the input buffer's read data to its read enable.
+
+        def tree_min(values):
+            """Minimum as a balanced tree of compares (depth log2 n, not n)."""
+            while len(values) > 1:
+                pairs = [values[i:i + 2] for i in range(0, len(values), 2)]
+                values = [Mux(p[1] < p[0], p[1], p[0]) if len(p) == 2 else p[0] for p in pairs]
+            return values[0]
+
+        pe_node = [n < params.pe_nodes for n in range(noc.n_nodes)]
+        floor = tree_min([Mux(pe_node[n], last_end[n], top) for n in range(noc.n_nodes)])
+        out_floor = tree_min([Mux(pe_node[n] & (n >= params.pred_node), last_end[n], top)
+                              for n in range(noc.n_nodes)])
+        # The window's limit (the latest step a flit may carry) and the output nodes' floor as registers: one
+        # cycle behind last_end, so the window is at most one cycle more conservative and the early-exit
+        # decision at most one cycle later (last_end only grows during a run); the min over the nodes stays off
+        # the paths into the input buffer's read enable and into the end of the run.
         limit = Signal(signed(tb + 18))
-        m.d.sync += limit.eq(Mux(self.run.valid, self.run.payload.window - 1, floor + params.window))
+        out_floor_r = Signal(signed(tb + 2), init=-1)
+        m.d.sync += [limit.eq(Mux(self.run.valid, self.run.payload.window - 1, floor + params.window)),
+                     out_floor_r.eq(Mux(self.run.valid, -1, out_floor))]
 
         have_first, first = Signal(), Signal(tb)
         with m.If(self.run.valid):
@@ -229,20 +239,30 @@ class MeshBackend(wiring.Component):
         abort = Signal()
         m.d.sync += abort.eq(0)
         m.d.comb += self.abort.eq(abort)
-        with m.If(self.running & (params.early_exit != 0) & have_first & (out_floor >= first)):
+        decide = self.running & (params.early_exit != 0) & have_first & (out_floor_r >= first)
+        with m.If(decide):
             m.d.comb += self.finish.eq(1)
             m.d.sync += abort.eq(1)
 
         # ---- input: configuration flits, or the run's flits under the window ----
-        fl = flit_layout(noc)(self.words.payload)
+        # The run's flits pass through a one-flit register (``held``), so the window's compare reads a register
+        # and not the input buffer's block RAM output: the path from the buffer's read data back into its read
+        # enable is cut, at the same one flit per cycle. The end of a run (early exit too) or a new run empties it.
+        held, held_valid = Signal(self._flit_bits), Signal()
+        fl = flit_layout(noc)(held)
         ev = ev_layout(fl.payload[:ev_layout.size])
         timed = (fl.kind == FlitKind.EVENT) & (ev.kind != L.EventKind.START)
         go = (params.window == 0) | ~timed | (ev.time <= limit)
+        take = Signal()
         with m.If(self.cmd_cfg.valid):
             m.d.comb += [self.host_i.valid.eq(1), self.host_i.payload.as_value().eq(self.cmd_cfg.payload),
                          self.cmd_cfg.ready.eq(self.host_i.ready)]
         with m.Else():
-            m.d.comb += [self.host_i.valid.eq(self.words.valid & go),
-                         self.host_i.payload.as_value().eq(self.words.payload),
-                         self.words.ready.eq(self.host_i.ready & go)]
+            m.d.comb += [self.host_i.valid.eq(held_valid & go), self.host_i.payload.as_value().eq(held),
+                         take.eq(self.host_i.valid & self.host_i.ready)]
+        m.d.comb += self.words.ready.eq(~held_valid | take)
+        with m.If(self.run.valid | self.finish):
+            m.d.sync += held_valid.eq(0)
+        with m.Elif(self.words.ready):
+            m.d.sync += [held_valid.eq(self.words.valid), held.eq(self.words.payload)]
         return m
