@@ -252,7 +252,7 @@ class Load(wiring.Component):
                 self.req.payload.token.op.eq(L.Op.MARK),
                 self.req.payload.token.last.eq(1),
             ]
-            with m.If(issue):
+            with m.If(self.req.ready):   # = issue (valid is 1), without the sweep search in its cone
                 m.next = "FETCH"
                 fetch()  # may go straight on with the next event's words
 
@@ -289,6 +289,9 @@ class Load(wiring.Component):
                             mark()
                 with m.Else():
                     last = k_last
+                    # This branch's own handshake (= issue here): the fetch below then depends on k and the
+                    # request stage only, not structurally on the sweep search that shares req.valid.
+                    issue_k = ~pending.bit_select(k, 1) & self.req.ready
                     m.d.comb += [
                         self.req.valid.eq(~pending.bit_select(k, 1)),
                         self.req.payload.token.op.eq(op),
@@ -296,7 +299,7 @@ class Load(wiring.Component):
                         self.req.payload.token.last.eq(last),
                         self.req.payload.weight_addr.eq(base + k),
                     ]
-                    with m.If(issue):
+                    with m.If(issue_k):
                         m.d.sync += [k.eq(k + 1), k_last.eq(k + 2 == n_words)]
                         with m.If(last):
                             m.next = "FETCH"
@@ -364,14 +367,15 @@ class Load(wiring.Component):
                 with m.Elif(~x_ok | (kx >= self.kw)):
                     m.d.comb += [advance.eq(1), next_row.eq(row_done)]
                 with m.Else():
+                    free = ~pending.bit_select(word[:c.word_bits], 1)
                     m.d.comb += [
-                        self.req.valid.eq(~pending.bit_select(word[:c.word_bits], 1)),
+                        self.req.valid.eq(free),
                         self.req.payload.token.op.eq(L.Op.SPIKE),
                         self.req.payload.token.time.eq(time),
                         self.req.payload.token.word.eq(word),
                         self.req.payload.weight_addr.eq(row * self.ch_words + cw),   # compact kernel slice
                     ]
-                    with m.If(self.req.ready & self.req.valid):
+                    with m.If(self.req.ready & free):   # this state's handshake, not req.valid's whole mux
                         with m.If(cw + 1 >= self.ch_words):
                             m.d.comb += [advance.eq(1), next_row.eq(row_done)]
                             m.d.sync += cw.eq(0)
