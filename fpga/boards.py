@@ -95,6 +95,8 @@ class Board:
     defer_bram_above: int = 128
     #: PEConfig.sweep_group of every PE built for the board (board_config; 0: the sweep's search in one piece).
     sweep_group: int = 0
+    #: PEConfig.fetch_stage of every PE built for the board (board_config).
+    fetch_stage: bool = False
 
     def platform(self):
         if self.name == "icebreaker":
@@ -143,7 +145,7 @@ BOARDS = {
         programmer="iceprog", logic_cells=5280, logic=LogicModel(base=ICE40_BASE, per_lane=ICE40_PER_LANE,
                                                                    per_node=ICE40_PER_NODE, per_word=ICE40_PER_WORD),
         synth_opts="-dsp -spram", spram_blocks=4, small_fifos=True, defer_bram_above=4,
-        sweep_group=8),
+        sweep_group=8, fetch_stage=True),
     "ulx3s-85f": Board(
         name="ulx3s-85f", family="ecp5", device="LFE5U-85F", clk_hz=25e6, bram_blocks=208,
         bram_shapes=((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)), bram_kind="DP16KD",
@@ -201,8 +203,9 @@ def board_config(config: PEConfig, board: Board, noc: NocConfig | None = None) -
     shorter critical path, one cycle more per read request), and a defer FIFO deeper than the board's
     ``defer_bram_above`` entries is built for block RAM (``defer_bram``); the one-PE top, whose layer-by-layer
     plan runs no max-pooling, is built without STORE's pooling window bits (``pooling``). Spike times do not
-    depend on any of these; the FIFO depths, the request stage, the registered defer read and the grouped
-    sweep change the cycle count, which the latency run (one PE or mesh) measures with this configuration."""
+    depend on any of these; the FIFO depths, the request stage, the registered defer read, the grouped
+    sweep and the fetch stage (``fetch_stage``, boards that set it) change the cycle count, which the
+    latency run (one PE or mesh) measures with this configuration."""
     nodes = 1 if noc is None else noc.n_nodes
     spram = dataclasses.replace(config, weight_spram=True)
     use_spram = bool(board.spram_blocks) and nodes * spram_blocks(spram, board) <= board.spram_blocks
@@ -210,7 +213,7 @@ def board_config(config: PEConfig, board: Board, noc: NocConfig | None = None) -
     defer = small.get("defer_depth", config.defer_depth)
     return dataclasses.replace(config, weight_spram=use_spram, request_stage=True,
                                defer_bram=defer + 1 > board.defer_bram_above, sweep_group=board.sweep_group,
-                               pooling=noc is not None, **small)
+                               fetch_stage=board.fetch_stage, pooling=noc is not None, **small)
 
 
 def estimate(config: PEConfig, board: Board, *, in_depth: int, out_depth: int,

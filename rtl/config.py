@@ -89,6 +89,13 @@ class PEConfig:
         closing ``MARK`` goes out from a state of its own (one cycle). The same tokens in the same order,
         shorter logic paths on FPGAs; a sweep takes up to ``ceil(W / G)`` cycles more. Spike times do not
         change.
+    fetch_stage : bool
+        False (the default): LOAD takes the next event in the cycle that issues the current event's last word,
+        so events follow each other without a gap. True: it takes it in a cycle of its own (``FETCH``), one
+        cycle more per event that issues words, and the last word's handshake (the pending bit of word ``k``,
+        the request stage's ready) no longer reaches the event decision (early / park / START / SPIKE /
+        STEP_END) and the defer FIFO in the same cycle: a shorter critical path on FPGAs. Spike times do not
+        change.
     pooling : bool
         True (the default): STORE has the max-pooling window bits (``neurons`` flip-flops, and per lane a
         multiplexer over them; docs/pe.md "Max-pooling"). False: no pooling hardware, the ``POOL_SHIFT``
@@ -125,6 +132,7 @@ class PEConfig:
     request_stage: bool = False
     defer_bram: bool = False
     sweep_group: int = 0
+    fetch_stage: bool = False
     pooling: bool = True
 
     def __post_init__(self):

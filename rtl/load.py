@@ -303,7 +303,8 @@ class Load(wiring.Component):
                         m.d.sync += [k.eq(k + 1), k_last.eq(k + 2 == n_words)]
                         with m.If(last):
                             m.next = "FETCH"
-                            fetch()  # may go straight on with the next event's words
+                            if not c.fetch_stage:
+                                fetch()  # may go straight on with the next event's words
             if groups > 1:
                 with m.State("MARK"):
                     m.d.comb += self.req.payload.token.time.eq(time)

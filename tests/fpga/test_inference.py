@@ -24,7 +24,7 @@ def test_uart_inference_matches_golden_model(seed, lanes, spram):
     pe = pl.pe_config(net, lanes=lanes)
     if spram:
         pe = board_config(pe, BOARDS["icebreaker"])
-        assert pe.weight_spram and pe.request_stage and pe.sweep_groups == 2 and not pe.pooling
+        assert pe.weight_spram and pe.request_stage and pe.sweep_groups == 2 and pe.fetch_stage and not pe.pooling
     assert pe.weight_pack == (2 if spram else 1)
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, size=(2, net.n_inputs))

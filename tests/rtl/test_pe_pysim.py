@@ -26,6 +26,10 @@ CONFIGS["lanes2_bram"] = dataclasses.replace(CONFIGS["lanes2_stage"], defer_bram
 CONFIGS["lanes2_grouped"] = dataclasses.replace(CONFIGS["lanes2_stage"], sweep_group=2)  # 4 words: 2 groups
 # 3 words in groups of 2 and 1, no pooling hardware (as the one-PE board top is built)
 CONFIGS["lanes1_grouped_nopool"] = dataclasses.replace(CONFIGS["lanes1"], sweep_group=2, pooling=False)
+# the one-PE iCEBreaker build: request stage, grouped sweep, no pooling, the next event fetched in its own cycle
+CONFIGS["lanes1_board_ice40"] = dataclasses.replace(CONFIGS["lanes1_grouped_nopool"], request_stage=True,
+                                                    fetch_stage=True)
+CONFIGS["lanes2_fetch"] = dataclasses.replace(CONFIGS["lanes2"], fetch_stage=True)
 
 
 @pytest.mark.parametrize("seed", [0])
@@ -90,6 +94,24 @@ def test_cycle_model_grouped_sweep(neurons, lanes, group):
     assert list(rising[14:]) == [max(W + NG + 1, P)] * 4
     quiet = cycles_between_events(cfg, events, neurons, weight=0)
     assert list(quiet[14:]) == [2] * 4
+
+
+@pytest.mark.parametrize("neurons, lanes, stage", [(32, 1, True), (16, 4, True), (4, 4, True), (16, 2, False)])
+def test_cycle_model_fetch_stage(neurons, lanes, stage):
+    """PEConfig.fetch_stage: the next event is taken in a cycle of its own after an event's last word, so a
+    SPIKE event takes max(W + 1, P) cycles; sweeps (their MARK still takes the next event) are unchanged."""
+    cfg = PEConfig(neurons=neurons, fan_in=16, lanes=lanes, time_bits=4, request_stage=stage, fetch_stage=True)
+    P, W = cfg.pipeline_latency, neurons // lanes
+    lay = L.event_layout(cfg)
+    events = [pack(lay, kind=L.EventKind.START)]
+    events += [pack(lay, kind=L.EventKind.SPIKE, index=i % 16, time=0) for i in range(12)]
+    events += [pack(lay, kind=L.EventKind.STEP_END, time=t) for t in range(6)]
+    rising = cycles_between_events(cfg, events, neurons, weight=1)
+    assert list(rising[1:12]) == [max(W + 1, P)] * 11
+    assert list(rising[14:]) == [max(W + 1, P)] * 4
+    quiet = cycles_between_events(cfg, events, neurons, weight=0)
+    assert list(quiet[1:12]) == [max(W + 1, P)] * 11
+    assert list(quiet[14:]) == [1] * 4
 
 
 @pytest.mark.parametrize("stage", [False, True])

@@ -39,6 +39,10 @@ PROPERTIES = [
     Property("load_raw_grouped", "LOAD (4 words, grouped sweep of 2 x 2): no token reads a word whose "
              "write-back is pending", lambda: LoadHarness(config=dataclasses.replace(SMALL_LOAD, sweep_group=2)),
              depth=10),
+    Property("load_raw_board_ice40", "LOAD as the iCEBreaker builds it (grouped sweep, next event fetched in "
+             "its own cycle): no token reads a word whose write-back is pending",
+             lambda: LoadHarness(config=dataclasses.replace(SMALL_LOAD, sweep_group=2, fetch_stage=True)),
+             depth=10),
     # The PE harnesses: k-induction at k = 30 did not finish in 15 minutes; BMC only.
     Property("pe_no_dup", "PE (2 neurons, t_end 2): no neuron spikes twice in one inference",
              lambda: PEHarness(mode="no_dup"), depth=30, prove=False),
