@@ -124,18 +124,17 @@ class Load(wiring.Component):
 
         issue = Signal()
         m.d.comb += issue.eq(self.req.valid & self.req.ready)
-        # The word issued in this cycle, set by each branch from its own handshake: ``issued_sweep`` by the
-        # grouped sweep, ``issued_seq`` by everything else (event words, conv taps, the one-search sweep). The
-        # grouped sweep's position register is loaded from the next cycle's bits without ``issued_sweep``
-        # (exact: no sweep word issues in the cycles that load it), so its own search is not in that cone.
-        issued_seq = Signal(c.words)
-        issued_sweep = Signal(c.words)
+        issued = Signal(c.words)
         written = Signal(c.words)
+        with m.If(issue & (self.req.payload.token.op != L.Op.MARK)):
+            m.d.comb += issued.eq(1 << self.req.payload.token.word)
         with m.If(self.done):
             m.d.comb += written.eq(1 << self.done_word)
-        rising_nx = Signal(c.words)
-        m.d.comb += rising_nx.eq(Mux(clear_rising, 0, (rising & ~written) | Mux(self.done_rising, written, 0)))
-        m.d.sync += [pending.eq((pending | issued_seq | issued_sweep) & ~written), rising.eq(rising_nx)]
+        m.d.sync += pending.eq((pending | issued) & ~written)
+        with m.If(clear_rising):
+            m.d.sync += rising.eq(0)
+        with m.Else():
+            m.d.sync += rising.eq((rising & ~written) | Mux(self.done_rising, written, 0))
 
         # Event source: the defer FIFO while replaying, else the input.
         from_defer = replay != 0
@@ -196,8 +195,7 @@ class Load(wiring.Component):
                                 with m.If(cur < t_end):
                                     m.d.sync += [op.eq(L.Op.SWEEP), time.eq(cur), k.eq(0)]
                                     if c.sweep_groups > 1:
-                                        m.d.sync += [gk.eq(0), gc.eq(live_start[:c.sweep_group]),
-                                                     nxt_known.eq(0)]
+                                        m.d.sync += [gk.eq(0), kl.eq(0)]
                                     m.next = "ISSUE"
                                 with m.Else():
                                     m.d.sync += armed.eq(0)   # the inference is complete: wait for START
@@ -209,51 +207,30 @@ class Load(wiring.Component):
         # waits for its write-back, then drops out unless rising), and the position after issuing it.
         groups = c.sweep_groups
         if groups > 1:
-            # Grouped sweep (docs/pe.md "Grouped sweep"): the position as a group gk and the register gc, the
-            # group's candidates not yet visited (exactly: its rising-or-pending words above the last one
-            # issued, kept up to date with every write-back). The search looks at gc only; a cycle with gc
-            # empty issues nothing and moves gk to the next group with a candidate (nxt_g, found one cycle
-            # earlier from registered bits), loading gc with that group's words. Candidates only leave during
-            # a sweep (a word that is neither rising nor pending gets no write-back), so a group nxt_g named
-            # one cycle ago has at most lost words (then gc is loaded empty and the next cycle moves on), a
-            # "no later group" stays true, and the words visited and their order are those of the one-search
-            # sweep.
+            # Grouped sweep (docs/pe.md "Grouped sweep"): the position as (group gk, word kl in it); the search
+            # looks inside group gk only, and a cycle that finds nothing there moves gk to the next group with
+            # a candidate. Candidates only leave during a sweep (a word that is neither rising nor pending gets
+            # no write-back), so the words visited and their order are those of the one-search sweep.
             gsz, gbits = c.sweep_group, c.sweep_group.bit_length() - 1
             gk = Signal(range(groups))
-            gc = Signal(gsz)
-            nxt_g = Signal(range(groups))
-            nxt_any = Signal()
-            nxt_known = Signal()   # nxt_g / nxt_any were found for the current gk
+            kl = Signal(gbits + 1)
             pad = groups * gsz - c.words
 
             def grouped(v):
                 return Cat(v, Const(0, pad)) if pad else v
 
-            # gc's loads: at the sweep's start (fetch; no sweep word issues then) and at a group change (nothing
-            # issues then): the next cycle's candidate bits.
-            live_start = Signal(groups * gsz)
-            live_move = Signal(groups * gsz)
-            m.d.comb += [live_start.eq(grouped(((pending | issued_seq) & ~written) | rising_nx)),
-                         live_move.eq(grouped((pending & ~written) | rising_nx))]
-            g_any = Cat(*(grouped(rising | pending)[j * gsz:(j + 1) * gsz].any() for j in range(groups)))
+            live_all = grouped(rising | pending)
+            g_cand = Signal(gsz)
+            m.d.comb += g_cand.eq(live_all.word_select(gk, gsz) & (Const((1 << gsz) - 1, gsz) << kl)[:gsz])
+            _, g_low = _lowest_set(g_cand)
+            g_any = Cat(*(live_all[j * gsz:(j + 1) * gsz].any() for j in range(groups)))
             later = Signal(groups)
             m.d.comb += later.eq(g_any & (Const((1 << groups) - 1, groups) << (gk + 1))[:groups])
-            later_any, later_low = _lowest_set(later)
-            m.d.sync += [nxt_g.eq(later_low), nxt_any.eq(later_any), nxt_known.eq(1)]
-            # The lowest candidate of gc, as an index and one-hot; whether it may be read now (a pending word
-            # waits for its write-back, then drops out of gc unless rising); the write-backs that drop words.
-            _, g_low = _lowest_set(gc)
-            g_one = Signal(gsz)
-            m.d.comb += g_one.eq(gc & ~Cat(Const(0, 1), *(gc[:j].any() for j in range(1, gsz))))
-            ok = grouped(~pending & rising).word_select(gk, gsz)
-            in_group = self.done & ~self.done_rising & (self.done_word >> gbits == gk)
-            drop = Signal(gsz)
-            m.d.comb += drop.eq(Mux(in_group, 1 << self.done_word[:gbits], 0))
-            sweep_here, sweep_word = gc != 0, Cat(g_low, gk)
-            sweep_ok = (g_one & ok).any()
-            sweep_issue = sweep_ok & self.req.ready   # this branch's own handshake
-            sweep_past = gc.eq(gc & ~drop & ~g_one)
-            sweep_mark = issued_sweep.eq(Cat(*(Mux(gk == j, g_one, 0) for j in range(groups)))[:c.words])
+            _, next_group = _lowest_set(later)
+            sweep_here, sweep_word = g_cand != 0, Cat(g_low, gk)
+            sweep_ok = (~grouped(pending).word_select(gk, gsz).bit_select(g_low, 1)
+                        & grouped(rising).word_select(gk, gsz).bit_select(g_low, 1))
+            sweep_past = kl.eq(g_low + 1)
         else:
             cand = Signal(c.words)
             m.d.comb += cand.eq((rising | pending) & (Const((1 << c.words) - 1, c.words) << k)[:c.words])
@@ -263,10 +240,9 @@ class Load(wiring.Component):
             sweep_here, sweep_word = cand != 0, nxt
             sweep_ok = ~pending.bit_select(nxt, 1) & rising.bit_select(nxt, 1)
             sweep_past = k.eq(nxt + 1)
-            sweep_mark = issued_seq.eq(1 << nxt)
 
         if c.conv:
-            conv_states = self._conv(m, pending, issued_seq, time, fetch)
+            conv_states = self._conv(m, pending, time, fetch)
             m.d.comb += [self.map_addr.eq(ev.index), self.map_en.eq(take)]
 
         def mark():
@@ -299,23 +275,11 @@ class Load(wiring.Component):
                             self.req.payload.token.op.eq(L.Op.SWEEP),
                             self.req.payload.token.word.eq(sweep_word),
                         ]
-                        if groups > 1:
-                            with m.If(sweep_issue):
-                                m.d.sync += sweep_past
-                                m.d.comb += sweep_mark
-                            with m.Else():
-                                m.d.sync += gc.eq(gc & ~drop)
-                        else:
-                            with m.If(issue):
-                                m.d.sync += sweep_past
-                                m.d.comb += sweep_mark
+                        with m.If(issue):
+                            m.d.sync += sweep_past
                     if groups > 1:
-                        with m.Elif(~nxt_known):
-                            pass   # the next group is found in this cycle (after a group change, or the start)
-                        with m.Elif(nxt_any):
-                            # no request in this cycle
-                            m.d.sync += [gk.eq(nxt_g), gc.eq(live_move.word_select(nxt_g, gsz)),
-                                         nxt_known.eq(0)]
+                        with m.Elif(later != 0):
+                            m.d.sync += [gk.eq(next_group), kl.eq(0)]   # no request in this cycle
                     with m.Else():
                         if groups > 1:
                             # Nothing left: the MARK goes out from a state of its own, so the search does
@@ -336,7 +300,6 @@ class Load(wiring.Component):
                         self.req.payload.weight_addr.eq(base + k),
                     ]
                     with m.If(issue_k):
-                        m.d.comb += issued_seq.eq(1 << k)
                         m.d.sync += [k.eq(k + 1), k_last.eq(k + 2 == n_words)]
                         with m.If(last):
                             m.next = "FETCH"
@@ -348,7 +311,7 @@ class Load(wiring.Component):
                     mark()
         return m
 
-    def _conv(self, m, pending, issued, time, fetch):
+    def _conv(self, m, pending, time, fetch):
         """Conv-mode SPIKE handling (see the class docstring); returns a function that adds the FSM states."""
         c = self._cfg
         kb = c.kernel_bits
@@ -414,7 +377,6 @@ class Load(wiring.Component):
                         self.req.payload.weight_addr.eq(row * self.ch_words + cw),   # compact kernel slice
                     ]
                     with m.If(self.req.ready & free):   # this state's handshake, not req.valid's whole mux
-                        m.d.comb += issued.eq(1 << word[:c.word_bits])
                         with m.If(cw + 1 >= self.ch_words):
                             m.d.comb += [advance.eq(1), next_row.eq(row_done)]
                             m.d.sync += cw.eq(0)

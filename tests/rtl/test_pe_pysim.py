@@ -80,8 +80,8 @@ def test_cycle_model(neurons, lanes, stage):
 def test_cycle_model_grouped_sweep(neurons, lanes, group):
     """docs/pe.md "Grouped sweep": with every word rising a sweep takes W cycles for the words, one per
     group it enters after the first, one that finds nothing left and one for the MARK, max(W + NG + 1, P) in
-    all (NG = ceil(W / G) groups); a sweep with no rising word takes 3 (the empty group, the cycle that finds
-    no later group, the MARK); SPIKE events are unchanged."""
+    all (NG = ceil(W / G) groups); a sweep with no rising word takes 2 (the empty search, the MARK); SPIKE
+    events are unchanged."""
     cfg = PEConfig(neurons=neurons, fan_in=16, lanes=lanes, time_bits=4, request_stage=True, sweep_group=group)
     P, W, NG = 6, neurons // lanes, cfg.sweep_groups
     assert NG == -(-W // group) > 1
@@ -93,7 +93,7 @@ def test_cycle_model_grouped_sweep(neurons, lanes, group):
     assert list(rising[1:12]) == [max(W, P)] * 11
     assert list(rising[14:]) == [max(W + NG + 1, P)] * 4
     quiet = cycles_between_events(cfg, events, neurons, weight=0)
-    assert list(quiet[14:]) == [3] * 4
+    assert list(quiet[14:]) == [2] * 4
 
 
 @pytest.mark.parametrize("neurons, lanes, stage", [(32, 1, True), (16, 4, True), (4, 4, True), (16, 2, False)])
