@@ -52,10 +52,13 @@ class LogicModel:
     per_lane: int
     per_node: int
     per_word: int = 0
+    #: More per lane with PEConfig.compute_stage (the registered products, bounds and state word).
+    per_lane_compute_stage: int = 0
 
     def cells(self, config: PEConfig, noc: NocConfig | None = None) -> int:
         nodes = 1 if noc is None else noc.n_nodes
-        return (self.base + (self.per_lane * config.lanes + self.per_word * config.words) * nodes
+        per_lane = self.per_lane + self.per_lane_compute_stage * config.compute_stage
+        return (self.base + (per_lane * config.lanes + self.per_word * config.words) * nodes
                 + self.per_node * (nodes - 1))
 
 
@@ -76,9 +79,10 @@ class Board:
     #: block RAM estimate is what binds on this device).
     logic_cells: int = 0
     logic: LogicModel | None = None
-    #: The share of ``logic_cells`` nextpnr still places: on the UP5K a top packed into 5,057 of 5,280 LC (96 %)
-    #: found no legal placement, 4,861 (92 %) placed (docs/fpga.md "Measured results").
-    logic_usable: float = 0.93
+    #: The share of ``logic_cells`` the estimate lets through: on the UP5K nextpnr placed 784-100-10 tops of
+    #: 5,222 and 5,231 of 5,280 LC (98.9 %, 99.1 %; docs/fpga.md "Measured results"), while an earlier top of
+    #: 5,057 (96 %) found no legal placement: a limit for the estimate, not a promise; nextpnr decides.
+    logic_usable: float = 0.99
     #: Options of Yosys's synth_<family>: the iCE40 flow maps multipliers onto SB_MAC16 only with -dsp (the
     #: PE's S x t product, one per lane, rtl/compute.py); synth_ecp5 maps them onto MULT18X18D by default.
     synth_opts: str = ""
@@ -97,6 +101,8 @@ class Board:
     sweep_group: int = 0
     #: PEConfig.fetch_stage of every PE built for the board (board_config).
     fetch_stage: bool = False
+    #: PEConfig.compute_stage of every PE built for the board (board_config).
+    compute_stage: bool = False
 
     def platform(self):
         if self.name == "icebreaker":
@@ -129,9 +135,13 @@ class Board:
 #: measured between 1 and 4 lanes with the deeper FIFOs of before (7,123 - 4,121 LC over 3 lanes), an upper
 #: bound now. Per further mesh node: a 2x1 mesh of 1-lane PEs took 2,305 LC more than one 1-lane PE when last
 #: measured (before the event-driven sweep, docs/fpga.md), a lower bound today. The request stage that every
-#: board build has since (board_config) added 109 LC to the 2-lane 784-100-10 build (4,752 -> 4,861).
+#: board build has since (board_config) added 109 LC to the 2-lane 784-100-10 build (4,752 -> 4,861). LOAD's
+#: registered decisions (docs/pe.md) and the compute stage (board_config since) took that build to 5,222 LC at
+#: 2 lanes and 5,231 at 1 lane: the compute stage 133 LC per lane (4,956 -> 5,222 at 2 lanes), and 21 LC per
+#: word fits both (the model gives 5,179 and 5,200).
 ICE40_PER_LANE = 1001
-ICE40_PER_WORD = 17
+ICE40_PER_WORD = 21
+ICE40_COMPUTE_STAGE = 133
 ICE40_REQUEST_STAGE = 109
 ICE40_BASE = 3194 - ICE40_PER_LANE - ICE40_PER_WORD * 26 + ICE40_REQUEST_STAGE
 ICE40_PER_NODE = 2305
@@ -143,15 +153,16 @@ BOARDS = {
         cells=(("ICESTORM_LC", "LC (LUT4+FF)"), ("ICESTORM_RAM", "BRAM (EBR 4 Kbit)"),
                ("ICESTORM_SPRAM", "SPRAM (256 Kbit)"), ("ICESTORM_DSP", "DSP")),
         programmer="iceprog", logic_cells=5280, logic=LogicModel(base=ICE40_BASE, per_lane=ICE40_PER_LANE,
-                                                                   per_node=ICE40_PER_NODE, per_word=ICE40_PER_WORD),
+                                                                   per_node=ICE40_PER_NODE, per_word=ICE40_PER_WORD,
+                                                                   per_lane_compute_stage=ICE40_COMPUTE_STAGE),
         synth_opts="-dsp -spram", spram_blocks=4, small_fifos=True, defer_bram_above=4,
-        sweep_group=8, fetch_stage=True),
+        sweep_group=8, fetch_stage=True, compute_stage=True),
     "ulx3s-85f": Board(
         name="ulx3s-85f", family="ecp5", device="LFE5U-85F", clk_hz=25e6, bram_blocks=208,
         bram_shapes=((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)), bram_kind="DP16KD",
         cells=(("TRELLIS_COMB", "LUT4"), ("TRELLIS_FF", "FF"), ("DP16KD", "BRAM (DP16KD 18 Kbit)"),
                ("TRELLIS_RAMW", "distributed RAM"), ("MULT18X18D", "DSP (MULT18X18D)")),
-        programmer="openFPGALoader -b ulx3s", logic_cells=83640),
+        programmer="openFPGALoader -b ulx3s", logic_cells=83640, compute_stage=True),
 }
 
 
@@ -204,7 +215,8 @@ def board_config(config: PEConfig, board: Board, noc: NocConfig | None = None) -
     ``defer_bram_above`` entries is built for block RAM (``defer_bram``); the one-PE top, whose layer-by-layer
     plan runs no max-pooling, is built without STORE's pooling window bits (``pooling``). Spike times do not
     depend on any of these; the FIFO depths, the request stage, the registered defer read, the grouped
-    sweep and the fetch stage (``fetch_stage``, boards that set it) change the cycle count, which the
+    sweep and the fetch and compute stages (``fetch_stage``, ``compute_stage``, boards that set them) change
+    the cycle count, which the
     latency run (one PE or mesh) measures with this configuration."""
     nodes = 1 if noc is None else noc.n_nodes
     spram = dataclasses.replace(config, weight_spram=True)
@@ -213,7 +225,8 @@ def board_config(config: PEConfig, board: Board, noc: NocConfig | None = None) -
     defer = small.get("defer_depth", config.defer_depth)
     return dataclasses.replace(config, weight_spram=use_spram, request_stage=True,
                                defer_bram=defer + 1 > board.defer_bram_above, sweep_group=board.sweep_group,
-                               fetch_stage=board.fetch_stage, pooling=noc is not None, **small)
+                               fetch_stage=board.fetch_stage, compute_stage=board.compute_stage,
+                               pooling=noc is not None, **small)
 
 
 def estimate(config: PEConfig, board: Board, *, in_depth: int, out_depth: int,

@@ -33,7 +33,9 @@ class Compute(wiring.Component):
 
     S and B are signed (``slope_bits``, ``potential_bits``, PEConfig), wide enough that no reachable value
     overflows (spec section "Register widths"); theta is unsigned and compared exactly.
-    One token per cycle; the output is registered.
+    One token per cycle; the output is registered. With ``PEConfig.compute_stage`` the products, the
+    comparison bounds and the lanes in use are registered as well (two tokens in flight, one cycle more of
+    latency): the multiplier and the comparator then sit in different cycles (FPGA critical path).
 
     Ports
     -----
@@ -54,48 +56,69 @@ class Compute(wiring.Component):
         c = self._cfg
         m = Module()
         x = self.i.payload
-        op = x.token.op
-        sweep = op == L.Op.SWEEP
-        new_state = Signal(L.state_word_layout(c))
-        newly, rising = [], []
         # One product per lane, with the token's time as the common factor: SPIKE needs w * tau, SWEEP
         # S * (t + 1) = S * t + S; both t and tau fit time_bits unsigned. The factor is the token field itself
         # (no incrementer in front of the multiplier) and the product is a plain signed x unsigned multiply,
         # which synthesis maps onto a DSP block where the FPGA has one (iCE40 SB_MAC16, ECP5 MULT18X18D).
         # SWEEP fires when V[t + 1] = S * t + S - B >= theta, i.e. S * t >= B + theta - S: the right-hand side
         # is computed in parallel with the product, so the product feeds a single comparator.
+        #
+        # Stage A: the products, the comparison bounds and the lanes in use; stage B: the comparison and the
+        # new state word. With ``compute_stage`` stage A's results are registered (a pipeline of two tokens);
+        # otherwise both stages are one cycle.
+        sweep = x.token.op == L.Op.SWEEP
         factor = x.token.time
+        a_token = Signal(L.token_layout(c))
+        a_state = Signal(L.state_word_layout(c))
+        a_weights = [Signal(signed(c.weight_bits), name=f"a_weight{j}") for j in range(c.lanes)]
+        a_product = [Signal(signed(c.slope_bits + c.time_bits + 1), name=f"product{j}") for j in range(c.lanes)]
+        a_bound = [Signal(signed(c.potential_bits + 2), name=f"bound{j}") for j in range(c.lanes)]
+        a_in_use = Signal(c.lanes)
+        stage_a = [a_token.eq(x.token), a_state.eq(x.state), a_in_use.eq(Cat(
+            *((x.token.word * c.lanes + j) < self.active for j in range(c.lanes))))]
         for j in range(c.lanes):
-            old, new = x.state[j], new_state[j]
-            in_use = (x.token.word * c.lanes + j) < self.active
+            old = x.state[j]
             operand = Signal(signed(c.slope_bits), name=f"operand{j}")
-            product = Signal(signed(c.slope_bits + c.time_bits + 1), name=f"product{j}")
-            bound = Signal(signed(c.potential_bits + 2), name=f"bound{j}")
+            m.d.comb += operand.eq(Mux(sweep, old.slope, x.weights[j]))
+            stage_a += [a_weights[j].eq(x.weights[j]), a_product[j].eq(operand * factor),
+                        a_bound[j].eq(old.offset + x.thresholds[j] - old.slope)]
+
+        a_valid = Signal()   # stage A holds a token (always the input's, without compute_stage)
+        a_ready = Signal()
+        m.d.comb += a_ready.eq(~self.o.valid | self.o.ready)
+        if c.compute_stage:
+            m.d.comb += self.i.ready.eq(~a_valid | a_ready)
+            with m.If(self.i.valid & self.i.ready):
+                m.d.sync += [a_valid.eq(1), *stage_a]
+            with m.Elif(a_ready):
+                m.d.sync += a_valid.eq(0)
+        else:
+            m.d.comb += [self.i.ready.eq(a_ready), a_valid.eq(self.i.valid), *stage_a]
+
+        op = a_token.op
+        new_state = Signal(L.state_word_layout(c))
+        newly, rising = [], []
+        for j in range(c.lanes):
+            old, new = a_state[j], new_state[j]
             fire = Signal(name=f"fire{j}")
-            m.d.comb += [
-                operand.eq(Mux(sweep, old.slope, x.weights[j])),
-                product.eq(operand * factor),
-                bound.eq(old.offset + x.thresholds[j] - old.slope),
-                fire.eq(sweep & ~old.fired & (product >= bound) & in_use),
-            ]
+            m.d.comb += fire.eq((op == L.Op.SWEEP) & ~old.fired & (a_product[j] >= a_bound[j]) & a_in_use[j])
             newly.append(fire)
             with m.Switch(op):
                 with m.Case(L.Op.CLEAR):
                     m.d.comb += new.eq(0)
                 with m.Case(L.Op.SPIKE):
-                    m.d.comb += [new.slope.eq(old.slope + x.weights[j]), new.offset.eq(old.offset + product),
+                    m.d.comb += [new.slope.eq(old.slope + a_weights[j]), new.offset.eq(old.offset + a_product[j]),
                                  new.fired.eq(old.fired)]
                 with m.Case(L.Op.SWEEP):
                     m.d.comb += [new.slope.eq(old.slope), new.offset.eq(old.offset), new.fired.eq(old.fired | fire)]
                 with m.Default():
                     m.d.comb += new.eq(old)
-            rising.append(in_use & ~new.fired & (new.slope > 0))
+            rising.append(a_in_use[j] & ~new.fired & (new.slope > 0))
 
-        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
-        with m.If(self.i.valid & self.i.ready):
+        with m.If(a_valid & a_ready):
             m.d.sync += [
                 self.o.valid.eq(1),
-                self.o.payload.token.eq(x.token),
+                self.o.payload.token.eq(a_token),
                 self.o.payload.state.eq(new_state),
                 self.o.payload.newly.eq(Cat(*newly)),
                 self.o.payload.rising.eq(Cat(*rising).any()),

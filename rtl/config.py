@@ -96,6 +96,12 @@ class PEConfig:
         the request stage's ready) no longer reaches the event decision (early / park / START / SPIKE /
         STEP_END) and the defer FIFO in the same cycle: a shorter critical path on FPGAs. Spike times do not
         change.
+    compute_stage : bool
+        False (the default): COMPUTE applies a token in one cycle: the SRAM word read from the FIFO, the
+        ``S x t`` product and the comparison or the sum behind it. True: the products are registered first
+        (rtl/compute.py, stage A then B), so the multiplier and the carry chains after it lie in different
+        cycles (a shorter critical path on FPGAs: the ECP5's). Throughput is unchanged; each token takes one
+        cycle longer, so the pipeline latency grows by one (``pipeline_latency``). Spike times do not change.
     pooling : bool
         True (the default): STORE has the max-pooling window bits (``neurons`` flip-flops, and per lane a
         multiplexer over them; docs/pe.md "Max-pooling"). False: no pooling hardware, the ``POOL_SHIFT``
@@ -133,6 +139,7 @@ class PEConfig:
     defer_bram: bool = False
     sweep_group: int = 0
     fetch_stage: bool = False
+    compute_stage: bool = False
     pooling: bool = True
 
     def __post_init__(self):
@@ -176,9 +183,9 @@ class PEConfig:
     @property
     def pipeline_latency(self) -> int:
         """Cycles from LOAD issuing a word's read request to STORE's write-back of that word reaching LOAD,
-        with every FIFO empty and ready: the shortest interval between two tokens of one word (5, or 6 with
-        ``request_stage``)."""
-        return 5 + self.request_stage
+        with every FIFO empty and ready: the shortest interval between two tokens of one word (5, one more
+        with ``request_stage`` and one more with ``compute_stage``)."""
+        return 5 + self.request_stage + self.compute_stage
 
     @property
     def sweep_groups(self) -> int:

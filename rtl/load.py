@@ -109,6 +109,11 @@ class Load(wiring.Component):
 
         cur = Signal(c.time_bits + 1)   # the step being worked on (t_end + 1 once all are complete)
         count = Signal(c.sources_bits)
+        # ``count + 1 >= sources`` and ``cur < t_end`` as registers kept beside count and cur: the STEP_END
+        # decision then compares nothing in the path from the event source into the FSM (the iCE40 critical
+        # path, the defer FIFO's read through the decision into ``armed``).
+        src_last = Signal(init=1)
+        steps_left = Signal(init=1)
         armed = Signal()   # a START was processed and its inference is not complete yet (START guard)
         replay = Signal(range(c.defer_depth + 2))
         pending = Signal(c.words)  # word issued, not yet written back
@@ -117,6 +122,11 @@ class Load(wiring.Component):
         # ``k + 1 == n_words``, kept as a register beside k: the last-word test then adds no carry chain to
         # the path from k through the issue handshake into the next event's fetch (the iCE40 critical path).
         k_last = Signal()
+        # ``~pending[k]`` as a register, kept exact wherever ISSUE reads it (event words): the next cycle's
+        # value is looked up a cycle ahead from the write-backs, so the request's valid and the issue
+        # handshake do not go through a multiplexer over every word's pending bit (the iCE40 critical path,
+        # k -> pending[k] -> handshake -> issued -> pending). Same tokens in the same cycles.
+        k_free = Signal()
         op = Signal(L.Op)
         time = Signal(c.time_bits)
         base = Signal(c.weight_addr_bits)
@@ -124,17 +134,25 @@ class Load(wiring.Component):
 
         issue = Signal()
         m.d.comb += issue.eq(self.req.valid & self.req.ready)
-        issued = Signal(c.words)
+        # The word issued in this cycle, set by each branch from its own handshake: ``issued_sweep`` by the
+        # grouped sweep, ``issued_seq`` by everything else (event words, conv taps, the one-search sweep). The
+        # grouped sweep's position register is loaded from the next cycle's bits without ``issued_sweep``
+        # (exact: no sweep word issues in the cycles that load it), so its own search is not in that cone.
+        issued_seq = Signal(c.words)
+        issued_sweep = Signal(c.words)
         written = Signal(c.words)
-        with m.If(issue & (self.req.payload.token.op != L.Op.MARK)):
-            m.d.comb += issued.eq(1 << self.req.payload.token.word)
         with m.If(self.done):
             m.d.comb += written.eq(1 << self.done_word)
-        m.d.sync += pending.eq((pending | issued) & ~written)
-        with m.If(clear_rising):
-            m.d.sync += rising.eq(0)
-        with m.Else():
-            m.d.sync += rising.eq((rising & ~written) | Mux(self.done_rising, written, 0))
+        rising_nx = Signal(c.words)
+        m.d.comb += rising_nx.eq(Mux(clear_rising, 0, (rising & ~written) | Mux(self.done_rising, written, 0)))
+        m.d.sync += [pending.eq((pending | issued_seq | issued_sweep) & ~written), rising.eq(rising_nx)]
+        # Word k (k + 1, word 0) not pending in the next cycle, unless issued in this one: its pending bit
+        # (a multiplexer over registers) or its write-back now (a comparison with STORE's word, not the
+        # one-hot ``written`` through that multiplexer: the write-back report is a late signal).
+        wb = self.done
+        free_k = ~pending.bit_select(k, 1) | (wb & (self.done_word == k))
+        free_k1 = ~Cat(pending, Const(1, 1)).bit_select(k + 1, 1) | (wb & (self.done_word == k + 1))
+        free_0 = ~pending[0] | (wb & (self.done_word == 0))
 
         # Event source: the defer FIFO while replaying, else the input.
         from_defer = replay != 0
@@ -175,11 +193,13 @@ class Load(wiring.Component):
                                          armed.eq(1), replay.eq(defer.level),
                                          n_words.eq(new_words),
                                          self.active_latched.eq(self.active),
-                                         sources.eq(self.sources), t_end.eq(self.t_end)]
+                                         sources.eq(self.sources), t_end.eq(self.t_end),
+                                         src_last.eq(self.sources <= 1), steps_left.eq(self.t_end != 0)]
                             m.next = "DRAIN"
                         with m.Case(L.EventKind.SPIKE):
+                            # k_free for word 0; a caller that issues word 0 in this cycle overrides it.
                             m.d.sync += [op.eq(L.Op.SPIKE), base.eq(ev.index * c.words), k.eq(0),
-                                         k_last.eq(n_words == 1), time.eq(ev.time)]
+                                         k_last.eq(n_words == 1), time.eq(ev.time), k_free.eq(free_0)]
                             if c.conv:
                                 with m.If(self.kh != 0):
                                     m.next = "CONV_INIT"   # the input map entry is read in this cycle
@@ -188,49 +208,89 @@ class Load(wiring.Component):
                             else:
                                 m.next = "ISSUE"
                         with m.Case(L.EventKind.STEP_END):
-                            with m.If(count + 1 >= sources):
+                            with m.If(src_last):   # count + 1 >= sources
                                 # Step complete: replay everything parked so far (minus this event).
-                                m.d.sync += [cur.eq(cur + 1), count.eq(0),
+                                m.d.sync += [cur.eq(cur + 1), count.eq(0), src_last.eq(sources <= 1),
+                                             steps_left.eq(cur + 1 < t_end),
                                              replay.eq(defer.level - from_defer)]
-                                with m.If(cur < t_end):
+                                with m.If(steps_left):   # cur < t_end
                                     m.d.sync += [op.eq(L.Op.SWEEP), time.eq(cur), k.eq(0)]
                                     if c.sweep_groups > 1:
-                                        m.d.sync += [gk.eq(0), kl.eq(0)]
+                                        m.d.sync += [gk.eq(0), gc.eq(live_start[:c.sweep_group]),
+                                                     gok.eq(group_ok(0, issued_seq[:gsz])), nxt_known.eq(0)]
                                     m.next = "ISSUE"
                                 with m.Else():
                                     m.d.sync += armed.eq(0)   # the inference is complete: wait for START
                             with m.Else():
-                                m.d.sync += count.eq(count + 1)
+                                m.d.sync += [count.eq(count + 1), src_last.eq(count + 2 >= sources)]
 
         # Sweep: the next word at or above the sweep's position that is rising or pending (lowest first):
         # whether there is one here (``sweep_here``), which word, whether it may be read now (a pending word
         # waits for its write-back, then drops out unless rising), and the position after issuing it.
         groups = c.sweep_groups
         if groups > 1:
-            # Grouped sweep (docs/pe.md "Grouped sweep"): the position as (group gk, word kl in it); the search
-            # looks inside group gk only, and a cycle that finds nothing there moves gk to the next group with
-            # a candidate. Candidates only leave during a sweep (a word that is neither rising nor pending gets
-            # no write-back), so the words visited and their order are those of the one-search sweep.
+            # Grouped sweep (docs/pe.md "Grouped sweep"): the position as a group gk and the register gc, the
+            # group's candidates not yet visited (exactly: its rising-or-pending words above the last one
+            # issued, kept up to date with every write-back). The search looks at gc only; a cycle with gc
+            # empty issues nothing and moves gk to the next group with a candidate (nxt_g, found one cycle
+            # earlier from registered bits), loading gc with that group's words. Candidates only leave during
+            # a sweep (a word that is neither rising nor pending gets no write-back), so a group nxt_g named
+            # one cycle ago has at most lost words (then gc is loaded empty and the next cycle moves on), a
+            # "no later group" stays true, and the words visited and their order are those of the one-search
+            # sweep.
             gsz, gbits = c.sweep_group, c.sweep_group.bit_length() - 1
             gk = Signal(range(groups))
-            kl = Signal(gbits + 1)
+            gc = Signal(gsz)
+            nxt_g = Signal(range(groups))
+            nxt_any = Signal()
+            nxt_known = Signal()   # nxt_g / nxt_any were found for the current gk
             pad = groups * gsz - c.words
 
             def grouped(v):
                 return Cat(v, Const(0, pad)) if pad else v
 
-            live_all = grouped(rising | pending)
-            g_cand = Signal(gsz)
-            m.d.comb += g_cand.eq(live_all.word_select(gk, gsz) & (Const((1 << gsz) - 1, gsz) << kl)[:gsz])
-            _, g_low = _lowest_set(g_cand)
-            g_any = Cat(*(live_all[j * gsz:(j + 1) * gsz].any() for j in range(groups)))
+            # gc's loads: at the sweep's start (fetch; no sweep word issues then) and at a group change (nothing
+            # issues then): the next cycle's candidate bits.
+            live_start = Signal(groups * gsz)
+            live_move = Signal(groups * gsz)
+            m.d.comb += [live_start.eq(grouped(((pending | issued_seq) & ~written) | rising_nx)),
+                         live_move.eq(grouped((pending & ~written) | rising_nx))]
+            g_any = Cat(*(grouped(rising | pending)[j * gsz:(j + 1) * gsz].any() for j in range(groups)))
             later = Signal(groups)
             m.d.comb += later.eq(g_any & (Const((1 << groups) - 1, groups) << (gk + 1))[:groups])
-            _, next_group = _lowest_set(later)
-            sweep_here, sweep_word = g_cand != 0, Cat(g_low, gk)
-            sweep_ok = (~grouped(pending).word_select(gk, gsz).bit_select(g_low, 1)
-                        & grouped(rising).word_select(gk, gsz).bit_select(g_low, 1))
-            sweep_past = kl.eq(g_low + 1)
+            later_any, later_low = _lowest_set(later)
+            m.d.sync += [nxt_g.eq(later_low), nxt_any.eq(later_any), nxt_known.eq(1)]
+            # The lowest candidate of gc, as an index and one-hot; whether it may be read now (a pending word
+            # waits for its write-back, then drops out of gc unless rising); the write-backs that drop words.
+            _, g_low = _lowest_set(gc)
+            g_one = Signal(gsz)
+            m.d.comb += g_one.eq(gc & ~Cat(Const(0, 1), *(gc[:j].any() for j in range(1, gsz))))
+            in_group = self.done & ~self.done_rising & (self.done_word >> gbits == gk)
+            drop = Signal(gsz)
+            m.d.comb += drop.eq(Mux(in_group, 1 << self.done_word[:gbits], 0))
+
+            # gok: which words of group gk may be read (not pending, rising), as a register kept exact for
+            # the next cycle's group, so the request's valid is the lowest candidate of gc against it (no
+            # multiplexer by gk over every word's bits before the handshake: the iCE40 critical path). The
+            # next value per word of a group: a write-back in this cycle decides it (then the word is not
+            # pending and rising as reported), else not pending, not issued in this cycle, and rising.
+            gok = Signal(gsz)
+
+            def group_ok(g, issued_here):
+                hit = self.done & (self.done_word >> gbits == g)
+                wb = Mux(hit, 1 << self.done_word[:gbits], 0)[:gsz]
+                pend, rise = grouped(pending).word_select(g, gsz), grouped(rising).word_select(g, gsz)
+                return Mux(clear_rising, 0, (wb & Mux(self.done_rising, wb, 0))
+                           | (~wb & ~pend & ~issued_here & rise))
+
+            sweep_here, sweep_word = gc != 0, Cat(g_low, gk)
+            sweep_ok = (g_one & gok).any()
+            sweep_issue = sweep_ok & self.req.ready   # this branch's own handshake
+            sweep_past = gc.eq(gc & ~drop & ~g_one)
+            sweep_mark = issued_sweep.eq(Cat(*(Mux(gk == j, g_one, 0) for j in range(groups)))[:c.words])
+            # The group stays (below: the moves and the sweep's start load it instead); in a sweep only the
+            # sweep's own word issues, elsewhere gok is not read.
+            m.d.sync += gok.eq(group_ok(gk, Mux(sweep_issue, g_one, 0)))
         else:
             cand = Signal(c.words)
             m.d.comb += cand.eq((rising | pending) & (Const((1 << c.words) - 1, c.words) << k)[:c.words])
@@ -240,9 +300,10 @@ class Load(wiring.Component):
             sweep_here, sweep_word = cand != 0, nxt
             sweep_ok = ~pending.bit_select(nxt, 1) & rising.bit_select(nxt, 1)
             sweep_past = k.eq(nxt + 1)
+            sweep_mark = issued_seq.eq(1 << nxt)
 
         if c.conv:
-            conv_states = self._conv(m, pending, time, fetch)
+            conv_states = self._conv(m, pending, issued_seq, time, fetch)
             m.d.comb += [self.map_addr.eq(ev.index), self.map_en.eq(take)]
 
         def mark():
@@ -265,6 +326,7 @@ class Load(wiring.Component):
                 # The previous inference's words may use another word count: let them all retire first.
                 with m.If(pending == 0):
                     m.d.comb += clear_rising.eq(1)
+                    m.d.sync += k_free.eq(1)   # nothing is pending and nothing issues here
                     m.next = "ISSUE"
             with m.State("ISSUE"):
                 m.d.comb += self.req.payload.token.time.eq(time)
@@ -275,11 +337,23 @@ class Load(wiring.Component):
                             self.req.payload.token.op.eq(L.Op.SWEEP),
                             self.req.payload.token.word.eq(sweep_word),
                         ]
-                        with m.If(issue):
-                            m.d.sync += sweep_past
+                        if groups > 1:
+                            with m.If(sweep_issue):
+                                m.d.sync += sweep_past
+                                m.d.comb += sweep_mark
+                            with m.Else():
+                                m.d.sync += gc.eq(gc & ~drop)
+                        else:
+                            with m.If(issue):
+                                m.d.sync += sweep_past
+                                m.d.comb += sweep_mark
                     if groups > 1:
-                        with m.Elif(later != 0):
-                            m.d.sync += [gk.eq(next_group), kl.eq(0)]   # no request in this cycle
+                        with m.Elif(~nxt_known):
+                            pass   # the next group is found in this cycle (after a group change, or the start)
+                        with m.Elif(nxt_any):
+                            # no request in this cycle
+                            m.d.sync += [gk.eq(nxt_g), gc.eq(live_move.word_select(nxt_g, gsz)),
+                                         gok.eq(group_ok(nxt_g, 0)), nxt_known.eq(0)]
                     with m.Else():
                         if groups > 1:
                             # Nothing left: the MARK goes out from a state of its own, so the search does
@@ -291,27 +365,32 @@ class Load(wiring.Component):
                     last = k_last
                     # This branch's own handshake (= issue here): the fetch below then depends on k and the
                     # request stage only, not structurally on the sweep search that shares req.valid.
-                    issue_k = ~pending.bit_select(k, 1) & self.req.ready
+                    issue_k = k_free & self.req.ready
+                    m.d.sync += k_free.eq(free_k)   # k stays: only its write-back counts
                     m.d.comb += [
-                        self.req.valid.eq(~pending.bit_select(k, 1)),
+                        self.req.valid.eq(k_free),
                         self.req.payload.token.op.eq(op),
                         self.req.payload.token.word.eq(k),
                         self.req.payload.token.last.eq(last),
                         self.req.payload.weight_addr.eq(base + k),
                     ]
                     with m.If(issue_k):
-                        m.d.sync += [k.eq(k + 1), k_last.eq(k + 2 == n_words)]
+                        m.d.comb += issued_seq.eq(1 << k)
+                        m.d.sync += [k.eq(k + 1), k_last.eq(k + 2 == n_words),
+                                     k_free.eq(free_k1)]   # word k + 1 (not issued)
                         with m.If(last):
                             m.next = "FETCH"
                             if not c.fetch_stage:
                                 fetch()  # may go straight on with the next event's words
+                                with m.If(k == 0):
+                                    m.d.sync += k_free.eq(0)   # word 0 issues in this cycle
             if groups > 1:
                 with m.State("MARK"):
                     m.d.comb += self.req.payload.token.time.eq(time)
                     mark()
         return m
 
-    def _conv(self, m, pending, time, fetch):
+    def _conv(self, m, pending, issued, time, fetch):
         """Conv-mode SPIKE handling (see the class docstring); returns a function that adds the FSM states."""
         c = self._cfg
         kb = c.kernel_bits
@@ -377,6 +456,7 @@ class Load(wiring.Component):
                         self.req.payload.weight_addr.eq(row * self.ch_words + cw),   # compact kernel slice
                     ]
                     with m.If(self.req.ready & free):   # this state's handshake, not req.valid's whole mux
+                        m.d.comb += issued.eq(1 << word[:c.word_bits])
                         with m.If(cw + 1 >= self.ch_words):
                             m.d.comb += [advance.eq(1), next_row.eq(row_done)]
                             m.d.sync += cw.eq(0)

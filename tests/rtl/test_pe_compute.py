@@ -4,6 +4,8 @@ under random backpressure."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
@@ -68,9 +70,11 @@ def reference(op, word, time, lanes, active):
     return out, newly, rising
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_compute_matches_reference_under_stalls(seed):
-    print(f"seed={seed}")
+@pytest.mark.parametrize("seed, stage", [(0, False), (1, False), (2, True), (3, True)])
+def test_compute_matches_reference_under_stalls(seed, stage):
+    """Every token's result under random input gaps and output stalls, in one cycle and with the registered
+    products of ``compute_stage`` (tokens in order, none lost or repeated)."""
+    print(f"seed={seed} compute_stage={stage}")
     rng = np.random.default_rng(seed)
     active = 6  # the second word's last two lanes are inactive
     # Times up to max_t_end - 1 for SWEEP (it multiplies by t + 1 <= t_end) and max_t_end for SPIKE.
@@ -80,7 +84,7 @@ def test_compute_matches_reference_under_stalls(seed):
         hi = CFG.max_t_end - (op == L.Op.SWEEP)
         cases.append((op, int(rng.integers(0, CFG.words)), int(rng.choice([0, hi, int(rng.integers(0, hi + 1))]))))
     inputs = [make_input(rng, op, word, time) for op, word, time in cases]
-    dut = Compute(CFG)
+    dut = Compute(dataclasses.replace(CFG, compute_stage=stage))
     out_lay = L.compute_layout(CFG)
     got = []
 

@@ -30,6 +30,8 @@ CONFIGS["lanes1_grouped_nopool"] = dataclasses.replace(CONFIGS["lanes1"], sweep_
 CONFIGS["lanes1_board_ice40"] = dataclasses.replace(CONFIGS["lanes1_grouped_nopool"], request_stage=True,
                                                     fetch_stage=True)
 CONFIGS["lanes2_fetch"] = dataclasses.replace(CONFIGS["lanes2"], fetch_stage=True)
+# the ECP5 board build: request stage and the registered products of COMPUTE
+CONFIGS["lanes2_board_ecp5"] = dataclasses.replace(CONFIGS["lanes2_stage"], compute_stage=True)
 
 
 @pytest.mark.parametrize("seed", [0])
@@ -80,8 +82,8 @@ def test_cycle_model(neurons, lanes, stage):
 def test_cycle_model_grouped_sweep(neurons, lanes, group):
     """docs/pe.md "Grouped sweep": with every word rising a sweep takes W cycles for the words, one per
     group it enters after the first, one that finds nothing left and one for the MARK, max(W + NG + 1, P) in
-    all (NG = ceil(W / G) groups); a sweep with no rising word takes 2 (the empty search, the MARK); SPIKE
-    events are unchanged."""
+    all (NG = ceil(W / G) groups); a sweep with no rising word takes 3 (the empty group, the cycle that finds
+    no later group, the MARK); SPIKE events are unchanged."""
     cfg = PEConfig(neurons=neurons, fan_in=16, lanes=lanes, time_bits=4, request_stage=True, sweep_group=group)
     P, W, NG = 6, neurons // lanes, cfg.sweep_groups
     assert NG == -(-W // group) > 1
@@ -93,7 +95,7 @@ def test_cycle_model_grouped_sweep(neurons, lanes, group):
     assert list(rising[1:12]) == [max(W, P)] * 11
     assert list(rising[14:]) == [max(W + NG + 1, P)] * 4
     quiet = cycles_between_events(cfg, events, neurons, weight=0)
-    assert list(quiet[14:]) == [2] * 4
+    assert list(quiet[14:]) == [3] * 4
 
 
 @pytest.mark.parametrize("neurons, lanes, stage", [(32, 1, True), (16, 4, True), (4, 4, True), (16, 2, False)])
@@ -111,6 +113,25 @@ def test_cycle_model_fetch_stage(neurons, lanes, stage):
     assert list(rising[14:]) == [max(W + 1, P)] * 4
     quiet = cycles_between_events(cfg, events, neurons, weight=0)
     assert list(quiet[1:12]) == [max(W + 1, P)] * 11
+    assert list(quiet[14:]) == [1] * 4
+
+
+@pytest.mark.parametrize("neurons, lanes, stage", [(32, 1, True), (16, 4, True), (4, 4, True), (16, 2, False)])
+def test_cycle_model_compute_stage(neurons, lanes, stage):
+    """PEConfig.compute_stage: one cycle more of pipeline latency (P = 6, or 7 with the request stage), the
+    same throughput: a SPIKE event takes max(W, P) cycles, a sweep of every word max(W + 1, P)."""
+    cfg = PEConfig(neurons=neurons, fan_in=16, lanes=lanes, time_bits=4, request_stage=stage, compute_stage=True)
+    P, W = cfg.pipeline_latency, neurons // lanes
+    assert P == 6 + stage
+    lay = L.event_layout(cfg)
+    events = [pack(lay, kind=L.EventKind.START)]
+    events += [pack(lay, kind=L.EventKind.SPIKE, index=i % 16, time=0) for i in range(12)]
+    events += [pack(lay, kind=L.EventKind.STEP_END, time=t) for t in range(6)]
+    rising = cycles_between_events(cfg, events, neurons, weight=1)
+    assert list(rising[1:12]) == [max(W, P)] * 11
+    assert list(rising[14:]) == [max(W + 1, P)] * 4
+    quiet = cycles_between_events(cfg, events, neurons, weight=0)
+    assert list(quiet[1:12]) == [max(W, P)] * 11
     assert list(quiet[14:]) == [1] * 4
 
 

@@ -9,7 +9,8 @@ written back if a token of it was issued and not yet written back.
 The harness keeps its own ``pending`` bit per word (set when LOAD issues a CLEAR / SPIKE / SWEEP token of
 the word, cleared by its write-back report) and asserts that LOAD never issues a token of a pending word:
 no word is read while its write-back is outstanding. The induction invariant is that LOAD's own per-word
-bookkeeping equals the harness's.
+bookkeeping equals the harness's, and that its registered ``k_free`` equals ``~pending[k]`` wherever ISSUE
+reads it.
 
 ``mutant="early_done"`` feeds LOAD a write-back report for every token in the cycle it is issued (a STORE
 that lies), to show that the property then fails.
@@ -17,7 +18,7 @@ that lies), to show that the property then fails.
 
 from __future__ import annotations
 
-from amaranth.hdl import Assert, Assume, Cover, Fragment, Module, ResetSignal, Signal
+from amaranth.hdl import Assert, Assume, Cat, Const, Cover, Fragment, Module, ResetSignal, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In
 
@@ -108,10 +109,31 @@ class LoadHarness(wiring.Component):
         m.d.comb += [Assert(state <= last_state), Assert(op != L.Op.MARK)]
         with m.If(state == drain):
             m.d.comb += Assert((k == 0) & (op == L.Op.CLEAR) & (k_last == (n_words == 1)))
+        # The STEP_END decision's registers equal the comparisons they stand for.
+        count, cur = _find_signal(frag, "count"), _find_signal(frag, "cur")
+        srcs, t_end = _find_signal(frag, "sources"), _find_signal(frag, "t_end")
+        armed = _find_signal(frag, "armed")
+        m.d.comb += Assert(_find_signal(frag, "src_last") == (count + 1 >= srcs))
+        m.d.comb += Assert(_find_signal(frag, "steps_left") == (cur < t_end))
+        m.d.comb += Assert(count < srcs)
+        m.d.comb += Assert(cur <= t_end + 1)
+        m.d.comb += Assert(~armed | (cur <= t_end))
+        # ``k_free`` is exactly ``~pending[k]`` there (a cycle-ahead copy: neither late nor early).
+        k_free = _find_signal(frag, "k_free")
         with m.If((state == issue_state) & (op != L.Op.SWEEP)):
-            m.d.comb += Assert((k < n_words) & (k_last == (k + 1 == n_words)))
+            m.d.comb += Assert((k < n_words) & (k_last == (k + 1 == n_words))
+                               & (k_free == ~pending.bit_select(k, 1)))
         with m.If(state == mark_state):
             m.d.comb += Assert(op == L.Op.SWEEP)
+        if c.sweep_groups > 1:
+            # The grouped sweep's ``gok`` is exactly group gk's not-pending-and-rising bits in a sweep.
+            gsz = c.sweep_group
+            gk, gok = _find_signal(frag, "gk"), _find_signal(frag, "gok")
+            rising = _find_signal(frag, "rising")
+            pad = c.sweep_groups * gsz - c.words
+            ok_all = Cat(~pending & rising, Const(0, pad)) if pad else ~pending & rising
+            with m.If((state == issue_state) & (op == L.Op.SWEEP)):
+                m.d.comb += Assert(gok == ok_all.word_select(gk, gsz))
         del fetch
         m.d.comb += [
             Cover(reads & (token.op == L.Op.SWEEP)),
