@@ -162,7 +162,7 @@ BOARDS = {
         bram_shapes=((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)), bram_kind="DP16KD",
         cells=(("TRELLIS_COMB", "LUT4"), ("TRELLIS_FF", "FF"), ("DP16KD", "BRAM (DP16KD 18 Kbit)"),
                ("TRELLIS_RAMW", "distributed RAM"), ("MULT18X18D", "DSP (MULT18X18D)")),
-        programmer="openFPGALoader -b ulx3s", logic_cells=83640, compute_stage=True),
+        programmer="openFPGALoader -b ulx3s", logic_cells=83640),
 }
 
 

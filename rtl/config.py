@@ -100,7 +100,7 @@ class PEConfig:
         False (the default): COMPUTE applies a token in one cycle: the SRAM word read from the FIFO, the
         ``S x t`` product and the comparison or the sum behind it. True: the products are registered first
         (rtl/compute.py, stage A then B), so the multiplier and the carry chains after it lie in different
-        cycles (a shorter critical path on FPGAs: the ECP5's). Throughput is unchanged; each token takes one
+        cycles (a shorter critical path on FPGAs). Throughput is unchanged; each token takes one
         cycle longer, so the pipeline latency grows by one (``pipeline_latency``). Spike times do not change.
     pooling : bool
         True (the default): STORE has the max-pooling window bits (``neurons`` flip-flops, and per lane a

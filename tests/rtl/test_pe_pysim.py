@@ -26,12 +26,13 @@ CONFIGS["lanes2_bram"] = dataclasses.replace(CONFIGS["lanes2_stage"], defer_bram
 CONFIGS["lanes2_grouped"] = dataclasses.replace(CONFIGS["lanes2_stage"], sweep_group=2)  # 4 words: 2 groups
 # 3 words in groups of 2 and 1, no pooling hardware (as the one-PE board top is built)
 CONFIGS["lanes1_grouped_nopool"] = dataclasses.replace(CONFIGS["lanes1"], sweep_group=2, pooling=False)
-# the one-PE iCEBreaker build: request stage, grouped sweep, no pooling, the next event fetched in its own cycle
+# the one-PE iCEBreaker build: request stage, grouped sweep, no pooling, the next event fetched in its own cycle,
+# the compute stage
 CONFIGS["lanes1_board_ice40"] = dataclasses.replace(CONFIGS["lanes1_grouped_nopool"], request_stage=True,
-                                                    fetch_stage=True)
+                                                    fetch_stage=True, compute_stage=True)
 CONFIGS["lanes2_fetch"] = dataclasses.replace(CONFIGS["lanes2"], fetch_stage=True)
-# the ECP5 board build: request stage and the registered products of COMPUTE
-CONFIGS["lanes2_board_ecp5"] = dataclasses.replace(CONFIGS["lanes2_stage"], compute_stage=True)
+# request stage and the registered products of COMPUTE (as the iCEBreaker builds COMPUTE)
+CONFIGS["lanes2_compute_stage"] = dataclasses.replace(CONFIGS["lanes2_stage"], compute_stage=True)
 
 
 @pytest.mark.parametrize("seed", [0])
