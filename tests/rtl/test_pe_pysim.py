@@ -56,6 +56,14 @@ def cycles_between_events(cfg: PEConfig, events: list[int], n_cfg_neurons: int, 
     return np.diff(accept_cycles(cfg, words, events))
 
 
+def cycle_events(cfg: PEConfig) -> list[int]:
+    """The cycle-model stimulus: START, 12 SPIKE events at t = 0 (inputs 0..11), STEP_END of steps 0..5."""
+    lay = L.event_layout(cfg)
+    events = [pack(lay, kind=L.EventKind.START)]
+    events += [pack(lay, kind=L.EventKind.SPIKE, index=i % 16, time=0) for i in range(12)]
+    return events + [pack(lay, kind=L.EventKind.STEP_END, time=t) for t in range(6)]
+
+
 @pytest.mark.parametrize("neurons, lanes, stage", [(4, 4, False), (16, 4, False), (32, 4, False), (16, 1, False),
                                                    (64, 8, False), (4, 4, True), (16, 4, True), (32, 4, True)])
 def test_cycle_model(neurons, lanes, stage):
@@ -65,10 +73,7 @@ def test_cycle_model(neurons, lanes, stage):
     cfg = PEConfig(neurons=neurons, fan_in=16, lanes=lanes, time_bits=4, request_stage=stage)
     P = 6 if stage else 5
     assert cfg.pipeline_latency == P
-    lay = L.event_layout(cfg)
-    events = [pack(lay, kind=L.EventKind.START)]
-    events += [pack(lay, kind=L.EventKind.SPIKE, index=i % 16, time=0) for i in range(12)]
-    events += [pack(lay, kind=L.EventKind.STEP_END, time=t) for t in range(6)]
+    events = cycle_events(cfg)
     W = neurons // lanes
     rising = cycles_between_events(cfg, events, neurons, weight=1)
     assert list(rising[1:12]) == [max(W, P)] * 11      # SPIKE after SPIKE
@@ -88,10 +93,7 @@ def test_cycle_model_grouped_sweep(neurons, lanes, group):
     cfg = PEConfig(neurons=neurons, fan_in=16, lanes=lanes, time_bits=4, request_stage=True, sweep_group=group)
     P, W, NG = 6, neurons // lanes, cfg.sweep_groups
     assert NG == -(-W // group) > 1
-    lay = L.event_layout(cfg)
-    events = [pack(lay, kind=L.EventKind.START)]
-    events += [pack(lay, kind=L.EventKind.SPIKE, index=i % 16, time=0) for i in range(12)]
-    events += [pack(lay, kind=L.EventKind.STEP_END, time=t) for t in range(6)]
+    events = cycle_events(cfg)
     rising = cycles_between_events(cfg, events, neurons, weight=1)
     assert list(rising[1:12]) == [max(W, P)] * 11
     assert list(rising[14:]) == [max(W + NG + 1, P)] * 4
@@ -105,10 +107,7 @@ def test_cycle_model_fetch_stage(neurons, lanes, stage):
     SPIKE event takes max(W + 1, P) cycles; sweeps (their MARK still takes the next event) are unchanged."""
     cfg = PEConfig(neurons=neurons, fan_in=16, lanes=lanes, time_bits=4, request_stage=stage, fetch_stage=True)
     P, W = cfg.pipeline_latency, neurons // lanes
-    lay = L.event_layout(cfg)
-    events = [pack(lay, kind=L.EventKind.START)]
-    events += [pack(lay, kind=L.EventKind.SPIKE, index=i % 16, time=0) for i in range(12)]
-    events += [pack(lay, kind=L.EventKind.STEP_END, time=t) for t in range(6)]
+    events = cycle_events(cfg)
     rising = cycles_between_events(cfg, events, neurons, weight=1)
     assert list(rising[1:12]) == [max(W + 1, P)] * 11
     assert list(rising[14:]) == [max(W + 1, P)] * 4
@@ -124,10 +123,7 @@ def test_cycle_model_compute_stage(neurons, lanes, stage):
     cfg = PEConfig(neurons=neurons, fan_in=16, lanes=lanes, time_bits=4, request_stage=stage, compute_stage=True)
     P, W = cfg.pipeline_latency, neurons // lanes
     assert P == 6 + stage
-    lay = L.event_layout(cfg)
-    events = [pack(lay, kind=L.EventKind.START)]
-    events += [pack(lay, kind=L.EventKind.SPIKE, index=i % 16, time=0) for i in range(12)]
-    events += [pack(lay, kind=L.EventKind.STEP_END, time=t) for t in range(6)]
+    events = cycle_events(cfg)
     rising = cycles_between_events(cfg, events, neurons, weight=1)
     assert list(rising[1:12]) == [max(W, P)] * 11
     assert list(rising[14:]) == [max(W + 1, P)] * 4
