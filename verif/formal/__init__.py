@@ -13,7 +13,7 @@ import dataclasses
 from .core import FormalError, Property, Result, find_tools, run_property
 from .fifo import FifoHarness, LossyFIFO
 from .load import SMALL_LOAD, LoadHarness
-from .pe import PEHarness
+from .pe import SMALL_PE, PEHarness
 from .router import DroppingRouter, DuplicatingRouter, RouterHarness
 
 __all__ = ["PROPERTIES", "MUTANTS", "FormalError", "Property", "Result", "find_tools", "run_property", "by_name"]
@@ -50,6 +50,10 @@ PROPERTIES = [
              lambda: PEHarness(mode="order"), depth=20, prove=False),
     Property("pe_conserve", "PE: every decided output event (spike, marker) leaves o exactly once",
              lambda: PEHarness(mode="conserve"), depth=30, prove=False),
+    Property("pe_conserve_compute_stage", "PE with COMPUTE's products registered (compute_stage, as the "
+             "iCEBreaker builds it): every decided output event leaves o exactly once",
+             lambda: PEHarness(mode="conserve", config=dataclasses.replace(SMALL_PE, compute_stage=True)),
+             depth=30, prove=False),
 ]
 
 #: (mutant name, property it must fail, harness builder, BMC depth)
