@@ -47,7 +47,10 @@ def register(sub) -> None:
     p.set_defaults(func=main)
 
 
-def _latency_cycles(net, pe, placement, image, depths, mapping=None) -> tuple[int, tuple[int, ...], np.ndarray]:
+def _latency_cycles(net, pe, placement, image, depths, mapping=None
+                    ) -> tuple[int, tuple[int, ...], np.ndarray, int | None]:
+    """(cycles, cycles per layer, input times, cycles with early exit: mesh only, else None) of one image,
+    every spike time checked against the golden model."""
     from fpga.driver import HostLink, infer, load_network
     from fpga.sim import SimTransport
     from fpga.top import LinkCore
@@ -57,16 +60,21 @@ def _latency_cycles(net, pe, placement, image, depths, mapping=None) -> tuple[in
         # Mesh: loading every weight through the simulated engine takes too long for big networks; the mesh
         # is fed directly at its host port, one flit per cycle (host/pysim.py), as the board's RUN
         # replays its buffered flits. tests/fpga checks the full path through the engine on small meshes.
+        # Run to completion and with early exit (the board's RUN has it, docs/fpga.md): the spikes seen
+        # before the decision are checked as yoso verify --early-exit checks them.
         from host.pysim import run_images
+        from verif.scoreboard import compare_images
 
-        got = run_images(mapping, times[None])[0]
-        if got.error is not None:
-            raise RuntimeError(f"simulated run: {got.error}")
         ref = model.run(net, times[None])
-        for n, (t, want) in enumerate(zip(got.times, ref.times, strict=True)):
-            if t is not None and not np.array_equal(t, want.reshape(-1)):
-                raise RuntimeError(f"simulated run differs from the golden model in layer {n}")
-        return got.cycles, (got.cycles,), times
+        cycles = []
+        for early_exit in (False, True):
+            got = run_images(mapping, times[None], early_exit=early_exit)[0]
+            score, errors = compare_images([got], ref, net.no_spike)
+            if errors or not score:
+                what = errors[0] if errors else str(score.first)
+                raise RuntimeError(f"simulated run{' with early exit' if early_exit else ''}: {what}")
+            cycles.append(got.cycles)
+        return cycles[0], (cycles[0],), times, cycles[1]
     else:
         link = HostLink(SimTransport(LinkCore(pe, **depths)))
         load_network(link, net, placement, pe=pe, skip_zero_rows=True)
@@ -75,7 +83,7 @@ def _latency_cycles(net, pe, placement, image, depths, mapping=None) -> tuple[in
     for n, (got, want) in enumerate(zip(res.times, ref.times, strict=True)):
         if not np.array_equal(got, want.reshape(-1)):
             raise RuntimeError(f"simulated run differs from the golden model in layer {n}")
-    return res.total_cycles, res.cycles, times
+    return res.total_cycles, res.cycles, times, None
 
 
 def _build(net, size, lanes, args):
@@ -181,8 +189,10 @@ def main(args) -> int:
             report["latency_image"] = "random pixels, seed 0"
         t0 = time.time()
         print("simulating one inference ...", file=sys.stderr)
-        total, per_layer, _ = _latency_cycles(net, pe, placement, image, depths, mapping)
+        total, per_layer, _, early = _latency_cycles(net, pe, placement, image, depths, mapping)
         report["cycles_per_image"] = total
+        if early is not None:
+            report["cycles_per_image_early_exit"] = early
         report["cycles_per_layer"] = list(per_layer)
         report["simulation_s"] = round(time.time() - t0, 1)
 
@@ -204,6 +214,8 @@ def main(args) -> int:
     if report.get("fmax_mhz") and "cycles_per_image" in report:
         report["latency_at_fmax_us"] = report["cycles_per_image"] / report["fmax_mhz"]
         report["latency_at_board_clock_us"] = report["cycles_per_image"] / (board.clk_hz / 1e6)
+        if "cycles_per_image_early_exit" in report:
+            report["latency_at_fmax_early_exit_us"] = report["cycles_per_image_early_exit"] / report["fmax_mhz"]
 
     if args.program:
         if not report.get("bitstream"):
@@ -236,6 +248,9 @@ def main(args) -> int:
         print(f"latency per image: {report['cycles_per_image']} cycles ({report['latency_image']}) = "
               f"{report.get('latency_at_fmax_us', float('nan')):.1f} us at Fmax, "
               f"{report.get('latency_at_board_clock_us', float('nan')):.1f} us at the board clock")
+    if "cycles_per_image_early_exit" in report:
+        print(f"with early exit: {report['cycles_per_image_early_exit']} cycles = "
+              f"{report.get('latency_at_fmax_early_exit_us', float('nan')):.1f} us at Fmax")
     if report.get("bitstream"):
         print(f"bitstream {report['bitstream']}")
     return 0

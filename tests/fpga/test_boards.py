@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import model
@@ -248,3 +249,17 @@ def test_critical_path_from_the_nextpnr_json_report():
         "kind": "clock", "domain": "cd_sync.clk", "ns": 9.8, "logic_ns": 2.7, "routing_ns": 7.1, "levels": 2,
         "from": "top.core.pe.load.k", "to": "top.core.pe.mem.weights.mem.0.0_RAM.MASKWREN_1"}
     assert report_critical_path(rep, "other") is None and report_critical_path({}, "cd_sync.clk") is None
+
+
+def test_mesh_latency_with_early_exit():
+    """The mesh latency run of ``yoso fpga`` gives the cycles to completion and with the board's early exit,
+    every spike time seen checked against the golden model (seed 2 network, seed 0 pixels)."""
+    from host.plan import plan_mesh
+    from yoso.fpga import _latency_cycles
+
+    net = model.random_network("20-8-4", seed=2)
+    mapping = plan_mesh(net, 2, 2, neurons=4, lanes=2)
+    image = np.random.default_rng(0).integers(0, 256, size=net.n_inputs)
+    full, per_layer, _, early = _latency_cycles(net, mapping.pe, None, image, {}, mapping)
+    print(full, early)
+    assert per_layer == (full,) and 0 < early <= full
