@@ -40,6 +40,8 @@ def register(sub) -> None:
     p.add_argument("--dataset", help="latency image: first test image of this dataset (default: random "
                    "pixels, seed 0)")
     p.add_argument("--no-latency", action="store_true", help="skip the simulated run (no latency figure)")
+    p.add_argument("--seeds", type=int, default=1, help="place and route N times (nextpnr's default seed, then "
+                   "--seed 2..N) and keep the build with the highest Fmax (synthesis runs once; default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--program", action="store_true", help="load the bitstream onto a connected board")
     p.add_argument("--verilog-only", metavar="OUT.v", help="write plain Verilog of the top (UART pins rx, tx, "
@@ -130,6 +132,8 @@ def main(args) -> int:
         raise CliError(f"--lanes: must be a power of two in 1..64, got {args.lanes}")
     if args.mesh is None:
         mapping_options(args, refuse="needs --mesh (the one-PE top runs the layers in turn in dense mode)")
+    if not 1 <= args.seeds <= 100:
+        raise CliError(f"--seeds: must be in 1..100, got {args.seeds}")
     net = model.load(args.net)
     board = BOARDS[args.board]
     size = None
@@ -200,10 +204,11 @@ def main(args) -> int:
     t0 = time.time()
     try:
         if args.build_dir:
-            pnr = place_and_route(pe, board, Path(args.build_dir), baud=args.baud, noc=noc, **depths)
+            pnr = place_and_route(pe, board, Path(args.build_dir), baud=args.baud, noc=noc, seeds=args.seeds,
+                                  **depths)
         else:
             with tempfile.TemporaryDirectory(prefix="yoso-fpga-") as d:
-                pnr = place_and_route(pe, board, Path(d), baud=args.baud, noc=noc, **depths)
+                pnr = place_and_route(pe, board, Path(d), baud=args.baud, noc=noc, seeds=args.seeds, **depths)
                 pnr["bitstream"] = None
     except FitError as e:
         raise CliError(str(e)) from None
@@ -237,6 +242,9 @@ def main(args) -> int:
     for name, v in report["resources"].items():
         print(f"{name:<24}{v['used']:>8}{v['available']:>11}")
     print(f"Fmax {report['fmax_mhz']:.1f} MHz (board clock {board.clk_hz / 1e6:g} MHz)")
+    if args.seeds > 1:
+        print(f"run {report['seed']} (1: nextpnr's default seed, n: --seed n), the best of "
+              + ", ".join(f"{k}: {v:.1f}" if v else f"{k}: -" for k, v in report["fmax_by_seed"].items()) + " MHz")
     crit = report.get("critical_path")
     if crit:
         print(f"critical path {crit['ns']} ns ({crit['logic_ns']} logic, {crit['routing_ns']} routing, "

@@ -70,6 +70,8 @@ def test_cli_errors(tmp_path, capsys):
     assert "does not fit LFE5U-85F" in err and "64 PEs x" in err
     assert yoso(["fpga", "--board", "icebreaker", "--net", str(path), "--lanes", "3"]) == 2
     assert "--lanes" in capsys.readouterr().err
+    assert yoso(["fpga", "--board", "icebreaker", "--net", str(path), "--seeds", "0"]) == 2
+    assert "--seeds: must be in 1..100, got 0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("mesh", [[], ["--mesh", "2x2", "--neurons", "4"]])
@@ -102,8 +104,12 @@ def _pnr(board, tmp_path, capsys, lanes, path=None, extra=()):
 
 @pytest.mark.slow
 def test_place_and_route_ice40(tmp_path, capsys):
-    rep, path, build = _pnr("icebreaker", tmp_path, capsys, lanes=1)
+    rep, path, build = _pnr("icebreaker", tmp_path, capsys, lanes=1, extra=("--seeds", "2"))
     assert rep["resources"]["BRAM (EBR 4 Kbit)"]["used"] > 0
+    # two placements of one netlist, the faster kept (its report and bitstream in the build folder)
+    by_seed = {int(k): v for k, v in rep["fmax_by_seed"].items()}
+    assert sorted(by_seed) == [1, 2] and rep["fmax_mhz"] == max(by_seed.values()) == by_seed[rep["seed"]]
+    assert not (build / ".best-seed").exists() and "--seed" not in (build / "build_yoso.sh").read_text()
     if shutil.which("iceprog"):
         # No board is attached to a CI machine: the programmer's failure is reported plainly.
         assert yoso(["fpga", "--board", "icebreaker", "--net", str(path), "--lanes", "1", "--no-latency",
