@@ -573,8 +573,9 @@ def plan_mesh(net: model.Network, width: int, height: int, *, neurons: int = 64,
     ``compact_weights`` (a network with conv-mode layers): every other layer runs in conv mode too, a dense layer
     as a 1x1 convolution of a C x 1 x 1 map, so that the PE's weight SRAM is built with only the words its
     largest kernel slice needs (``PEConfig.weight_depth``) instead of a row of every neuron for every input.
-    ``balance`` (conv-mode layers): the mesh's spare nodes go to the layers with the most synapses per PE, which
-    get smaller tiles (:func:`_balance`), instead of every layer taking as few PEs as fit."""
+    ``balance``: the mesh's spare nodes go to the layers with the most synapses per PE, which get smaller
+    tiles (conv-mode layers, :func:`_balance`) or shares (a network of dense layers, :func:`_balance_dense`),
+    instead of every layer taking as few PEs as fit; the output layer keeps its PEs."""
     if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
         raise MappingError(f"window: must be None or an integer >= 1 (step s is sent after STEP_END(s - window)), "
                            f"got {window!r}")
@@ -600,6 +601,8 @@ def plan_mesh(net: model.Network, width: int, height: int, *, neurons: int = 64,
     shares = [_share(w.shape[1], limit, max(n_lanes, 1 << ml.pool_shift)) for w, ml in zip(weights, layers,
                                                                                           strict=True)]
     counts = [-(-w.shape[1] // sh) for w, sh in zip(weights, shares, strict=True)]
+    if balance:
+        _balance_dense(weights, layers, shares, counts, n_lanes, width * height)
     # The PE count first: a network that needs more PEs than the mesh has is told so, whatever else is wrong.
     need = sum(counts)
     if need > width * height:
@@ -736,6 +739,24 @@ def _synapses(entry) -> int:
     """Synapses of a layer of PEs (an entry of _plan_conv's ``layers``): what its SOPs scale with."""
     kind, _, conv, _, ml = entry
     return math.prod(conv.out_shape) * math.prod(conv.weight.shape[1:]) if kind == "conv" else ml.weight.size
+
+
+def _balance_dense(weights, layers, shares: list[int], counts: list[int], lanes: int, nodes: int) -> None:
+    """plan_mesh's ``balance`` for dense layers, in place: while the mesh has nodes for it, the layer with the
+    most synapses per PE (the one that sets the pace) takes the next smaller even share that needs more PEs.
+    The output layer keeps its share (one PE for a classifier's outputs, where early exit watches them)."""
+    while len(counts) > 1:
+        k = max(range(len(counts) - 1), key=lambda j: weights[j].size / counts[j])
+        n, step = weights[k].shape[1], max(lanes, 1 << layers[k].pool_shift)
+        found, limit = None, shares[k]
+        while found is None and limit > step:
+            limit -= step
+            share = _share(n, limit, step)
+            if -(-n // share) > counts[k]:
+                found = (share, -(-n // share))
+        if found is None or sum(counts) - counts[k] + found[1] > nodes:
+            return
+        shares[k], counts[k] = found
 
 
 def _balance(net: model.Network, layers, limit: int, lanes: int, nodes: int) -> list[int]:

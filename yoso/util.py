@@ -30,8 +30,9 @@ def add_mapping_options(p, *, scope: str = "") -> None:
                         "to the largest kernel slice instead of fan-in x neurons (networks with conv layers; "
                         "docs/noc.md 'Mapping')")
     p.add_argument("--balance", action="store_true",
-                   help=f"{scope}give the mesh's spare nodes to the conv-mode layers with the most synapses per PE "
-                        "(smaller tiles), instead of as few PEs per layer as fit")
+                   help=f"{scope}give the mesh's spare nodes to the layers with the most synapses per PE (smaller "
+                        "tiles or neuron shares; the output layer keeps its PEs), instead of as few PEs per layer "
+                        "as fit")
 
 
 def mapping_options(args, *, refuse: str | None = None) -> dict:

@@ -304,3 +304,16 @@ def test_conv_reach_and_fanout_match_the_dense_expansion(shape, k, stride, paddi
         cols = np.zeros((oc, oh, ow), dtype=bool)
         cols[:, tile.y0:tile.y0 + tile.h, tile.x0:tile.x0 + tile.w] = True
         np.testing.assert_array_equal(conv_reach(conv, tile), dense[:, cols.reshape(-1)].any(1))
+
+
+def test_balance_dense_layers():
+    """balance for a network of dense layers: 784-100-10 on 3x2 takes 2 + 1 PEs of 52 neurons, balanced 5 + 1 of
+    20 (every node; the output layer keeps its one PE), the same plan as neurons=20; a 1x1 mesh is unchanged."""
+    net = model.random_network("784-100-10", seed=0)
+    plain = plan_mesh(net, 3, 2, lanes=4)
+    bal = plan_mesh(net, 3, 2, lanes=4, balance=True)
+    assert [len(plain.layer_slices(n)) for n in range(2)] == [2, 1] and plain.pe.neurons == 52
+    assert [len(bal.layer_slices(n)) for n in range(2)] == [5, 1] and bal.pe.neurons == 20
+    assert bal.describe() == plan_mesh(net, 3, 2, neurons=20, lanes=4).describe()
+    one = model.random_network("6-5", seed=0)
+    assert plan_mesh(one, 1, 1, lanes=2, balance=True).describe() == plan_mesh(one, 1, 1, lanes=2).describe()

@@ -38,6 +38,26 @@ def test_random_networks_bit_exact(arch, mesh, neurons, lanes, seed):
     assert score, score.first
 
 
+def test_balanced_dense_bit_exact(seed):
+    """balance on a network of dense layers: the spare nodes split the hidden layers with the most synapses per
+    PE into smaller even shares (9-12-6-3 on 3x2, PEs of 8 neurons x 2 lanes: 2 + 1 + 1 PEs unbalanced, 3 + 2
+    + 1 balanced, the output layer on one PE); bit-exact on every neuron of every layer under stalls."""
+    seed += 41
+    rng = np.random.default_rng(seed)
+    net = model.random_network("9-12-6-3", seed=seed, time_bits=4)
+    plain = plan_mesh(net, 3, 2, neurons=8, lanes=2, window=1)
+    mp = plan_mesh(net, 3, 2, neurons=8, lanes=2, window=1, balance=True)
+    assert [len(plain.layer_slices(n)) for n in range(3)] == [2, 1, 1]
+    assert [len(mp.layer_slices(n)) for n in range(3)] == [3, 2, 1] and mp.pe.neurons == 4
+    inputs = random_inputs(rng, net, 2)
+    golden = model.run(net, inputs)
+    results = run_images(mp, inputs, seed=seed, idle=0.2, stall=0.2)
+    score, errors = compare_images(results, golden, net.no_spike)
+    assert not errors, errors
+    assert score.compared == 2 * (12 + 6 + 3)
+    assert score, score.first
+
+
 def exposed(plan, n_images):
     """Spike times the host sees per run: every neuron of every layer but a conv2d layer pooled in its PEs."""
     return n_images * sum(x for x in plan.by_net_layer(plan.outputs(n) for n in range(plan.n_layers)) if x)
