@@ -333,24 +333,26 @@ def place_and_route(config: PEConfig, board: Board, build_dir: Path, *, baud: in
         raise RuntimeError(f"place and route: nextpnr's options are not where expected in {script}")
     best, by_seed = None, {}
     keep = build_dir / ".best-seed"
-    for seed in range(1, seeds + 1):
-        env = board.tool_env()
-        if seed > 1:
-            # The same netlist placed again: the script with this seed, synthesis skipped (yoso.json stays).
-            script.write_text(first.replace(opts, f"{opts}--seed {seed} "))
-            env["YOSYS"] = "true"
-        _run_build(board, build_dir, env)
-        rep = parse_report(board, build_dir, divisor=top.divisor)
-        by_seed[seed] = rep["fmax_mhz"]
-        if best is None or (rep["fmax_mhz"] or 0) > (best["fmax_mhz"] or 0):
-            best = rep
-            if seeds > 1:
-                keep.mkdir(exist_ok=True)
-                for f in _PNR_FILES:
-                    if (build_dir / f).exists():
-                        shutil.copy2(build_dir / f, keep / f)
+    try:
+        for seed in range(1, seeds + 1):
+            env = board.tool_env()
+            if seed > 1:
+                # The same netlist placed again: the script with this seed, synthesis skipped (yoso.json stays).
+                script.write_text(first.replace(opts, f"{opts}--seed {seed} "))
+                env["YOSYS"] = "true"
+            _run_build(board, build_dir, env)
+            rep = parse_report(board, build_dir, divisor=top.divisor)
+            by_seed[seed] = rep["fmax_mhz"]
+            if best is None or (rep["fmax_mhz"] or 0) > (best["fmax_mhz"] or 0):
+                best = rep
+                if seeds > 1:
+                    keep.mkdir(exist_ok=True)
+                    for f in _PNR_FILES:
+                        if (build_dir / f).exists():
+                            shutil.copy2(build_dir / f, keep / f)
+    finally:
+        script.write_text(first)   # the folder's script builds what it always did (nextpnr's default seed)
     if seeds > 1:
-        script.write_text(first)
         for f in _PNR_FILES:
             if (keep / f).exists():
                 shutil.copy2(keep / f, build_dir / f)
