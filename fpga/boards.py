@@ -381,7 +381,7 @@ def _run_build(board: Board, build_dir: Path, env: dict) -> None:
         if over:
             used, kind, avail = over[0]
             raise FitError(f"network: does not fit {board.device}: the design uses {used} {kind} cells, the "
-                           f"device has {avail}")
+                           f"device has {avail}; use fewer --lanes, fewer --neurons or a smaller --mesh")
         tail = "\n".join(log.strip().splitlines()[-15:])
         raise RuntimeError(f"place and route failed (log in {build_dir}):\n{tail}")
 

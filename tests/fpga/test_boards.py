@@ -269,3 +269,16 @@ def test_mesh_latency_with_early_exit():
     full, per_layer, _, early = _latency_cycles(net, mapping.pe, None, image, {}, mapping)
     print(full, early)
     assert per_layer == (full,) and 0 < early <= full
+
+
+def test_nextpnr_overflow_is_one_fit_error(tmp_path):
+    """nextpnr's "design uses N cells of type T, but device has M" becomes one FitError with the numbers and the
+    options that shrink the design (a stand-in build script prints nextpnr's line and fails)."""
+    from fpga.boards import _run_build
+
+    (tmp_path / "build_yoso.sh").write_text(
+        "echo \"ERROR: Design uses 183395 cells of type 'LUT4', but device has 83640\" >&2\nexit 1\n")
+    with pytest.raises(FitError) as e:
+        _run_build(BOARDS["ulx3s-85f"], tmp_path, {"PATH": "/usr/bin:/bin"})
+    assert str(e.value) == ("network: does not fit LFE5U-85F: the design uses 183395 LUT4 cells, the device has "
+                            "83640; use fewer --lanes, fewer --neurons or a smaller --mesh")
