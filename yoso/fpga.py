@@ -243,8 +243,11 @@ def main(args) -> int:
         print(f"{name:<24}{v['used']:>8}{v['available']:>11}")
     print(f"Fmax {report['fmax_mhz']:.1f} MHz (board clock {board.clk_hz / 1e6:g} MHz)")
     if args.seeds > 1:
-        print(f"run {report['seed']} (1: nextpnr's default seed, n: --seed n), the best of "
-              + ", ".join(f"{k}: {v:.1f}" if v else f"{k}: -" for k, v in report["fmax_by_seed"].items()) + " MHz")
+        def run_name(k):
+            return "default seed" if int(k) == 1 else f"--seed {k}"
+        runs = ", ".join(f"{run_name(k)} {v:.1f}" if v else f"{run_name(k)} -"
+                         for k, v in report["fmax_by_seed"].items())
+        print(f"placements: {runs} MHz; kept: {run_name(report['seed'])}")
     crit = report.get("critical_path")
     if crit:
         print(f"critical path {crit['ns']} ns ({crit['logic_ns']} logic, {crit['routing_ns']} routing, "
