@@ -331,7 +331,7 @@ def place_and_route(config: PEConfig, board: Board, build_dir: Path, *, baud: in
     opts = "--report report.json "
     if first.count(opts) != 1:
         raise RuntimeError(f"place and route: nextpnr's options are not where expected in {script}")
-    best, by_seed = None, {}
+    best, best_seed, by_seed = None, None, {}
     keep = build_dir / ".best-seed"
     try:
         for seed in range(1, seeds + 1):
@@ -344,7 +344,7 @@ def place_and_route(config: PEConfig, board: Board, build_dir: Path, *, baud: in
             rep = parse_report(board, build_dir, divisor=top.divisor)
             by_seed[seed] = rep["fmax_mhz"]
             if best is None or (rep["fmax_mhz"] or 0) > (best["fmax_mhz"] or 0):
-                best = rep
+                best, best_seed = rep, seed
                 if seeds > 1:
                     keep.mkdir(exist_ok=True)
                     for f in _PNR_FILES:
@@ -358,7 +358,7 @@ def place_and_route(config: PEConfig, board: Board, build_dir: Path, *, baud: in
                 shutil.copy2(keep / f, build_dir / f)
         shutil.rmtree(keep)
         best = parse_report(board, build_dir, divisor=top.divisor)
-    best["seed"] = max(by_seed, key=lambda k: by_seed[k] or 0)
+    best["seed"] = best_seed
     best["fmax_by_seed"] = by_seed
     return best
 

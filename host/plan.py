@@ -741,54 +741,65 @@ def _synapses(entry) -> int:
     return math.prod(conv.out_shape) * math.prod(conv.weight.shape[1:]) if kind == "conv" else ml.weight.size
 
 
+def _spread(syn, counts: list[int], settings: list[int], nodes: int, smaller, candidates) -> None:
+    """The greedy of plan_mesh's ``balance``, in place: while the mesh has nodes for it, the layer among
+    ``candidates`` with the most synapses per PE (``syn[k] / counts[k]``, the one that sets the pace) takes
+    ``smaller(k)``: its next smaller setting that needs more PEs, as (setting, PEs). Stops when that layer
+    cannot split (None) or its split does not fit the nodes."""
+    while sum(counts) <= nodes:
+        k = max(candidates, key=lambda j: syn[j] / counts[j])
+        found = smaller(k)
+        if found is None or sum(counts) - counts[k] + found[1] > nodes:
+            return
+        settings[k], counts[k] = found
+
+
 def _balance_dense(weights, layers, shares: list[int], counts: list[int], lanes: int, nodes: int) -> None:
-    """plan_mesh's ``balance`` for dense layers, in place: while the mesh has nodes for it, the layer with the
-    most synapses per PE (the one that sets the pace) takes the next smaller even share that needs more PEs.
-    The output layer keeps its share (one PE for a classifier's outputs, where early exit watches them)."""
-    while len(counts) > 1:
-        k = max(range(len(counts) - 1), key=lambda j: weights[j].size / counts[j])
+    """plan_mesh's ``balance`` for dense layers, in place (:func:`_spread` over the shares): the hidden layer
+    that sets the pace takes the next smaller even share that needs more PEs. The output layer keeps its share
+    (one PE for a classifier's outputs, where early exit watches them)."""
+    def smaller(k):
         n, step = weights[k].shape[1], max(lanes, 1 << layers[k].pool_shift)
-        found, limit = None, shares[k]
-        while found is None and limit > step:
+        limit = shares[k]
+        while limit > step:
             limit -= step
             share = _share(n, limit, step)
             if -(-n // share) > counts[k]:
-                found = (share, -(-n // share))
-        if found is None or sum(counts) - counts[k] + found[1] > nodes:
-            return
-        shares[k], counts[k] = found
+                return share, -(-n // share)
+        return None
+
+    if len(counts) > 1:
+        _spread([w.size for w in weights], counts, shares, nodes, smaller, range(len(counts) - 1))
 
 
 def _balance(net: model.Network, layers, limit: int, lanes: int, nodes: int) -> list[int]:
     """Per layer of PEs (_plan_conv's ``layers``), the neurons its tiles may hold. All start at ``limit`` (as
-    few PEs as fit); then, while the mesh has nodes for it, the layer with the most synapses per PE (the one
-    that sets the pace) gets the next smaller tiles that take more PEs. Dense-mode layers and the output layer
-    keep ``limit`` (the output layer's indices must stay the network's, see compact_weights)."""
+    few PEs as fit); then (:func:`_spread` over the limits) the layer with the most synapses per PE gets the
+    next smaller tiles that take more PEs. Dense-mode layers and the output layer keep ``limit`` (the output
+    layer's indices must stay the network's, see compact_weights): balancing stops at them."""
     def tiles(k, lim):
         return len(_layer_tiles(net, layers[k], lim, lanes))
+
+    def smaller(k):
+        if layers[k][0] != "conv" or k == len(layers) - 1:
+            return None
+        lim = limits[k]
+        while lim > lanes:
+            lim -= lanes
+            try:
+                c = tiles(k, lim)
+            except MappingError:
+                return None
+            if c > counts[k]:
+                return lim, c
+        return None
 
     limits = [limit] * len(layers)
     try:
         counts = [tiles(k, limit) if layers[k][0] == "conv" else 1 for k in range(len(layers))]
     except MappingError:
         return limits   # _plan_conv reports it
-    syn = [_synapses(e) for e in layers]
-    while sum(counts) <= nodes:
-        k = max(range(len(layers)), key=lambda j: syn[j] / counts[j])
-        if layers[k][0] != "conv" or k == len(layers) - 1:
-            break
-        lim, found = limits[k], None
-        while lim > lanes and found is None:
-            lim -= lanes
-            try:
-                c = tiles(k, lim)
-            except MappingError:
-                break
-            if c > counts[k]:
-                found = (lim, c)
-        if found is None or sum(counts) - counts[k] + found[1] > nodes:
-            break
-        limits[k], counts[k] = found
+    _spread([_synapses(e) for e in layers], counts, limits, nodes, smaller, range(len(layers)))
     return limits
 
 

@@ -5,6 +5,7 @@ the latency of one image."""
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 import numpy as np
 from amaranth.sim import Simulator
@@ -47,19 +48,23 @@ class PysimPort:
 
 
 def run_images(plan: MeshPlan, inputs: np.ndarray, *, seed: int | None = None, idle: float = 0.0,
-               stall: float = 0.0, early_exit: bool = False, max_cycles: int = 2_000_000) -> list[ImageResult]:
+               stall: float = 0.0, early_exit: bool | Sequence[bool] = False,
+               max_cycles: int = 2_000_000) -> list[ImageResult]:
     """Configure the mesh, run every row of ``inputs`` (input spike times) through it with the host runner;
     one :class:`ImageResult` per image. ``idle``/``stall``: random host idle cycles on injection and random
-    backpressure on collection (seeded by ``seed``)."""
+    backpressure on collection (seeded by ``seed``). ``early_exit``: for every image, or one flag per image."""
     rng = random.Random(seed)
+    flags = [early_exit] * len(inputs) if isinstance(early_exit, bool) else list(early_exit)
+    if len(flags) != len(inputs):
+        raise ValueError(f"early_exit: {len(flags)} flags for {len(inputs)} images")
     dut = Mesh(plan.pe, plan.noc)
     results: list[ImageResult] = []
 
     async def host(ctx):
         port = PysimPort(ctx, dut)
         await transfer(port, SendAll(plan.config_flits()), rng=rng, idle=idle, stall=stall, max_cycles=max_cycles)
-        for t in np.asarray(inputs):
-            run = ImageRun(plan, t, early_exit=early_exit)
+        for t, flag in zip(np.asarray(inputs), flags, strict=True):
+            run = ImageRun(plan, t, early_exit=flag)
             cycles = await transfer(port, run, rng=rng, idle=idle, stall=stall, max_cycles=max_cycles)
             results.append(run.result(cycles))
 

@@ -67,16 +67,15 @@ def _latency_cycles(net, pe, placement, image, depths, mapping=None
         from host.pysim import run_images
         from verif.scoreboard import compare_images
 
+        # One configuration, then the image twice: to completion, then with early exit.
         ref = model.run(net, times[None])
-        cycles = []
-        for early_exit in (False, True):
-            got = run_images(mapping, times[None], early_exit=early_exit)[0]
+        runs = run_images(mapping, np.stack([times, times]), early_exit=[False, True])
+        for got, label in zip(runs, ("", " with early exit"), strict=True):
             score, errors = compare_images([got], ref, net.no_spike)
             if errors or not score:
-                what = errors[0] if errors else str(score.first)
-                raise RuntimeError(f"simulated run{' with early exit' if early_exit else ''}: {what}")
-            cycles.append(got.cycles)
-        return cycles[0], (cycles[0],), times, cycles[1]
+                raise RuntimeError(f"simulated run{label}: {errors[0] if errors else score.first}")
+        full, early = (r.cycles for r in runs)
+        return full, (full,), times, early
     else:
         link = HostLink(SimTransport(LinkCore(pe, **depths)))
         load_network(link, net, placement, pe=pe, skip_zero_rows=True)
