@@ -438,9 +438,16 @@ def _unclocked_dsp(paths: list[dict]) -> float | None:
     """nextpnr-ice40 times an SB_MAC16 without registers as a clocked cell on the constant net its CLK is tied
     to ($PACKER_GND_NET), so a combinational path through it appears as two cross-domain paths, into and out of
     the DSP, and does not limit the reported Fmax. Their sum (without the DSP's own delay, which nextpnr does
-    not report) is the lower bound of the real register-to-register path; None without such paths."""
-    into = [p["ns"] for p in paths if p["domain"].endswith("-> posedge $PACKER_GND_NET") and p["ns"]]
-    out = [p["ns"] for p in paths if p["domain"].startswith("posedge $PACKER_GND_NET ->") and p["ns"]]
+    not report) is the lower bound of the real register-to-register path; None without such paths. The net
+    keeps its name, or becomes ``$PACKER_GND_NET_$glb_clk`` where nextpnr puts it on a global buffer. (With
+    the compute stage the PE's products keep the SB_MAC16's output register, rtl/arith.py, so the board builds
+    have no such paths.)"""
+    def dsp(side):   # the constant net, also once nextpnr promotes it to a global ($PACKER_GND_NET_$glb_clk)
+        return side.strip().startswith("posedge $PACKER_GND_NET")
+
+    sides = [(p, p["domain"].split("->")) for p in paths if p["kind"] == "cross-domain" and p["ns"]]
+    into = [p["ns"] for p, s in sides if len(s) == 2 and not dsp(s[0]) and dsp(s[1])]
+    out = [p["ns"] for p, s in sides if len(s) == 2 and dsp(s[0]) and not dsp(s[1])]
     return round(max(into) + max(out), 1) if into and out else None
 
 

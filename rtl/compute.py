@@ -7,6 +7,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import layouts as L
+from .arith import split_product
 from .config import PEConfig
 
 __all__ = ["Compute"]
@@ -80,8 +81,18 @@ class Compute(wiring.Component):
             old = x.state[j]
             operand = Signal(signed(c.slope_bits), name=f"operand{j}")
             m.d.comb += operand.eq(Mux(sweep, old.slope, x.weights[j]))
-            stage_a += [a_weights[j].eq(x.weights[j]), a_product[j].eq(operand * factor),
-                        a_bound[j].eq(old.offset + x.thresholds[j] - old.slope)]
+            stage_a += [a_weights[j].eq(x.weights[j]), a_bound[j].eq(old.offset + x.thresholds[j] - old.slope)]
+            if c.compute_stage:
+                # The registered product as a plain unsigned multiplier into a register without reset (the
+                # SB_MAC16's own output register, so nextpnr-ice40 times the path through it) and the
+                # operand's upper bits times the factor in the fabric; their sum in stage B.
+                low, high, shift = split_product(operand, factor)
+                a_low = Signal(len(low), name=f"product_low{j}", reset_less=True)
+                a_high = Signal(signed(len(high)), name=f"product_high{j}", reset_less=True)
+                stage_a += [a_low.eq(low), a_high.eq(high)]
+                m.d.comb += a_product[j].eq(a_low + (a_high << shift))
+            else:
+                stage_a.append(a_product[j].eq(operand * factor))
 
         a_valid = Signal()   # stage A holds a token (always the input's, without compute_stage)
         a_ready = Signal()

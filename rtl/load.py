@@ -7,6 +7,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import layouts as L
+from .arith import times_const
 from .config import PEConfig, bits_for
 from .fifo import StreamFIFO
 
@@ -198,7 +199,7 @@ class Load(wiring.Component):
                             m.next = "DRAIN"
                         with m.Case(L.EventKind.SPIKE):
                             # k_free for word 0; a caller that issues word 0 in this cycle overrides it.
-                            m.d.sync += [op.eq(L.Op.SPIKE), base.eq(ev.index * c.words), k.eq(0),
+                            m.d.sync += [op.eq(L.Op.SPIKE), base.eq(times_const(ev.index, c.words)), k.eq(0),
                                          k_last.eq(n_words == 1), time.eq(ev.time), k_free.eq(free_0)]
                             if c.conv:
                                 with m.If(self.kh != 0):

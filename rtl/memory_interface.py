@@ -7,6 +7,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import layouts as L
+from .arith import times_const
 from .config import PEConfig, bits_for
 from .sram import SRAM
 
@@ -130,7 +131,7 @@ class MemoryInterface(wiring.Component):
         m.d.comb += self.cfg.ready.eq(~((is_w & core_weights) | (is_t & core_thresholds)))
         cfg_go = self.cfg.valid & self.cfg.ready
         m.d.comb += [
-            wsram.w_addr.eq(cw.row * c.words + word),
+            wsram.w_addr.eq(times_const(cw.row, c.words) + word),
             wsram.w_data.eq(Cat(*[cw.data[:g * c.weight_bits]] * (c.lanes // g))),
             tsram.w_addr.eq(word),
             tsram.w_data.eq(Cat(*[cw.data[:c.threshold_bits]] * c.lanes)),

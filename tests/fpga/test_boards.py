@@ -234,6 +234,10 @@ def test_critical_paths_from_the_nextpnr_log():
     assert paths[1]["from"] == "top.core.pe.compute.product0" and paths[2]["to"] == "top.core.pe.compute.product0"
     assert _unclocked_dsp(paths) == 8.7
     assert critical_paths("") == [] and _unclocked_dsp([]) is None
+    # nextpnr may put the constant net on a global buffer, which renames it.
+    renamed = critical_paths(NEXTPNR_LOG.replace("$PACKER_GND_NET'", "$PACKER_GND_NET_$glb_clk'"))
+    assert renamed[1]["domain"] == "posedge $PACKER_GND_NET_$glb_clk -> posedge cd_sync.clk"
+    assert _unclocked_dsp(renamed) == 8.7
 
 
 def test_critical_path_from_the_nextpnr_json_report():
