@@ -107,10 +107,10 @@ def _ice40_dsps(tmp_path, cfg):
 def test_ice40_dsps_are_registered(tmp_path):
     """With the compute stage every SB_MAC16 is a lane's product with its output register (clocked, output
     select 1): nextpnr-ice40 times every path into and out of it. The constant multiplications (weight row
-    x words in LOAD and in the configuration port) stay in the fabric. A PE of 18-bit slopes (fan-in 884),
-    as on the iCEBreaker."""
+    x words in LOAD and in the configuration port) stay in the fabric. The iCEBreaker's PE for 784-100-10:
+    18-bit slopes (fan-in 884), 55 words."""
     from rtl.config import PEConfig
 
-    cfg = PEConfig(neurons=8, fan_in=884, lanes=2, compute_stage=True, request_stage=True)
-    assert cfg.slope_bits == 18
+    cfg = PEConfig(neurons=110, fan_in=884, lanes=2, compute_stage=True, request_stage=True)
+    assert cfg.slope_bits == 18 and cfg.words == 55
     assert _ice40_dsps(tmp_path, cfg) == [(True, 1)] * cfg.lanes
