@@ -442,7 +442,7 @@ def _unclocked_dsp(paths: list[dict]) -> float | None:
     keeps its name, or becomes ``$PACKER_GND_NET_$glb_clk`` where nextpnr puts it on a global buffer. (With
     the compute stage the PE's products keep the SB_MAC16's output register, rtl/arith.py, so the board builds
     have no such paths.)"""
-    def dsp(side):   # the constant net, also once nextpnr promotes it to a global ($PACKER_GND_NET_$glb_clk)
+    def dsp(side):
         return side.strip().startswith("posedge $PACKER_GND_NET")
 
     sides = [(p, p["domain"].split("->")) for p in paths if p["kind"] == "cross-domain" and p["ns"]]
