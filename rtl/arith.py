@@ -41,7 +41,7 @@ def times_const(value: Value, k: int) -> Value:
     for s, d in sorted(digits, key=lambda sd: -sd[1]):   # a positive digit first: no negative partial sums
         term = value.as_unsigned() << s
         acc = term if acc is None else (acc + term if d > 0 else acc - term)
-    return acc.as_unsigned()[:width]
+    return acc.as_unsigned()[:width] if len(acc) >= width else acc.as_unsigned()
 
 
 def split_product(operand: Value, factor: Value, low_bits: int = 16) -> tuple[Value, Value, int]:
@@ -54,6 +54,12 @@ def split_product(operand: Value, factor: Value, low_bits: int = 16) -> tuple[Va
     shift = min(low_bits, len(operand) - 1)
     low = operand.as_unsigned()[:shift] * factor.as_unsigned()
     upper = operand.as_signed()[shift:].as_signed()
-    terms = [Mux(upper[i], factor.as_unsigned() << i, 0) for i in range(len(upper))]
-    high = sum(terms[:-1], Const(0, 1)) - terms[-1]   # the sign bit weighs -2**i
+    f = factor.as_unsigned()
+    high = None
+    for i in range(len(upper)):
+        term = Mux(upper[i], f << i, 0)
+        if i == len(upper) - 1:
+            high = (0 if high is None else high) - term   # the sign bit weighs -2**i
+        else:
+            high = term if high is None else high + term
     return low, high.as_signed(), shift
