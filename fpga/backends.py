@@ -54,8 +54,10 @@ class PEBackend(wiring.Component):
         run = data.StructLayout({"t_end": unsigned(16), "n_words": unsigned(16)})
         super().__init__({
             **_common(self._cfg_bits, self._in_bits, c.index_bits + c.time_bits, run),
-            "cmd_weight": In(stream.Signature(data.StructLayout({"row": unsigned(16), "neuron": unsigned(16),
-                                                                 "data": unsigned(c.cfg_weights * c.weight_bits)}))),
+            # row and neuron as wide as the WEIGHT configuration word's fields (the PE's input and neuron index).
+            "cmd_weight": In(stream.Signature(data.StructLayout({
+                "row": L.cfg_layout(c)["row"].shape, "neuron": L.cfg_layout(c)["neuron"].shape,
+                "data": unsigned(c.cfg_weights * c.weight_bits)}))),
             "cfg": Out(stream.Signature(L.cfg_layout(c))),
             "i": Out(stream.Signature(L.event_layout(c))),
             "o": In(stream.Signature(L.event_layout(c))),

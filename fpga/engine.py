@@ -57,8 +57,10 @@ class CommandController(wiring.Component):
         acc_bytes = max(lay.cfg_bytes, lay.in_bytes, lay.spike_bytes, lay.weight_bytes, 2)
         run_bytes = 2 * (2 + len(be.run_params)) - 2   # t_end and the back end's parameters, 2 bytes each
 
-        m.submodules.inbuf = inbuf = SRAM(shape=lay.in_word_bits, depth=lay.in_depth)
-        m.submodules.outbuf = outbuf = SRAM(shape=sbits, depth=lay.out_depth)
+        # Collision-free (rtl/sram.py): the input buffer is written by SPIKES and read by RUN (never both at
+        # once); a captured spike is written at out_count, above every word the response reads.
+        m.submodules.inbuf = inbuf = SRAM(shape=lay.in_word_bits, depth=lay.in_depth, collision_free=True)
+        m.submodules.outbuf = outbuf = SRAM(shape=sbits, depth=lay.out_depth, collision_free=True)
         req = self.req.payload
         cmd, length = req.cmd, req.length
 
@@ -66,7 +68,10 @@ class CommandController(wiring.Component):
         acc = Signal(8 * acc_bytes)
         ptr = Signal(range(MAX_PAYLOAD + 1))
         nread = Signal(range(acc_bytes + 1))
-        count = Signal(16)   # payload words consumed
+        # Payload words consumed, saturating where the commands stop telling words apart (WEIGHTS: the two
+        # header words, then weight groups; RUN: t_end and the parameters, a length the request checked).
+        count_top = max(2, len(be.run_params) + 1)
+        count = Signal(range(count_top + 1))
         need = Signal(range(acc_bytes + 1))   # bytes of the next word
         with m.Switch(cmd):
             with m.Case(Cmd.CFG):
@@ -93,7 +98,10 @@ class CommandController(wiring.Component):
         out_count = Signal(range(lay.out_depth + 1))
         out_full = Signal()
         have_best, best_index, best_time = Signal(), Signal(ib), Signal(tb)
-        w_row, w_neuron = Signal(16), Signal(16)
+        # As wide as the back end takes them (it keeps the low bits; the increment below is exact there).
+        if be.has_weights:
+            w = self.cmd_weight.payload
+            w_row, w_neuron = Signal(w.row.shape()), Signal(w.neuron.shape())
         m.d.comb += [self.busy.eq(running), self.running.eq(running)]
 
         # ---- output capture (always on) ----
@@ -177,7 +185,7 @@ class CommandController(wiring.Component):
                     m.d.sync += nread.eq(nread + 1)
                     m.next = "FETCH"
             with m.State("DISPATCH"):
-                m.d.sync += count.eq(count + 1)
+                m.d.sync += count.eq(Mux(count == count_top, count, count + 1))
                 with m.Switch(cmd):
                     with m.Case(Cmd.CFG):
                         m.next = "CFG_PUSH"
@@ -275,7 +283,8 @@ class CommandController(wiring.Component):
         pred16, count16 = Signal(16), Signal(16)
         m.d.comb += [pred16.eq(Mux(have_best, best_index, NO_PREDICTION)), count16.eq(out_count)]
         result_hdr = Cat(cycles, pred16, count16)   # 8 bytes: the result_fields of fpga.protocol
-        b_count = Signal(16)
+        info_len = len(lay.info_payload())   # INFO's body length whenever the INFO state is entered
+        b_count = Signal(range(max(info_len, 8)))
         spk = Signal(range(lay.out_depth + 1))
         spk_word = Signal(8 * lay.spike_bytes)
         spk_byte = Signal(range(lay.spike_bytes + 1))
@@ -291,7 +300,7 @@ class CommandController(wiring.Component):
                 m.d.comb += [self.body.valid.eq(1), self.body.payload.eq(info[b_count])]
                 with m.If(self.body.ready):
                     m.d.sync += b_count.eq(b_count + 1)
-                    with m.If(b_count + 1 == resp_len):
+                    with m.If(b_count == info_len - 1):
                         m.next = "END"
             with m.State("HDR"):
                 m.d.comb += [self.body.valid.eq(1), self.body.payload.eq(result_hdr.word_select(b_count[:3], 8))]
