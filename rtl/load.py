@@ -117,6 +117,10 @@ class Load(wiring.Component):
         steps_left = Signal(init=1)
         armed = Signal()   # a START was processed and its inference is not complete yet (START guard)
         replay = Signal(range(c.defer_depth + 2))
+        # ``replay != 0`` as a register kept beside replay: the source choice (defer FIFO or input) then starts
+        # at one flip-flop instead of a comparison, at the head of the iCE40 critical path (the source choice
+        # through ``early`` into the defer FIFO's write enable).
+        from_defer = Signal()
         pending = Signal(c.words)  # word issued, not yet written back
         rising = Signal(c.words)   # word's last write-back had a lane that may still fire
         k = Signal(c.word_bits + 1)
@@ -156,7 +160,6 @@ class Load(wiring.Component):
         free_0 = ~pending[0] | (wb & (self.done_word == 0))
 
         # Event source: the defer FIFO while replaying, else the input.
-        from_defer = replay != 0
         src_valid = Signal()
         ev = Signal(L.event_layout(c))
         m.d.comb += [
@@ -182,7 +185,7 @@ class Load(wiring.Component):
                 with m.Else():
                     m.d.comb += take.eq(1)
                 with m.If(take & from_defer):
-                    m.d.sync += replay.eq(replay - 1)
+                    m.d.sync += [replay.eq(replay - 1), from_defer.eq(replay != 1)]
                 with m.If(~early):
                     with m.Switch(ev.kind):
                         with m.Case(L.EventKind.START):
@@ -191,7 +194,7 @@ class Load(wiring.Component):
                             new_words = ((self.active - 1) >> c.lane_bits) + 1
                             m.d.sync += [cur.eq(0), count.eq(0), op.eq(L.Op.CLEAR), time.eq(0), k.eq(0),
                                          k_last.eq(new_words == 1),
-                                         armed.eq(1), replay.eq(defer.level),
+                                         armed.eq(1), replay.eq(defer.level), from_defer.eq(defer.level != 0),
                                          n_words.eq(new_words),
                                          self.active_latched.eq(self.active),
                                          sources.eq(self.sources), t_end.eq(self.t_end),
@@ -213,7 +216,8 @@ class Load(wiring.Component):
                                 # Step complete: replay everything parked so far (minus this event).
                                 m.d.sync += [cur.eq(cur + 1), count.eq(0), src_last.eq(sources <= 1),
                                              steps_left.eq(cur + 1 < t_end),
-                                             replay.eq(defer.level - from_defer)]
+                                             replay.eq(defer.level - from_defer),
+                                             from_defer.eq(defer.level != from_defer)]
                                 with m.If(steps_left):   # cur < t_end
                                     m.d.sync += [op.eq(L.Op.SWEEP), time.eq(cur), k.eq(0)]
                                     if c.sweep_groups > 1:
