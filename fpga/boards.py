@@ -19,6 +19,7 @@ from amaranth.lib import io
 from rtl import layouts as L
 from rtl.config import PEConfig
 from rtl.noc_layouts import NocConfig, flit_layout
+from rtl.sram import COLLISION_FREE
 
 from .top import UARTTop
 from .uart import divisor_for
@@ -318,8 +319,11 @@ def place_and_route(config: PEConfig, board: Board, build_dir: Path, *, baud: in
     build_dir.mkdir(parents=True, exist_ok=True)
     # A weight SRAM in SPRAM (rtl/sram.py, single port, ram_style "huge"): SPRAM has no initial contents, so its
     # memory's all-zero init (Amaranth always emits one) is dropped before synthesis; nothing reads a weight
-    # before the host has written it.
-    after_read = "proc\nmemory_collect\nsetparam -set INIT 1'x a:ram_style=huge" if config.weight_spram else ""
+    # before the host has written it. An SRAM built collision-free (rtl/sram.py: its user never reads a row in
+    # the cycle it is written) gets an undefined read in that cycle, so synthesis builds no old-data bypass.
+    after_read = "\n".join(["proc", "memory_collect",
+                            *(["setparam -set INIT 1'x a:ram_style=huge"] if config.weight_spram else []),
+                            f"setparam -set RD_COLLISION_X_MASK 1'1 a:{COLLISION_FREE} t:$mem_v2 %i"])
     plan = platform.prepare(top, name="yoso", nextpnr_opts="--report report.json",
                             synth_opts=board.synth_opts, script_after_read=after_read,
                             # nextpnr-ice40 0.4 (Debian) cannot place the

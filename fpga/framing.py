@@ -54,7 +54,9 @@ class Deframer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.frame = frame = SRAM(shape=8, depth=MAX_PAYLOAD)
+        # Collision-free (rtl/sram.py): bytes are written while a frame is received, and the controller reads
+        # the buffer only while the request is delivered (DELIVER), when nothing is written.
+        m.submodules.frame = frame = SRAM(shape=8, depth=MAX_PAYLOAD, collision_free=True)
         m.submodules.crc = crc = CRC8.create()
         m.d.comb += [frame.r_addr.eq(self.frame_addr), frame.r_en.eq(self.frame_en),
                      self.frame_data.eq(frame.r_data)]

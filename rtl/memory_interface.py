@@ -82,10 +82,14 @@ class MemoryInterface(wiring.Component):
         g = c.cfg_weights   # weights per WEIGHT word: the write granularity
         m.submodules.weights = wsram = SRAM(shape=L.weight_word_layout(c), depth=c.weight_words,
                                             granularity=None if g == c.lanes else g * c.weight_bits,
-                                            single_port=c.weight_spram, pack=c.weight_pack)
+                                            single_port=c.weight_spram, pack=c.weight_pack,
+                                            collision_free=not c.weight_spram)
+        # Collision-free (rtl/sram.py): a configuration write of the weights or thresholds waits while the
+        # core reads that SRAM (cfg.ready below); LOAD issues a SPIKE or SWEEP read of a state word only once
+        # its write-back is done (its pending bit, rtl/load.py), and STORE is the only writer.
         m.submodules.thresholds = tsram = SRAM(shape=L.threshold_word_layout(c), depth=c.words,
-                                               granularity=c.threshold_bits)
-        m.submodules.state = ssram = SRAM(shape=L.state_word_layout(c), depth=c.words)
+                                               granularity=c.threshold_bits, collision_free=True)
+        m.submodules.state = ssram = SRAM(shape=L.state_word_layout(c), depth=c.words, collision_free=True)
 
         # ---- core read path: a one-entry stream stage in front of the synchronous read ports ----
         req, resp = self.read_req, self.read_resp
@@ -100,7 +104,10 @@ class MemoryInterface(wiring.Component):
             core_thresholds.eq(accept & (op == L.Op.SWEEP)),
             wsram.r_en.eq(core_weights), wsram.r_addr.eq(req.payload.weight_addr),
             tsram.r_en.eq(core_thresholds), tsram.r_addr.eq(req.payload.token.word),
-            ssram.r_en.eq(accept), ssram.r_addr.eq(req.payload.token.word),
+            # CLEAR and MARK do not use the state they pass on (COMPUTE writes 0 / STORE writes nothing back),
+            # so they leave the state SRAM unread: a MARK may follow its sweep's last word while STORE writes
+            # an earlier word back (the collision-free promise above).
+            ssram.r_en.eq(accept & ((op == L.Op.SPIKE) | (op == L.Op.SWEEP))), ssram.r_addr.eq(req.payload.token.word),
         ]
         with m.If(accept):
             m.d.sync += [resp.valid.eq(1), token.eq(req.payload.token)]

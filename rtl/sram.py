@@ -9,7 +9,10 @@ from amaranth.lib.wiring import In, Out
 
 from .config import bits_for
 
-__all__ = ["SRAM"]
+__all__ = ["SRAM", "COLLISION_FREE"]
+
+#: Attribute of the memory of an SRAM built with ``collision_free`` (a Yosys selection: ``a:yoso_collision_free``).
+COLLISION_FREE = "yoso_collision_free"
 
 
 class SRAM(wiring.Component):
@@ -34,6 +37,13 @@ class SRAM(wiring.Component):
         One address for reads and writes (reads and writes in the same cycle are not allowed).
     pack : int
         Words per physical row, a power of two (1: one word per row).
+    collision_free : bool
+        The user never reads a row in the cycle it is written (simple dual-port only). The memory then
+        carries the attribute :data:`COLLISION_FREE`, and the board builds let synthesis leave out the
+        bypass that would give such a read the old word (``fpga.boards``; on the iCE40 about two flip-flops
+        and one LUT per bit: 188 and 98 for the PE's 90-bit state word of 2 lanes); what a read returns in
+        the cycle of a write to its row is not defined there. The
+        regressions check the promise in simulation (tests/rtl/test_sram_collisions.py).
 
     Ports
     -----
@@ -49,7 +59,7 @@ class SRAM(wiring.Component):
     """
 
     def __init__(self, *, shape, depth: int, granularity: int | None = None, single_port: bool = False,
-                 pack: int = 1):
+                 pack: int = 1, collision_free: bool = False):
         width = Shape.cast(shape).width
         if granularity is not None and (granularity < 1 or width % granularity):
             self._MustUse__silence = True  # a rejected instance is not an unused elaboratable
@@ -58,13 +68,24 @@ class SRAM(wiring.Component):
             self._MustUse__silence = True
             raise ValueError(f"pack: {pack} is not a power of two")
         self._width, self._depth, self._granularity = width, depth, granularity
-        self._single_port, self._pack = single_port, pack
+        if collision_free and single_port:
+            self._MustUse__silence = True
+            raise ValueError("collision_free: a single-port SRAM never reads and writes in one cycle")
+        self._single_port, self._pack, self._collision_free = single_port, pack, collision_free
         n_en = 1 if granularity is None else width // granularity
         abits = bits_for(depth - 1)
         super().__init__({
             "r_addr": In(abits), "r_en": In(1), "r_data": Out(shape),
             "w_addr": In(abits), "w_en": In(n_en), "w_data": In(shape),
         })
+
+    @property
+    def collision_free(self) -> bool:
+        return self._collision_free
+
+    @property
+    def pack(self) -> int:
+        return self._pack
 
     @property
     def depth(self) -> int:
@@ -85,7 +106,8 @@ class SRAM(wiring.Component):
             mem = Memory(shape=width * pack, depth=self.rows, init=[], attrs={"ram_style": "huge"})
             m.submodules.mem = mem
         else:
-            m.submodules.mem = mem = Memory(shape=width * pack, depth=self.rows, init=[])
+            attrs = {COLLISION_FREE: 1} if self._collision_free else {}
+            m.submodules.mem = mem = Memory(shape=width * pack, depth=self.rows, init=[], attrs=attrs)
         rd = mem.read_port()
         wr = mem.write_port(granularity=gran)
         shift = pack.bit_length() - 1

@@ -129,11 +129,16 @@ def test_state_write_reads_back():
     async def bench(ctx):
         await stream_put(ctx, dut.write_req, 1 << wr["addr"].offset | value << wr["state"].offset)
         ctx.set(dut.read_resp.ready, 1)
-        await stream_put(ctx, dut.read_req, _request(L.Op.CLEAR, 1))
+        await stream_put(ctx, dut.read_req, _request(L.Op.SWEEP, 1))
         out.append(resp_lay.from_bits(await stream_get(ctx, dut.read_resp)))
+        # CLEAR and MARK leave the state SRAM unread (its output holds the last word read).
+        await stream_put(ctx, dut.write_req, 1 << wr["addr"].offset)
+        for op in (L.Op.CLEAR, L.Op.MARK):
+            await stream_put(ctx, dut.read_req, _request(op, 1))
+            out.append(resp_lay.from_bits(await stream_get(ctx, dut.read_resp)))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    assert out[0].state.as_value().value == value
+    assert [o.state.as_value().value for o in out] == [value] * 3

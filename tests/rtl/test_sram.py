@@ -60,3 +60,42 @@ def test_sram_matches_array_model(width, depth, granularity, single_port, pack):
 def test_sram_rejects_bad_pack():
     with pytest.raises(ValueError, match="pack"):
         SRAM(shape=8, depth=4, pack=3)
+
+
+def _drive(dut, steps):
+    """Simulates ``dut`` for the (r_en, r_addr, w_en, w_addr) steps, one clock each."""
+    async def bench(ctx):
+        for r_en, r_addr, w_en, w_addr in steps:
+            ctx.set(dut.r_en, r_en)
+            ctx.set(dut.r_addr, r_addr)
+            ctx.set(dut.w_en, w_en)
+            ctx.set(dut.w_addr, w_addr)
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+@pytest.mark.parametrize("pack", [1, 2])
+def test_collision_free_promise_is_checked_in_simulation(pack):
+    """The suite's check (tests/conftest.py) fails a simulation in which an SRAM built collision_free reads the
+    row written in the same cycle (with pack 2: another word of that row), and lets every other pattern pass:
+    reads and writes of different rows in one cycle, and the same row a cycle apart."""
+    ok = [(1, 0, 1, 2 * pack), (1, 3 * pack, 0, 3 * pack), (0, 3 * pack, 1, 3 * pack), (1, 3 * pack, 0, 0)]
+    _drive(SRAM(shape=8, depth=13, pack=pack, collision_free=True), ok)
+    bad = ok + [(1, 4 * pack, 1, 4 * pack + pack - 1)]
+    with pytest.raises(AssertionError, match="collision_free"):
+        _drive(SRAM(shape=8, depth=13, pack=pack, collision_free=True), bad)
+    _drive(SRAM(shape=8, depth=13, pack=pack), bad)   # the default SRAM gives the old word: allowed
+
+
+def test_collision_free_is_dual_port_only_and_marks_the_memory():
+    with pytest.raises(ValueError, match="collision_free"):
+        SRAM(shape=8, depth=4, single_port=True, collision_free=True)
+    from amaranth.back import rtlil
+
+    from rtl.sram import COLLISION_FREE
+    assert COLLISION_FREE in rtlil.convert(SRAM(shape=8, depth=4, collision_free=True))
+    assert COLLISION_FREE not in rtlil.convert(SRAM(shape=8, depth=4))
