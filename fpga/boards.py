@@ -96,7 +96,10 @@ class Board:
     #: A defer FIFO of more entries than this goes to block RAM (PEConfig.defer_bram; board_config): on the
     #: iCE40, which has no LUT RAM, a combinationally read FIFO is flip-flops; on the ECP5 it is LUT RAM
     #: plus a read multiplexer that grows with the depth (a conv-mode PE with a defer FIFO of 1,740 entries:
-    #: most of its 1,170 TRELLIS_DPR16X4, docs/fpga.md).
+    #: most of its 1,170 TRELLIS_DPR16X4, docs/fpga.md). The iCE40UP5K sets 0: its 3-entry defer FIFO of
+    #: flip-flops with a registered read (SyncFIFOBuffered) takes the read multiplexer out of the critical
+    #: path (the defer FIFO's read pointer through LOAD's event decision); the ECP5-85F too (its LUT RAM's
+    #: read, then the event decision, was the head of its critical path).
     defer_bram_above: int = 128
     #: PEConfig.sweep_group of every PE built for the board (board_config; 0: the sweep's search in one piece).
     sweep_group: int = 0
@@ -104,6 +107,9 @@ class Board:
     fetch_stage: bool = False
     #: PEConfig.compute_stage of every PE built for the board (board_config).
     compute_stage: bool = False
+    #: PEConfig.input_stage of every PE of a mesh built for the board (board_config; the one-PE top has its
+    #: own registered event FIFO, fpga/top.py).
+    input_stage: bool = False
 
     def platform(self):
         if self.name == "icebreaker":
@@ -156,14 +162,14 @@ BOARDS = {
         programmer="iceprog", logic_cells=5280, logic=LogicModel(base=ICE40_BASE, per_lane=ICE40_PER_LANE,
                                                                    per_node=ICE40_PER_NODE, per_word=ICE40_PER_WORD,
                                                                    per_lane_compute_stage=ICE40_COMPUTE_STAGE),
-        synth_opts="-dsp -spram", spram_blocks=4, small_fifos=True, defer_bram_above=4,
+        synth_opts="-dsp -spram", spram_blocks=4, small_fifos=True, defer_bram_above=0,
         sweep_group=8, fetch_stage=True, compute_stage=True),
     "ulx3s-85f": Board(
         name="ulx3s-85f", family="ecp5", device="LFE5U-85F", clk_hz=25e6, bram_blocks=208,
         bram_shapes=((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)), bram_kind="DP16KD",
         cells=(("TRELLIS_COMB", "LUT4"), ("TRELLIS_FF", "FF"), ("DP16KD", "BRAM (DP16KD 18 Kbit)"),
                ("TRELLIS_RAMW", "distributed RAM"), ("MULT18X18D", "DSP (MULT18X18D)")),
-        programmer="openFPGALoader -b ulx3s", logic_cells=83640),
+        programmer="openFPGALoader -b ulx3s", logic_cells=83640, defer_bram_above=0, input_stage=True),
 }
 
 
@@ -227,6 +233,7 @@ def board_config(config: PEConfig, board: Board, noc: NocConfig | None = None) -
     return dataclasses.replace(config, weight_spram=use_spram, request_stage=True,
                                defer_bram=defer + 1 > board.defer_bram_above, sweep_group=board.sweep_group,
                                fetch_stage=board.fetch_stage, compute_stage=board.compute_stage,
+                               input_stage=board.input_stage and noc is not None,
                                pooling=noc is not None, **small)
 
 

@@ -106,9 +106,11 @@ class LinkCore(wiring.Component):
             return m
         m.submodules.pe = pe = PE(self._config)
         # Registered FIFOs between the engine and the PE cut the combinational valid/ready and payload paths
-        # from the engine's buffers into the PE's input logic (they set Fmax otherwise).
+        # from the engine's buffers into the PE's input logic (they set Fmax otherwise). The event FIFO also
+        # reads through a register (SyncFIFOBuffered; 3 entries keep one event per cycle), so LOAD's event
+        # decision does not start at its read multiplexer (the iCE40 critical path).
         m.submodules.cfg_fifo = cfg_fifo = StreamFIFO(L.cfg_layout(self._config), depth=2)
-        m.submodules.i_fifo = i_fifo = StreamFIFO(L.event_layout(self._config), depth=2)
+        m.submodules.i_fifo = i_fifo = StreamFIFO(L.event_layout(self._config), depth=3, buffered=True)
         wiring.connect(m, engine.cfg, cfg_fifo.i)
         wiring.connect(m, cfg_fifo.o, pe.cfg)
         wiring.connect(m, engine.i, i_fifo.i)

@@ -102,6 +102,13 @@ class PEConfig:
         (rtl/compute.py, stage A then B), so the multiplier and the carry chains after it lie in different
         cycles (a shorter critical path on FPGAs). Throughput is unchanged; each token takes one
         cycle longer, so the pipeline latency grows by one (``pipeline_latency``). Spike times do not change.
+    input_stage : bool
+        Put a three-entry stream FIFO with a registered read (``lib.fifo.SyncFIFOBuffered``) in front of LOAD:
+        LOAD's input handshake (``i.ready``, decided by the event decision) then no longer reaches back into
+        the sender (on a mesh: the network interface and the router's output arbitration into its input
+        FIFOs), and LOAD's event decision starts at a register instead of the sender's logic (a shorter
+        critical path on FPGAs). Throughput is unchanged; each event arrives two cycles later. An abort
+        empties it with the rest of the PE. Spike times do not change.
     pooling : bool
         True (the default): STORE has the max-pooling window bits (``neurons`` flip-flops, and per lane a
         multiplexer over them; docs/pe.md "Max-pooling"). False: no pooling hardware, the ``POOL_SHIFT``
@@ -140,6 +147,7 @@ class PEConfig:
     sweep_group: int = 0
     fetch_stage: bool = False
     compute_stage: bool = False
+    input_stage: bool = False
     pooling: bool = True
 
     def __post_init__(self):

@@ -70,6 +70,8 @@ class PE(wiring.Component):
         fifo_store = StreamFIFO(L.compute_layout(c), depth=c.fifo_depth)
         fifo_out = StreamFIFO(L.event_layout(c), depth=c.fifo_depth)
         stages = {"request": StreamFIFO(L.read_request_layout(c), depth=2)} if c.request_stage else {}
+        if c.input_stage:   # 3 entries: one event per cycle through the registered read
+            stages["input"] = StreamFIFO(L.event_layout(c), depth=3, buffered=True)
         # Everything that holds inference state returns to reset on abort; the memory interface (registers,
         # SRAMs) only drops its read pipeline stage.
         for name, sub in (("load", load), ("compute", compute), ("store", store), ("fifo_compute", fifo_compute),
@@ -82,7 +84,11 @@ class PE(wiring.Component):
         self.fifos = {"compute": fifo_compute, "store": fifo_store, "out": fifo_out, **stages}
 
         wiring.connect(m, wiring.flipped(self.cfg), mem.cfg)
-        wiring.connect(m, wiring.flipped(self.i), load.i)
+        if c.input_stage:
+            wiring.connect(m, wiring.flipped(self.i), stages["input"].i)
+            wiring.connect(m, stages["input"].o, load.i)
+        else:
+            wiring.connect(m, wiring.flipped(self.i), load.i)
         if c.request_stage:
             wiring.connect(m, load.req, stages["request"].i)
             wiring.connect(m, stages["request"].o, mem.read_req)

@@ -32,7 +32,7 @@ def register(sub) -> None:
     p.add_argument("--neurons", type=int, default=64, help="neurons per PE with --mesh (default 64)")
     add_mapping_options(p, scope="with --mesh: ")
     p.add_argument("--lanes", type=int, help="neurons updated per cycle in each PE (default: 4, or the most that "
-                   "fit the board by its logic estimate: 1 for one PE on the iCEBreaker)")
+                   "fit the board by its logic estimate: 2 for networks/fmnist-fc.npz on the iCEBreaker)")
     p.add_argument("--window", type=int, default=1, help="with --mesh: run-ahead window in time steps that the "
                    "board's RUN enforces (as yoso verify --window); sizes the PEs' defer FIFOs (default 1)")
     p.add_argument("--baud", type=int, default=1_000_000, help="UART baud rate (default 1000000)")

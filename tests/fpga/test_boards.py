@@ -156,13 +156,18 @@ def test_fmnist_fc_fits_the_icebreaker_through_spram():
     assert not board_config(plain, ulx).weight_spram
     assert not plain.request_stage and pe.request_stage and board_config(plain, ulx).request_stage  # every board
     # the one-PE top: grouped sweep on the iCE40, no pooling hardware, its 2-entry defer FIFO in flip-flops
-    assert pe.sweep_group == 8 and pe.fetch_stage and not pe.pooling and not pe.defer_bram
+    # with a registered read (defer_bram_above 0)
+    assert pe.sweep_group == 8 and pe.fetch_stage and not pe.pooling and pe.defer_bram
     from rtl.noc_layouts import NocConfig
     noc = NocConfig(width=3, height=2, payload_bits=32)
     small = PEConfig(neurons=16, fan_in=16, lanes=4, defer_depth=1739)  # a conv-mode mesh's run-ahead
     deep = board_config(small, ulx, noc)
     assert deep.defer_bram and deep.pooling and deep.sweep_group == 0 and not deep.fetch_stage
-    assert not board_config(dataclasses.replace(small, defer_depth=56), ulx, noc).defer_bram
+    # every ECP5 build: the registered defer read; a mesh's PEs also the registered input stage (the one-PE
+    # top has its own registered event FIFO)
+    shallow = board_config(dataclasses.replace(small, defer_depth=56), ulx, noc)
+    assert shallow.defer_bram and shallow.input_stage and deep.input_stage
+    assert not board_config(small, ulx).input_stage and not board_config(small, ice, noc).input_stage
     assert estimate(deep, ulx, in_depth=64, out_depth=64, noc=noc)["blocks"]["defer FIFO"] == 6 * 2  # 1740 x 14 bits
     # a mesh of 2x1 such PEs would need 6 SPRAMs: the weights stay in (too little) block RAM
     assert not board_config(plain, ice, NocConfig(width=2, height=1, payload_bits=32)).weight_spram

@@ -27,9 +27,11 @@ CONFIGS["lanes2_grouped"] = dataclasses.replace(CONFIGS["lanes2_stage"], sweep_g
 # 3 words in groups of 2 and 1, no pooling hardware (as the one-PE board top is built)
 CONFIGS["lanes1_grouped_nopool"] = dataclasses.replace(CONFIGS["lanes1"], sweep_group=2, pooling=False)
 # the one-PE iCEBreaker build: request stage, grouped sweep, no pooling, the next event fetched in its own cycle,
-# the compute stage
+# the compute stage, the registered defer read
 CONFIGS["lanes1_board_ice40"] = dataclasses.replace(CONFIGS["lanes1_grouped_nopool"], request_stage=True,
-                                                    fetch_stage=True, compute_stage=True)
+                                                    fetch_stage=True, compute_stage=True, defer_bram=True)
+# a ULX3S mesh PE: request stage, registered defer read, the registered input stage in front of LOAD
+CONFIGS["lanes2_board_ecp5"] = dataclasses.replace(CONFIGS["lanes2_stage"], defer_bram=True, input_stage=True)
 CONFIGS["lanes2_fetch"] = dataclasses.replace(CONFIGS["lanes2"], fetch_stage=True)
 # request stage and the registered products of COMPUTE (as the iCEBreaker builds COMPUTE)
 CONFIGS["lanes2_compute_stage"] = dataclasses.replace(CONFIGS["lanes2_stage"], compute_stage=True)
