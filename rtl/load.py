@@ -176,7 +176,10 @@ class Load(wiring.Component):
         def fetch():
             """Take the next event (if any) and decide what it does; used in FETCH and, so that events
             follow each other without a gap, in the cycle that issues the last word of an event."""
-            early = (ev.kind != L.EventKind.START) & ((ev.time > cur) | ~armed)
+            # ``ev.time > cur`` compared for both sources in parallel, then chosen: the source choice is not in
+            # front of the carry chain (the iCE40 critical path runs from the event's time through it).
+            later = Mux(from_defer, defer.o.payload.time > cur, self.i.payload.time > cur)
+            early = (ev.kind != L.EventKind.START) & (later | ~armed)
             with m.If(src_valid):
                 with m.If(early):
                     # Park it; from the input only while a spare entry stays free for replays.
@@ -219,10 +222,8 @@ class Load(wiring.Component):
                                              replay.eq(defer.level - from_defer),
                                              from_defer.eq(defer.level != from_defer)]
                                 with m.If(steps_left):   # cur < t_end
+                                    # (the grouped sweep's registers: loaded below in every cycle outside a sweep)
                                     m.d.sync += [op.eq(L.Op.SWEEP), time.eq(cur), k.eq(0)]
-                                    if c.sweep_groups > 1:
-                                        m.d.sync += [gk.eq(0), gc.eq(live_start[:c.sweep_group]),
-                                                     gok.eq(group_ok(0, issued_seq[:gsz])), nxt_known.eq(0)]
                                     m.next = "ISSUE"
                                 with m.Else():
                                     m.d.sync += armed.eq(0)   # the inference is complete: wait for START
@@ -322,7 +323,7 @@ class Load(wiring.Component):
                 m.next = "FETCH"
                 fetch()  # may go straight on with the next event's words
 
-        with m.FSM(init="FETCH"):
+        with m.FSM(init="FETCH") as fsm:
             if c.conv:
                 conv_states()
             with m.State("FETCH"):
@@ -393,6 +394,15 @@ class Load(wiring.Component):
                 with m.State("MARK"):
                     m.d.comb += self.req.payload.token.time.eq(time)
                     mark()
+        if groups > 1:
+            # The grouped sweep's registers are read in a sweep only (ISSUE with op SWEEP): in every other
+            # cycle they are loaded with a sweep's start values, which are exact in the cycle that starts one
+            # (its fetch; the word issued in that cycle, if any, is in issued_seq). Their enables then depend on
+            # the state only, not on the fetch decision (the event source through ``early`` and the STEP_END
+            # branch: the iCE40 critical path into gk and gc).
+            with m.If(~(fsm.ongoing("ISSUE") & (op == L.Op.SWEEP))):
+                m.d.sync += [gk.eq(0), gc.eq(live_start[:gsz]), gok.eq(group_ok(0, issued_seq[:gsz])),
+                             nxt_known.eq(0)]
         return m
 
     def _conv(self, m, pending, issued, time, fetch):

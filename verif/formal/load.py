@@ -118,6 +118,8 @@ class LoadHarness(wiring.Component):
         m.d.comb += Assert(count < srcs)
         m.d.comb += Assert(cur <= t_end + 1)
         m.d.comb += Assert(~armed | (cur <= t_end))
+        # ``from_defer`` is ``replay != 0`` (the event source as a register).
+        m.d.comb += Assert(_find_signal(frag, "from_defer") == (_find_signal(frag, "replay") != 0))
         # ``k_free`` is exactly ``~pending[k]`` there (a cycle-ahead copy: neither late nor early).
         k_free = _find_signal(frag, "k_free")
         with m.If((state == issue_state) & (op != L.Op.SWEEP)):
