@@ -123,12 +123,16 @@ def test_place_and_route_ice40(tmp_path, capsys):
 def test_place_and_route_ice40_fmnist_fc_in_spram(tmp_path, capsys):
     """784-100-10 on the iCEBreaker at the board's default 2 lanes: one PE with its weights in three SPRAMs
     fits, meets the 12 MHz board clock with every path timed, and its simulated inference (a Fashion-MNIST
-    test image) is bit-exact in every layer. (1 lane, 110 state words, no longer fits since the constant
-    products left the DSPs: 5,324 LC.)"""
+    test image) is bit-exact in every layer; with the best of three placement seeds it reaches the 30 MHz
+    target of the iCE40UP5K (issue 13; nextpnr is deterministic per seed: 29.9, 28.6 and 30.25 MHz on the
+    netlist of 6 December 2026). (1 lane, 110 state words, no longer fits since the constant products left
+    the DSPs: 5,324 LC.)"""
     net = Path(__file__).parents[2] / "networks" / "fmnist-fc.npz"
-    rep, _, _ = _pnr("icebreaker", tmp_path, capsys, lanes=2, path=net, extra=("--dataset", "fashion-mnist"))
+    rep, _, _ = _pnr("icebreaker", tmp_path, capsys, lanes=2, path=net,
+                     extra=("--dataset", "fashion-mnist", "--seeds", "3"))
     assert rep["pe"]["weights_in"] == "SPRAM"
     assert rep["resources"]["SPRAM (256 Kbit)"]["used"] == 3
+    assert rep["fmax_mhz"] >= 30.0, rep["fmax_by_seed"]
 
 
 @pytest.mark.slow
