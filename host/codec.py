@@ -185,10 +185,12 @@ class PECodec:
                     raise ValueError(f"conv {name}: {v} does not fit its {widths[name]}-bit register")
                 words.append(self.reg(reg, v))
             low = int(conv.get("pool_low", 0))
-            if pool_shift and low < cfg.lane_bits:
-                # STORE reads a word's window bits as one aligned block of `lanes` windows (rtl/store.py)
-                raise ValueError(f"conv pool_low: {low} is below log2(lanes) = {cfg.lane_bits} with pooling "
-                                 f"(pool_shift {pool_shift}); the lanes of a word must keep their own windows")
+            if pool_shift and 0 < low < cfg.lane_bits:
+                # STORE reads a word's window bits as one aligned block of `lanes` windows (rtl/store.py); 0 is
+                # the dense rule n >> pool_shift, which keeps a word's lanes in one block too
+                raise ValueError(f"conv pool_low: {low} is between 0 and log2(lanes) = {cfg.lane_bits} with "
+                                 f"pooling (pool_shift {pool_shift}); the lanes of a word must keep their own "
+                                 f"windows")
         return words
 
     def input_map(self, index: int, row_base: int, y: int, x: int) -> int:

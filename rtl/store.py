@@ -41,8 +41,8 @@ class Store(wiring.Component):
     pool_low : In(pool_shift_bits), conv mode only: register POOL_LOW. Neuron ``n`` then belongs to window
         ``((n >> (pool_low + pool_shift)) << pool_low) | (n mod 2**pool_low)`` (bits pool_low ..
         pool_low + pool_shift - 1 removed; the low bits are the output channel, docs/pe.md "Conv mode");
-        pool_low = 0 is the rule above. With pooling, pool_low >= log2(lanes) (host.codec checks it): the lanes of
-        a word then fall in one aligned block of ``lanes`` windows, which STORE reads at once.
+        pool_low = 0 is the rule above. With pooling, pool_low is 0 or >= log2(lanes) (host.codec checks it):
+        the lanes of a word then fall in one aligned block of ``lanes`` windows, which STORE reads at once.
     """
 
     def __init__(self, config: PEConfig):
@@ -96,7 +96,7 @@ class Store(wiring.Component):
 
         if c.pooling:
             # A word's lanes lie in one aligned block of ``lanes`` windows (dense: n >> pool_shift of consecutive
-            # n; conv mode: POOL_LOW >= log2 lanes keeps the lane bits, host.codec checks it), so one
+            # n; conv mode: POOL_LOW 0, or >= log2 lanes keeping the lane bits, host.codec checks it), so one
             # multiplexer over ``words`` blocks reads them all, each lane then picks its bit of the block.
             block = windows.word_select(window(x.token.word * c.lanes) >> c.lane_bits, c.lanes)
             for j in range(c.lanes):

@@ -67,13 +67,15 @@ def test_sweep_groups_and_pooling_option():
 
 
 def test_conv_pooling_needs_the_lane_bits_in_pool_low():
-    """With pooling in the conv mode, POOL_LOW keeps at least the lane bits (STORE reads a word's window bits as
-    one aligned block of ``lanes`` windows); the codec refuses less, naming the register and the limit."""
+    """With pooling in the conv mode, POOL_LOW is 0 (the dense rule) or keeps at least the lane bits (STORE reads
+    a word's window bits as one aligned block of ``lanes`` windows); the codec refuses values between, naming
+    the register and the limit."""
     from host.codec import PECodec
 
     codec = PECodec(PEConfig(neurons=16, fan_in=16, lanes=4, conv_inputs=16, conv_size=8, conv_kernel=3))
     regs = dict(active=16, neuron_base=0, sources=1, t_end=10)
     assert codec.registers(**regs, pool_shift=2, conv={"kh": 3, "kw": 3, "pool_low": 2})
     assert codec.registers(**regs, pool_shift=0, conv={"kh": 3, "kw": 3, "pool_low": 0})
-    with pytest.raises(ValueError, match=r"^conv pool_low: 1 is below log2\(lanes\) = 2 with pooling"):
+    assert codec.registers(**regs, pool_shift=2, conv={})   # POOL_LOW 0: the dense rule n >> POOL_SHIFT
+    with pytest.raises(ValueError, match=r"^conv pool_low: 1 is between 0 and log2\(lanes\) = 2 with pooling"):
         codec.registers(**regs, pool_shift=2, conv={"kh": 3, "kw": 3, "pool_low": 1})
