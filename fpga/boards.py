@@ -226,7 +226,7 @@ def board_config(config: PEConfig, board: Board, noc: NocConfig | None = None) -
     the cycle count, which the
     latency run (one PE or mesh) measures with this configuration."""
     nodes = 1 if noc is None else noc.n_nodes
-    spram = dataclasses.replace(config, weight_spram=True)
+    spram = dataclasses.replace(config, weight_spram=True, cfg_stream=False)
     use_spram = bool(board.spram_blocks) and nodes * spram_blocks(spram, board) <= board.spram_blocks
     small = {"fifo_depth": 2, "defer_depth": 2} if board.small_fifos and noc is None else {}
     defer = small.get("defer_depth", config.defer_depth)
@@ -234,7 +234,7 @@ def board_config(config: PEConfig, board: Board, noc: NocConfig | None = None) -
                                defer_bram=defer + 1 > board.defer_bram_above, sweep_group=board.sweep_group,
                                fetch_stage=board.fetch_stage, compute_stage=board.compute_stage,
                                input_stage=board.input_stage and noc is not None,
-                               pooling=noc is not None, **small)
+                               pooling=noc is not None, cfg_stream=config.cfg_stream and not use_spram, **small)
 
 
 def estimate(config: PEConfig, board: Board, *, in_depth: int, out_depth: int,

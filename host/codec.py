@@ -150,6 +150,55 @@ class PECodec:
         return [self.weight_word(i, j, weight[i, j:j + g]) for i in range(weight.shape[0])
                 for j in range(0, weight.shape[1], g)]
 
+    def weight_stream(self, words: np.ndarray, row_words: int) -> list[int]:
+        """The weight stream (``PEConfig.cfg_stream``, docs/pe.md "Weight stream") that fills weight SRAM words
+        ``words`` ((count, lanes) weights, in stream order) in rows of ``row_words`` words from address 0: the
+        STREAM register write, then ``ceil(count * lanes / stream_weights)`` stream words (the last one padded
+        with zeros, which the PE drops)."""
+        cfg = self.cfg
+        if not cfg.cfg_stream:
+            raise ValueError("weight stream: this PE has no weight stream (PEConfig.cfg_stream = False)")
+        words = np.asarray(words, dtype=np.int64).reshape(-1, cfg.lanes)
+        count = words.shape[0]
+        if not 1 <= count <= cfg.weight_words:
+            raise ValueError(f"weight stream: {count} words is outside the allowed range 1..{cfg.weight_words} "
+                             f"of this PE")
+        if not 1 <= row_words <= cfg.words:
+            raise ValueError(f"weight stream: {row_words} words per row is outside 1..{cfg.words} of this PE")
+        self._check_weight_range(int(words.min()), int(words.max()))
+        k, wb = cfg.stream_weights, cfg.weight_bits
+        flat = words.reshape(-1) & ((1 << wb) - 1)
+        flat = np.concatenate([flat, np.zeros(-len(flat) % k, dtype=np.int64)]).reshape(-1, k).astype(object)
+        stream = [0] * flat.shape[0]
+        for j in range(k):
+            stream = [w | (int(v) << (j * wb)) for w, v in zip(stream, flat[:, j], strict=True)]
+        head = pack(L.stream_reg_layout(cfg), count=count, row_words=row_words)
+        return [self.reg(L.Reg.STREAM, head), *stream]
+
+    def stream_body(self, words: list[int]) -> int:
+        """How many words at the end of ``words`` (one PE's configuration words, as this codec makes them) are
+        stream words: those after its STREAM register write, which the codec puts last (0 without the weight
+        stream). Found from the front: every word before the STREAM write is an ordinary one."""
+        if not self.cfg.cfg_stream:
+            return 0
+        mask = (1 << (2 + self.cfg.cfg_row_bits)) - 1
+        stream = self.reg(L.Reg.STREAM, 0) & mask
+        for k, w in enumerate(words):
+            if w & mask == stream:
+                return len(words) - 1 - k
+        return 0
+
+    def weight_matrix_stream(self, weight: np.ndarray) -> list[int]:
+        """The weight stream of a weight matrix (rows = inputs, columns = neurons 0, 1, ...): rows of
+        ``ceil(columns / lanes)`` weight SRAM words, the lanes past the last column 0."""
+        weight = np.asarray(weight, dtype=np.int64)
+        lanes = self.cfg.lanes
+        n_in, n = weight.shape
+        row_words = -(-n // lanes)
+        padded = np.zeros((n_in, row_words * lanes), dtype=np.int64)
+        padded[:, :n] = weight
+        return self.weight_stream(padded.reshape(-1, lanes), row_words)
+
     def registers(self, *, active: int, neuron_base: int, sources: int, t_end: int, pool_shift: int = 0,
                   conv: dict | None = None, outputs: int | None = None) -> list[int]:
         """The runtime registers (docs/pe.md), range-checked. ``pool_shift``: max-pooling windows of
@@ -206,8 +255,9 @@ class PECodec:
     def conv_cfg_words(self, kernel: np.ndarray, threshold: np.ndarray, entries, *, neuron_base: int,
                        sources: int, t_end: int, pool_shift: int, conv: dict, outputs: int) -> list[int]:
         """Configuration words of one conv-mode PE (docs/pe.md "Conv mode"): registers, ``threshold`` (one
-        per neuron, ACTIVE = len(threshold)), the kernel slice ``kernel`` (rows C * KH * KW, columns the PE's
-        output channels, a multiple of lanes), and the input map ``entries`` ((index, row_base, y, x) each)."""
+        per neuron, ACTIVE = len(threshold)), the input map ``entries`` ((index, row_base, y, x) each) and the
+        kernel slice ``kernel`` (rows C * KH * KW, columns the PE's output channels, a multiple of lanes), in
+        this order (the weights last, so that a weight stream ends the list)."""
         kernel = np.asarray(kernel, dtype=np.int64)
         threshold = np.asarray(threshold, dtype=np.int64)
         n_rows, n_cols = kernel.shape
@@ -228,13 +278,16 @@ class PECodec:
             raise ValueError(f"kernel: {n_rows} rows x {ch_words} words need {n_rows * ch_words} weight SRAM words, "
                              f"the PE has {cfg.weight_words}")
         g = cfg.cfg_weights
-        for r in range(n_rows):
-            for w in range(ch_words):
-                a = r * ch_words + w
-                for j in range(0, cfg.lanes, g):
-                    words.append(self.weight_word(a // cfg.words, a % cfg.words * cfg.lanes + j,
-                                                  kernel[r, w * cfg.lanes + j:w * cfg.lanes + j + g]))
         words += [self.input_map(*map(int, e)) for e in entries]
+        if cfg.cfg_stream:   # the words at addresses 0 .. n_rows * ch_words - 1 in order
+            words += self.weight_stream(kernel.reshape(-1, cfg.lanes), cfg.words)
+        else:
+            for r in range(n_rows):
+                for w in range(ch_words):
+                    a = r * ch_words + w
+                    for j in range(0, cfg.lanes, g):
+                        words.append(self.weight_word(a // cfg.words, a % cfg.words * cfg.lanes + j,
+                                                      kernel[r, w * cfg.lanes + j:w * cfg.lanes + j + g]))
         return words
 
     def _check_weight_range(self, lo: int, hi: int) -> None:
@@ -269,7 +322,7 @@ class PECodec:
                                pool_shift=pool_shift)
         self.check_weights(weight, threshold)
         words += [self.threshold(j, int(threshold[j])) for j in range(n)]
-        words += self.weight_matrix_words(weight)
+        words += self.weight_matrix_stream(weight) if self.cfg.cfg_stream else self.weight_matrix_words(weight)
         return words
 
     # ---- output ----

@@ -403,25 +403,34 @@ class MeshPlan:
 
     # ---- host -> mesh ----
     def config_flits(self) -> list[int]:
-        """NI registers and destination tables, then every PE's registers, thresholds and weights."""
+        """NI registers and destination tables, then every PE's registers, thresholds and weights. With the
+        weight stream (``PEConfig.cfg_stream``) every PE's words up to its STREAM register write come first, PE
+        by PE, then the PEs' stream words interleaved in proportion to their numbers (all PEs finish together):
+        a PE takes about ``lanes`` weights per cycle and a stream word carries more, so the host port's one
+        flit per cycle feeds several PEs at once."""
         fc = self.codec
-        flits = []
+        heads, bodies = [], []
         for s in self.slices:
-            flits += [fc.flit(s.node, FlitKind.NI_CFG, w)
-                      for w in fc.ni_words(sources=s.sources, t_end=self.t_end, dests=s.dests)]
+            flits = [fc.flit(s.node, FlitKind.NI_CFG, w)
+                     for w in fc.ni_words(sources=s.sources, t_end=self.t_end, dests=s.dests)]
             if s.tile is not None:
                 st = self.conv_setup(s)
                 words = fc.pe.conv_cfg_words(st.kernel, st.threshold,
                                              conv_map_entries(self.conv_layer(s.layer), self.in_index(s.layer)),
                                              neuron_base=s.lo, sources=s.sources, t_end=self.t_end,
                                              pool_shift=st.pool_shift, conv=st.regs, outputs=st.outputs)
-                flits += [fc.flit(s.node, FlitKind.PE_CFG, w) for w in words]
-                continue
-            words = fc.pe.layer_cfg_words(self.weights[s.layer][:, s.lo:s.hi], self.thresholds[s.layer][s.lo:s.hi],
-                                          neuron_base=self.out_range(s)[0], sources=s.sources, t_end=self.t_end,
-                                          pool_shift=self.pool_shift(s.layer))
-            flits += [fc.flit(s.node, FlitKind.PE_CFG, w) for w in words]
-        return flits
+            else:
+                words = fc.pe.layer_cfg_words(self.weights[s.layer][:, s.lo:s.hi],
+                                              self.thresholds[s.layer][s.lo:s.hi],
+                                              neuron_base=self.out_range(s)[0], sources=s.sources,
+                                              t_end=self.t_end, pool_shift=self.pool_shift(s.layer))
+            body = fc.pe.stream_body(words)
+            flits += [fc.flit(s.node, FlitKind.PE_CFG, w) for w in words[:len(words) - body]]
+            heads.append(flits)
+            bodies.append([fc.flit(s.node, FlitKind.PE_CFG, w) for w in words[len(words) - body:]])
+        # stream word j of a PE with n of them goes at (j + 0.5) / n of the way (ties: slice order)
+        keys = [((j + 0.5) / len(b), k, j) for k, b in enumerate(bodies) for j in range(len(b))]
+        return [f for h in heads for f in h] + [bodies[k][j] for _, k, j in sorted(keys)]
 
     def image_steps(self, input_times: np.ndarray) -> list[tuple[int, list[int]]]:
         """The host flits of one image grouped by step: (-1, STARTs to every PE), then (t, the input SPIKEs of
@@ -634,7 +643,7 @@ def plan_mesh(net: model.Network, width: int, height: int, *, neurons: int = 64,
             # (a pooling layer's output indices are its windows, not its columns)
             rows = max(max(ml.weight.shape[0], ml.weight.shape[1] >> ml.pool_shift) for ml in layers)
             pe = pe_config(net, lanes=lanes, neurons=per_pe, fan_in=rows,
-                           defer_depth=defer, max_sources=max_sources)
+                           defer_depth=defer, max_sources=max_sources, cfg_stream=True)
         except ValueError as e:
             raise MappingError(f"PE: {e}") from None
     for ml in layers:
@@ -963,7 +972,7 @@ def _plan_conv(net: model.Network, width: int, height: int, *, neurons: int, lan
         try:
             pe = pe_config(net, lanes=lanes, neurons=per_pe, fan_in=rows, defer_depth=defer,
                            max_sources=max_sources, conv_inputs=max(in_sizes), conv_size=size, conv_kernel=kernel,
-                           weight_depth=max(layer_words) if compact else 0)
+                           weight_depth=max(layer_words) if compact else 0, cfg_stream=True)
         except ValueError as e:
             raise MappingError(f"PE: {e}") from None
     if not pe.conv:

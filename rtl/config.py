@@ -121,6 +121,12 @@ class PEConfig:
         flip-flops on the iCE40: the choice for deep defer FIFOs (a conv layer's run-ahead needs about 1,700
         entries). An event parked in an empty defer FIFO can be replayed one cycle later than without it; spike
         times do not change.
+    cfg_stream : bool
+        Build the weight stream (docs/pe.md "Weight stream"): after a ``STREAM`` register write, the next
+        configuration words carry ``stream_weights`` weights each in all their bits (no target, row or neuron
+        field), which the memory interface collects and writes one whole weight SRAM word per cycle. 6 weights
+        per word with 4 lanes and 8-bit weights, against ``cfg_weights`` = 4 per WEIGHT word. Not with
+        ``weight_spram``. False (the default): no stream hardware, WEIGHT words only (they work either way).
 
     Raises
     ------
@@ -149,6 +155,7 @@ class PEConfig:
     compute_stage: bool = False
     input_stage: bool = False
     pooling: bool = True
+    cfg_stream: bool = False
 
     def __post_init__(self):
         _check("neurons", self.neurons, 1, MAX_NEURONS)
@@ -172,6 +179,8 @@ class PEConfig:
         _check("weight_depth", self.weight_depth, 0, self.fan_in * self.words)
         if self.sweep_group and (self.sweep_group < 2 or self.sweep_group & (self.sweep_group - 1)):
             raise ValueError(f"sweep_group: {self.sweep_group} is not 0 or a power of two >= 2")
+        if self.cfg_stream and self.weight_spram:
+            raise ValueError("cfg_stream: the weight stream needs a simple dual-port weight SRAM, not weight_spram")
         if self.weight_words > MAX_WEIGHT_WORDS:
             raise ValueError(f"fan_in: fan_in * neurons / lanes = {self.weight_words} weight SRAM words exceeds "
                              f"the limit {MAX_WEIGHT_WORDS} (lower fan_in or neurons, or raise lanes)")
@@ -279,15 +288,31 @@ class PEConfig:
         all), a threshold or any register value."""
         conv = (self.row_bits + 2 * self.coord_bits, self.tile_bits, self.kernel_bits, self.word_bits + 1,
                 self.pool_shift_bits) if self.conv else ()
+        stream = (self.stream_count_bits + bits_for(self.words),) if self.cfg_stream else ()
         return max(self.cfg_weights * self.weight_bits, self.threshold_bits, self.index_bits, self.time_bits,
-                   self.sources_bits, self.active_bits, *conv)
+                   self.sources_bits, self.active_bits, *conv, *stream)
+
+    @property
+    def cfg_bits(self) -> int:
+        """Width of a configuration word: target (2 bits), row, neuron and data fields."""
+        return 2 + self.cfg_row_bits + self.neuron_bits + self.cfg_data_bits
+
+    @property
+    def stream_count_bits(self) -> int:
+        """Width of the STREAM register's word count (1..weight_words weight SRAM words)."""
+        return bits_for(self.weight_words)
+
+    @property
+    def stream_weights(self) -> int:
+        """Weights one word of the weight stream carries (``cfg_stream``): as many as fit in all its bits."""
+        return self.cfg_bits // self.weight_bits
 
     @property
     def cfg_row_bits(self) -> int:
         """Width of the row field of a configuration word (weight row, input map entry, or register number:
-        0..4, 0..14 with the conv mode)."""
-        if self.conv:
-            return max(self.row_bits, 4, bits_for(self.conv_inputs - 1))
+        0..4, 0..14 with the conv mode, 15 with the weight stream)."""
+        if self.conv or self.cfg_stream:
+            return max(self.row_bits, 4, bits_for(self.conv_inputs - 1) if self.conv else 0)
         return max(self.row_bits, 3)
 
     @property

@@ -10,13 +10,13 @@ from __future__ import annotations
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
 
-from .config import PEConfig
+from .config import PEConfig, bits_for
 
 __all__ = [
     "EventKind", "CfgTarget", "Reg", "Op",
     "event_layout", "cfg_layout", "lane_state_layout", "state_word_layout", "token_layout",
     "read_request_layout", "read_response_layout", "compute_layout", "write_request_layout",
-    "input_map_layout", "CONV_REGS", "markdown_tables",
+    "input_map_layout", "stream_reg_layout", "stream_word_layout", "CONV_REGS", "markdown_tables",
 ]
 
 
@@ -59,6 +59,9 @@ class Reg(enum.Enum, shape=4):
     TILE_W = 12      #: output columns of the tile
     CH_WORDS = 13    #: state words per output position (the PE's output channels / lanes, rounded up)
     POOL_LOW = 14    #: pooling window of neuron n: bits POOL_LOW .. POOL_LOW + POOL_SHIFT - 1 of n removed
+    #: weight stream only (PEConfig.cfg_stream; docs/pe.md "Weight stream"): the next configuration words are
+    #: stream words (stream_word_layout) that fill ``count`` weight SRAM words from address 0 (stream_reg_layout)
+    STREAM = 15
 
 
 class Op(enum.Enum, shape=2):
@@ -99,6 +102,22 @@ def cfg_layout(cfg: PEConfig) -> data.StructLayout:
         "neuron": unsigned(cfg.neuron_bits),
         "data": unsigned(cfg.cfg_data_bits),
     })
+
+
+def stream_reg_layout(cfg: PEConfig) -> data.StructLayout:
+    """Data of the STREAM register (weight stream): ``count`` weight SRAM words to fill, in rows of ``row_words``
+    words (row r, word w at address r * words + w, the dense layout; ``row_words = words`` fills addresses
+    0 .. count - 1, the conv mode's compact kernel slice)."""
+    return data.StructLayout({
+        "count": unsigned(cfg.stream_count_bits),
+        "row_words": unsigned(bits_for(cfg.words)),
+    })
+
+
+def stream_word_layout(cfg: PEConfig) -> data.ArrayLayout:
+    """A configuration word of the weight stream: ``stream_weights`` weights in all its bits, the first in the low
+    bits; they fill the stream's weight SRAM words lane by lane, word after word."""
+    return data.ArrayLayout(signed(cfg.weight_bits), cfg.stream_weights)
 
 
 def lane_state_layout(cfg: PEConfig) -> data.StructLayout:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -135,8 +135,14 @@ class MemoryInterface(wiring.Component):
         word = cw.neuron[c.lane_bits:]
         is_w = cw.target == L.CfgTarget.WEIGHT
         is_t = cw.target == L.CfgTarget.THRESHOLD
-        m.d.comb += self.cfg.ready.eq(~((is_w & core_weights) | (is_t & core_thresholds)))
-        cfg_go = self.cfg.valid & self.cfg.ready
+        word_ready = ~((is_w & core_weights) | (is_t & core_thresholds))
+        if c.cfg_stream:
+            busy, stream_ready = self._stream(m, wsram, core_weights)
+            m.d.comb += self.cfg.ready.eq(Mux(busy, stream_ready, word_ready))
+            cfg_go = self.cfg.valid & self.cfg.ready & ~busy
+        else:
+            m.d.comb += self.cfg.ready.eq(word_ready)
+            cfg_go = self.cfg.valid & self.cfg.ready
         m.d.comb += [
             wsram.w_addr.eq(times_const(cw.row, c.words) + word),
             wsram.w_data.eq(Cat(*[cw.data[:g * c.weight_bits]] * (c.lanes // g))),
@@ -147,6 +153,10 @@ class MemoryInterface(wiring.Component):
             m.d.comb += wsram.w_en.eq(1 if g == c.lanes else 1 << (lane >> (g.bit_length() - 1)))
         with m.If(cfg_go & is_t):
             m.d.comb += tsram.w_en.eq(1 << lane)
+        if c.cfg_stream:
+            with m.If(self._stream_write):
+                m.d.comb += [wsram.w_addr.eq(self._stream_addr), wsram.w_data.eq(self._stream_data),
+                             wsram.w_en.eq((1 << (c.lanes // g)) - 1)]
         with m.If(cfg_go & (cw.target == L.CfgTarget.REG)):
             with m.Switch(cw.row):
                 with m.Case(L.Reg.NEURON_BASE.value):
@@ -163,6 +173,9 @@ class MemoryInterface(wiring.Component):
                     for reg, name in zip(L.CONV_REGS, L.conv_reg_widths(c), strict=True):
                         with m.Case(reg.value):
                             m.d.sync += getattr(self, name).eq(cw.data)
+                if c.cfg_stream:
+                    with m.Case(L.Reg.STREAM.value):
+                        self._stream_start(m, cw.data)
         if c.conv:
             m.submodules.input_map = msram = SRAM(shape=L.input_map_layout(c), depth=c.conv_inputs)
             m.d.comb += [
@@ -171,3 +184,60 @@ class MemoryInterface(wiring.Component):
                 msram.w_en.eq(cfg_go & (cw.target == L.CfgTarget.INPUT_MAP)),
             ]
         return m
+
+    # ---- the weight stream (config.cfg_stream; docs/pe.md "Weight stream") ----
+    def _stream(self, m: Module, wsram, core_weights):
+        """The stream's gearbox: a buffer of up to ``lanes - 1 + stream_weights`` weights, filled by whole stream
+        words and emptied one whole weight SRAM word (``lanes`` weights) per cycle the core leaves the weight
+        SRAM free. Returns (busy: words still to write, so every configuration word waits or is a stream word;
+        ready for a stream word)."""
+        c = self._cfg
+        lanes, wb, k = c.lanes, c.weight_bits, c.stream_weights
+        size = lanes - 1 + k
+        self._left = left = Signal(c.stream_count_bits)               # weight SRAM words still to write
+        self._expect = expect = Signal(range(c.weight_words * lanes + 1))   # weights still to take
+        self._row_words = Signal(bits_for(c.words))
+        self._col = Signal(range(c.words))                            # the next word's word in its row
+        self._row_addr = Signal(c.weight_addr_bits)                   # address of word 0 of its row
+        self._stream_addr = addr = Signal(c.weight_addr_bits)         # the next word's address
+        self._fill = fill = Signal(range(size + 1))                   # weights in the buffer
+        buf = Signal(size * wb)                                       # weight j in bits j*wb ..
+        self._stream_data = buf[:lanes * wb]
+        busy = left != 0
+        self._stream_write = write = Signal()
+        m.d.comb += write.eq(busy & (fill >= lanes) & ~core_weights)
+        after = Signal(range(size + 1))                               # weights kept after this cycle's write
+        m.d.comb += after.eq(fill - Mux(write, lanes, 0))
+        kept = Signal(size * wb)
+        m.d.comb += kept.eq(Mux(write, buf >> (lanes * wb), buf))
+        ready = Signal()
+        m.d.comb += ready.eq((expect != 0) & (after < lanes))
+        take = self.cfg.valid & ready
+        incoming = self.cfg.payload.as_value()[:k * wb]
+        placed = Signal(size * wb)                                    # kept, then the new word's weights
+        with m.Switch(after):
+            for a in range(lanes):
+                with m.Case(a):
+                    m.d.comb += placed.eq(Cat(kept[:a * wb], incoming))
+        with m.If(take):
+            m.d.sync += [buf.eq(placed), fill.eq(after + k), expect.eq(Mux(expect > k, expect - k, 0))]
+        with m.Elif(write):
+            m.d.sync += [buf.eq(kept), fill.eq(after)]
+        with m.If(write):
+            m.d.sync += left.eq(left - 1)
+            with m.If(self._col + 1 == self._row_words):
+                m.d.sync += [self._col.eq(0), self._row_addr.eq(self._row_addr + c.words),
+                             addr.eq(self._row_addr + c.words)]
+            with m.Else():
+                m.d.sync += [self._col.eq(self._col + 1), addr.eq(addr + 1)]
+            with m.If(left == 1):
+                m.d.sync += fill.eq(0)   # the last word is written: drop the last stream word's padding
+        return busy, ready
+
+    def _stream_start(self, m: Module, data_bits) -> None:
+        """A STREAM register write: fill ``count`` words, ``row_words`` per row, from address 0."""
+        c = self._cfg
+        reg = L.stream_reg_layout(c)(data_bits[:L.stream_reg_layout(c).size])
+        m.d.sync += [self._left.eq(reg.count), self._expect.eq(reg.count << c.lane_bits),
+                     self._row_words.eq(reg.row_words), self._col.eq(0), self._row_addr.eq(0),
+                     self._stream_addr.eq(0), self._fill.eq(0)]

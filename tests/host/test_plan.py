@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import model
-from host.codec import unpack
+from host.codec import PECodec, pack, unpack
 from host.plan import ConvTile, MappingError, MeshPlan, conv_fanout, conv_reach, pe_config, plan_mesh
 from rtl import layouts as L
 from rtl.noc_layouts import FlitKind, flit_layout
@@ -65,9 +65,8 @@ def test_maxpool_fused_into_conv_pes(tmp_path):
     # window 1 (pooled (0, 0, 1)): conv neurons (y, x) = (0, 2), (0, 3), (1, 2), (1, 3)
     np.testing.assert_array_equal(mp.weights[0][:, 4:8], dense[:, [2, 3, 7, 8]])
     assert [(p.lo, p.hi, mp.out_range(p)) for p in mp.layer_slices(0)] == [(0, 8, (0, 2)), (8, 16, (2, 4))]
-    words = [unpack(L.cfg_layout(mp.pe), w) for w in
-             mp.codec.pe.layer_cfg_words(mp.weights[0][:, 8:16], mp.thresholds[0][8:16], neuron_base=2,
-                                         pool_shift=2)]
+    ws = mp.codec.pe.layer_cfg_words(mp.weights[0][:, 8:16], mp.thresholds[0][8:16], neuron_base=2, pool_shift=2)
+    words = [unpack(L.cfg_layout(mp.pe), w) for w in ws[:len(ws) - mp.codec.pe.stream_body(ws)]]
     regs = {int(w.row): int(w.data) for w in words if w.target == L.CfgTarget.REG}
     assert regs[L.Reg.POOL_SHIFT.value] == 2 and regs[L.Reg.NEURON_BASE.value] == 2
     assert mp.by_net_layer(["a", "b"]) == (None, "a", "b")
@@ -257,17 +256,31 @@ def test_conv_mode_config_words():
     assert mp.convs[0] == {"in_shape": [1, 4, 4], "kernel": [2, 2], "stride": 1, "padding": 1, "pool": 2}
     assert [s.tile for s in mp.layer_slices(0)] == [(0, 1, 0, 0, 2, 4), (0, 1, 2, 0, 2, 4)]   # 2 lanes x 8 positions
     fl = flit_layout(mp.noc)
-    words = [unpack(L.cfg_layout(mp.pe), unpack(fl, w)["payload"]) for w in mp.config_flits()
-             if unpack(fl, w)["kind"] == FlitKind.PE_CFG and (unpack(fl, w)["x"], unpack(fl, w)["y"]) == (1, 0)]
+    codec = PECodec(mp.pe)
+
+    def pe_words(node):
+        """(the node's ordinary configuration words decoded, its weight stream words)."""
+        got = [int(unpack(fl, w)["payload"]) for w in mp.config_flits()
+               if unpack(fl, w)["kind"] == FlitKind.PE_CFG and (unpack(fl, w)["x"], unpack(fl, w)["y"]) == node]
+        body = codec.stream_body(got)
+        return [unpack(L.cfg_layout(mp.pe), w) for w in got[:len(got) - body]], got[len(got) - body:]
+
+    words, stream = pe_words((1, 0))
     regs = {L.Reg(int(w.row)).name: int(w.data) for w in words if w.target == L.CfgTarget.REG}
+    assert regs.pop("STREAM") == pack(L.stream_reg_layout(mp.pe), count=4, row_words=mp.pe.words)  # 4 kernel rows
     assert regs == {"ACTIVE": 16, "NEURON_BASE": 4, "SOURCES": 1, "T_END": net.t_end, "POOL_SHIFT": 2, "KH": 2,
                     "KW": 2, "STRIDE": 0, "PAD": 1, "TILE_Y0": 2, "TILE_X0": 0, "TILE_H": 2, "TILE_W": 4,
                     "CH_WORDS": 1, "POOL_LOW": 1}
     assert sum(w.target == L.CfgTarget.THRESHOLD for w in words) == 16
-    assert sum(w.target == L.CfgTarget.WEIGHT for w in words) == 4   # 4 kernel rows x one word of 2 lanes
+    assert sum(w.target == L.CfgTarget.WEIGHT for w in words) == 0   # the kernel goes as a weight stream:
+    k = mp.pe.stream_weights                                         # 4 rows x one word of 2 lanes
+    assert len(stream) == -(-4 * 2 // k)
+    wb = mp.pe.weight_bits
+    got = [(w >> (j * wb)) & ((1 << wb) - 1) for w in stream for j in range(k)][:8]
+    got = [v - (1 << wb) if v >> (wb - 1) else v for v in got]
+    assert got == mp.conv_setup(mp.layer_slices(0)[1]).kernel.reshape(-1).tolist()
     assert sum(w.target == L.CfgTarget.INPUT_MAP for w in words) == 16
-    dense = [unpack(L.cfg_layout(mp.pe), unpack(fl, w)["payload"]) for w in mp.config_flits()
-             if unpack(fl, w)["kind"] == FlitKind.PE_CFG and (unpack(fl, w)["x"], unpack(fl, w)["y"]) == (0, 1)]
+    dense, _ = pe_words((0, 1))
     assert {int(w.data) for w in dense if w.target == L.CfgTarget.REG and int(w.row) == L.Reg.KH.value} == {0}
     # pooled outputs: tile 0 holds pooled (0, 0), (0, 1) as indices 0, 1 (channel 0 in lane 0, lane 1 padding)
     np.testing.assert_array_equal(mp.out_maps[0], [0, -1, 1, -1, 2, -1, 3, -1])

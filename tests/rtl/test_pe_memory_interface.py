@@ -142,3 +142,94 @@ def test_state_write_reads_back():
     sim.add_testbench(bench)
     sim.run()
     assert [o.state.as_value().value for o in out] == [value] * 3
+
+
+# the weight stream (cfg_stream): 4 lanes (6 weights of 8 bits per stream word), 8 lanes, 1 lane of 4-bit
+# weights, 2 lanes; neurons and rows left unused so that the stream's rows are shorter than the SRAM's
+STREAM = [PEConfig(neurons=12, fan_in=6, lanes=4, threshold_bits=12, time_bits=5, max_sources=3, cfg_stream=True),
+          PEConfig(neurons=24, fan_in=4, lanes=8, threshold_bits=12, time_bits=5, max_sources=3, cfg_stream=True),
+          PEConfig(neurons=5, fan_in=7, lanes=1, weight_bits=4, threshold_bits=12, time_bits=5, max_sources=3,
+                   cfg_stream=True),
+          PEConfig(neurons=6, fan_in=5, lanes=2, threshold_bits=12, time_bits=5, max_sources=3, cfg_stream=True)]
+
+
+@pytest.mark.parametrize("seed,CFG", list(enumerate(STREAM)))
+def test_weight_stream_fills_the_weight_sram_under_core_reads(seed, CFG):
+    """A weight stream of a layer of fewer rows and neurons than the PE has: the weights land at row * words + word,
+    the padding of its last stream word and the unused rows are not written, the core's weight reads (issued at
+    random while the stream runs) win the port, and the words after the stream take effect after it."""
+    print(f"seed={seed} config={CFG}")
+    rng = np.random.default_rng(seed)
+    n_in, n = CFG.fan_in - 1, CFG.neurons - CFG.lanes + 1
+    half = 1 << (CFG.weight_bits - 1)
+    w = rng.integers(-half, half, size=(n_in, n))
+    th = rng.integers(1, 1 << 12, size=n)
+    codec = PECodec(CFG)
+    words = codec.layer_cfg_words(w, th, neuron_base=0, sources=3, t_end=17)
+    body = codec.stream_body(words)
+    assert len(words) - body == 5 + n + 1   # registers, thresholds, STREAM
+    row_words = -(-n // CFG.lanes)
+    assert body == -(-n_in * row_words * CFG.lanes // CFG.stream_weights)
+    assert unpack(L.cfg_layout(CFG), words[-body - 1]).row == L.Reg.STREAM.value
+    # after the stream: a register and a threshold, which wait until its last weight word is written; before
+    # it, WEIGHT words that fill the unused row with 1s, which a write of the stream's padding would clear
+    g = CFG.cfg_weights
+    words = [codec.weight_word(n_in, j, [1] * g) for j in range(0, CFG.neurons, g)] + words
+    words += [codec.reg(L.Reg.SOURCES, 2), codec.threshold(0, 77)]
+    th[0] = 77
+    dut = MemoryInterface(CFG)
+    resp_lay = L.read_response_layout(CFG)
+    reqs = [(L.Op.SPIKE, k, r * CFG.words + k) for r in range(CFG.fan_in) for k in range(CFG.words)]
+    reqs += [(L.Op.SWEEP, k, 0) for k in range(CFG.words)]
+    busy_reads = [(L.Op.SPIKE, 0, int(a)) for a in rng.integers(0, CFG.weight_words, size=40)]
+    got, done = [], []
+
+    async def configure(ctx):
+        for word in words:
+            await stream_put(ctx, dut.cfg, word, rng=rng, idle=0.2)
+        done.append(True)
+
+    async def core(ctx):
+        for op, k, addr in busy_reads:   # while the stream runs (the responses are not checked)
+            await stream_put(ctx, dut.read_req, _request(op, k, addr, CFG), rng=rng, idle=0.5)
+        while not done:
+            await ctx.tick()
+        assert (ctx.get(dut.sources), ctx.get(dut.t_end), ctx.get(dut.active)) == (2, 17, n)
+        for op, k, addr in reqs:
+            await stream_put(ctx, dut.read_req, _request(op, k, addr, CFG), rng=rng, idle=0.3)
+
+    async def collect(ctx):
+        for _ in range(len(busy_reads)):
+            await stream_get(ctx, dut.read_resp)
+        for _ in reqs:
+            got.append(resp_lay.from_bits(await stream_get(ctx, dut.read_resp, rng=rng, stall=0.3)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(configure)
+    sim.add_testbench(core)
+    sim.add_testbench(collect)
+    sim.run()
+    padded = np.zeros((CFG.fan_in, CFG.neurons), dtype=np.int64)
+    padded[:n_in, :n] = w   # lanes past n in the last word written 0; the row n_in keeps its 1s
+    padded[n_in] = 1
+    for (op, k, addr), r in zip(reqs, got, strict=True):
+        lanes = range(k * CFG.lanes, (k + 1) * CFG.lanes)
+        if op == L.Op.SPIKE:
+            row = addr // CFG.words
+            assert [r.weights[j] for j in range(CFG.lanes)] == [int(padded[row, m]) for m in lanes], (row, k)
+        else:
+            assert [r.thresholds[j] for j in range(CFG.lanes) if k * CFG.lanes + j < n] == \
+                [int(th[m]) for m in lanes if m < n], k
+
+
+def test_weight_stream_refuses_what_the_pe_cannot_hold():
+    codec = PECodec(STREAM[0])
+    with pytest.raises(ValueError, match=r"weight stream: 19 words is outside the allowed range 1..18"):
+        codec.weight_stream(np.zeros((19, 4)), 3)
+    with pytest.raises(ValueError, match=r"weight stream: 4 words per row is outside 1..3"):
+        codec.weight_stream(np.zeros((4, 4)), 4)
+    with pytest.raises(ValueError, match=r"weight: values must lie in -128..127"):
+        codec.weight_stream(np.full((2, 4), 128), 3)
+    with pytest.raises(ValueError, match=r"no weight stream"):
+        PECodec(CFG).weight_stream(np.zeros((2, 4)), 2)

@@ -35,6 +35,9 @@ CONFIGS["lanes2_board_ecp5"] = dataclasses.replace(CONFIGS["lanes2_stage"], defe
 CONFIGS["lanes2_fetch"] = dataclasses.replace(CONFIGS["lanes2"], fetch_stage=True)
 # request stage and the registered products of COMPUTE (as the iCEBreaker builds COMPUTE)
 CONFIGS["lanes2_compute_stage"] = dataclasses.replace(CONFIGS["lanes2_stage"], compute_stage=True)
+# the weight stream (the mesh planner's PEs): 3 weights per stream word at 2 lanes, 4 at 1 lane
+CONFIGS["lanes2_stream"] = dataclasses.replace(CONFIGS["lanes2"], cfg_stream=True)
+CONFIGS["lanes1_stream"] = dataclasses.replace(CONFIGS["lanes1"], cfg_stream=True)
 
 
 @pytest.mark.parametrize("seed", [0])
