@@ -47,6 +47,11 @@ class MemoryInterface(wiring.Component):
     pool_shift : Out(pool_shift_bits), unsigned register POOL_SHIFT (log2 of the neurons per pooling window)
     abort : In(1), drop the token in the read pipeline stage (PE.abort); registers and SRAMs are kept
 
+    Weight stream only (``config.cfg_stream``, docs/pe.md "Weight stream"): a ``STREAM`` register write makes the
+    next configuration words stream words, ``stream_weights`` weights each, collected in a buffer and written
+    one whole weight SRAM word per cycle the core leaves the weight SRAM free; other words wait until the last
+    word is written.
+
     Conv mode only (``config.conv``): the input map SRAM (``conv_inputs`` entries of layouts.input_map_layout,
     written by ``CfgTarget.INPUT_MAP`` words, read by LOAD through ``map_addr`` / ``map_en`` / ``map_data``
     with latency 1) and the conv registers (``kh``, ``kw``, ``stride``, ``pad``, ``tile_y0``, ``tile_x0``,

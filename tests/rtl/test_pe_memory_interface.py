@@ -23,6 +23,26 @@ def _request(op, word, weight_addr=0, cfg=CFG):
     return token << lay["token"].offset | weight_addr << lay["weight_addr"].offset
 
 
+def _read_all(cfg):
+    """Read requests for every weight word (SPIKE) and every threshold word (SWEEP): (op, word, address)."""
+    return ([(L.Op.SPIKE, k, r * cfg.words + k) for r in range(cfg.fan_in) for k in range(cfg.words)]
+            + [(L.Op.SWEEP, k, 0) for k in range(cfg.words)])
+
+
+def _check_read_back(cfg, reqs, got, weight, threshold):
+    """The responses ``got`` to :func:`_read_all`'s ``reqs`` hold ``weight`` (fan_in x neurons) and ``threshold``
+    (the first ``len(threshold)`` neurons)."""
+    for (op, k, addr), r in zip(reqs, got, strict=True):
+        assert r.token.op == op and r.token.word == k
+        lanes = range(k * cfg.lanes, (k + 1) * cfg.lanes)
+        if op == L.Op.SPIKE:
+            row = addr // cfg.words
+            assert [r.weights[j] for j in range(cfg.lanes)] == [int(weight[row, n]) for n in lanes], (row, k)
+        else:
+            assert [r.thresholds[n % cfg.lanes] for n in lanes if n < len(threshold)] == \
+                [int(threshold[n]) for n in lanes if n < len(threshold)], k
+
+
 # 4 lanes: a WEIGHT word writes a whole weight word; 8 lanes: two WEIGHT words of cfg_weights = 4 per word
 CFG8 = PEConfig(neurons=16, fan_in=5, lanes=8, threshold_bits=12, time_bits=5, max_sources=3)
 
@@ -50,8 +70,7 @@ def test_config_writes_read_back_under_stalls(seed, CFG):
     rng.shuffle(words[4:])  # any order of SRAM writes
     dut = MemoryInterface(CFG)
     resp_lay = L.read_response_layout(CFG)
-    reqs = [(L.Op.SPIKE, k, r * CFG.words + k) for r in range(CFG.fan_in) for k in range(CFG.words)]
-    reqs += [(L.Op.SWEEP, k, 0) for k in range(CFG.words)]
+    reqs = _read_all(CFG)
     got = []
 
     async def configure_then_read(ctx):
@@ -71,14 +90,7 @@ def test_config_writes_read_back_under_stalls(seed, CFG):
     sim.add_testbench(configure_then_read)
     sim.add_testbench(collect)
     sim.run()
-    for (op, k, addr), r in zip(reqs, got, strict=True):
-        assert r.token.op == op and r.token.word == k
-        lanes = range(k * CFG.lanes, (k + 1) * CFG.lanes)
-        if op == L.Op.SPIKE:
-            row = addr // CFG.words
-            assert [r.weights[j] for j in range(CFG.lanes)] == [int(w[row, n]) for n in lanes], (row, k)
-        else:
-            assert [r.thresholds[j] for j in range(CFG.lanes)] == [int(th[n]) for n in lanes], k
+    _check_read_back(CFG, reqs, got, w, th)
 
 
 @pytest.mark.parametrize("CFG", [CFG, SPRAM[0]])
@@ -179,8 +191,7 @@ def test_weight_stream_fills_the_weight_sram_under_core_reads(seed, CFG):
     th[0] = 77
     dut = MemoryInterface(CFG)
     resp_lay = L.read_response_layout(CFG)
-    reqs = [(L.Op.SPIKE, k, r * CFG.words + k) for r in range(CFG.fan_in) for k in range(CFG.words)]
-    reqs += [(L.Op.SWEEP, k, 0) for k in range(CFG.words)]
+    reqs = _read_all(CFG)
     busy_reads = [(L.Op.SPIKE, 0, int(a)) for a in rng.integers(0, CFG.weight_words, size=40)]
     got, done = [], []
 
@@ -213,14 +224,7 @@ def test_weight_stream_fills_the_weight_sram_under_core_reads(seed, CFG):
     padded = np.zeros((CFG.fan_in, CFG.neurons), dtype=np.int64)
     padded[:n_in, :n] = w   # lanes past n in the last word written 0; the row n_in keeps its 1s
     padded[n_in] = 1
-    for (op, k, addr), r in zip(reqs, got, strict=True):
-        lanes = range(k * CFG.lanes, (k + 1) * CFG.lanes)
-        if op == L.Op.SPIKE:
-            row = addr // CFG.words
-            assert [r.weights[j] for j in range(CFG.lanes)] == [int(padded[row, m]) for m in lanes], (row, k)
-        else:
-            assert [r.thresholds[j] for j in range(CFG.lanes) if k * CFG.lanes + j < n] == \
-                [int(th[m]) for m in lanes if m < n], k
+    _check_read_back(CFG, reqs, got, padded, th)
 
 
 def test_weight_stream_refuses_what_the_pe_cannot_hold():
