@@ -219,9 +219,10 @@ def board_config(config: PEConfig, board: Board, noc: NocConfig | None = None) -
     ``defer_depth`` 2); a mesh keeps its plan's, which its latency run (host.pysim on the plan) simulates.
     Every board build gets the request stage between LOAD and the memory interface (``request_stage``: a
     shorter critical path, one cycle more per read request), and a defer FIFO deeper than the board's
-    ``defer_bram_above`` entries is built for block RAM (``defer_bram``); weights in SPRAM drop the weight stream
-    (``cfg_stream``, which needs the dual-port weight SRAM; the configuration then uses WEIGHT words); the one-PE top, whose layer-by-layer
-    plan runs no max-pooling, is built without STORE's pooling window bits (``pooling``). Spike times do not
+    ``defer_bram_above`` entries is built for block RAM (``defer_bram``); weights in SPRAM drop the weight
+    stream (``cfg_stream``, which needs the dual-port weight SRAM; the configuration then uses WEIGHT words);
+    the one-PE top, whose layer-by-layer plan runs no max-pooling, is built without STORE's pooling window
+    bits (``pooling``). Spike times do not
     depend on any of these; the FIFO depths, the request stage, the registered defer read, the grouped
     sweep and the fetch and compute stages (``fetch_stage``, ``compute_stage``, boards that set them) change
     the cycle count, which the
