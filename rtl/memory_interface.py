@@ -192,13 +192,14 @@ class MemoryInterface(wiring.Component):
 
     # ---- the weight stream (config.cfg_stream; docs/pe.md "Weight stream") ----
     def _stream(self, m: Module, wsram, core_weights):
-        """The stream's gearbox: a buffer of up to ``lanes - 1 + stream_weights`` weights, filled by whole stream
-        words and emptied one whole weight SRAM word (``lanes`` weights) per cycle the core leaves the weight
-        SRAM free. Returns (busy: words still to write, so every configuration word waits or is a stream word;
+        """The stream's gearbox: a buffer of up to ``2 * lanes - 1 + stream_weights`` weights, filled by whole
+        stream words and emptied one whole weight SRAM word (``lanes`` weights) per cycle the core leaves the
+        weight SRAM free. It takes a stream word while it holds fewer than ``2 * lanes`` weights, so that its
+        ready depends on its registers only (not on the core's read in this cycle). Returns (busy: words still to write, so every configuration word waits or is a stream word;
         ready for a stream word)."""
         c = self._cfg
         lanes, wb, k = c.lanes, c.weight_bits, c.stream_weights
-        size = lanes - 1 + k
+        size = 2 * lanes - 1 + k
         self._left = left = Signal(c.stream_count_bits)               # weight SRAM words still to write
         self._expect = expect = Signal(range(c.weight_words * lanes + 1))   # weights still to take
         self._row_words = Signal(bits_for(c.words))
@@ -216,12 +217,12 @@ class MemoryInterface(wiring.Component):
         kept = Signal(size * wb)
         m.d.comb += kept.eq(Mux(write, buf >> (lanes * wb), buf))
         ready = Signal()
-        m.d.comb += ready.eq((expect != 0) & (after < lanes))
+        m.d.comb += ready.eq((expect != 0) & (fill < 2 * lanes))
         take = self.cfg.valid & ready
         incoming = self.cfg.payload.as_value()[:k * wb]
         placed = Signal(size * wb)                                    # kept, then the new word's weights
         with m.Switch(after):
-            for a in range(lanes):
+            for a in range(2 * lanes):
                 with m.Case(a):
                     m.d.comb += placed.eq(Cat(kept[:a * wb], incoming))
         with m.If(take):
