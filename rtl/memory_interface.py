@@ -195,8 +195,8 @@ class MemoryInterface(wiring.Component):
         """The stream's gearbox: a buffer of up to ``2 * lanes - 1 + stream_weights`` weights, filled by whole
         stream words and emptied one whole weight SRAM word (``lanes`` weights) per cycle the core leaves the
         weight SRAM free. It takes a stream word while it holds fewer than ``2 * lanes`` weights, so that its
-        ready depends on its registers only (not on the core's read in this cycle). Returns (busy: words still to write, so every configuration word waits or is a stream word;
-        ready for a stream word)."""
+        ready depends on its registers only (not on the core's read in this cycle). Returns (busy: words still
+        to write, so every configuration word waits or is a stream word; ready for a stream word)."""
         c = self._cfg
         lanes, wb, k = c.lanes, c.weight_bits, c.stream_weights
         size = 2 * lanes - 1 + k
