@@ -219,9 +219,10 @@ def board_config(config: PEConfig, board: Board, noc: NocConfig | None = None) -
     ``defer_depth`` 2); a mesh keeps its plan's, which its latency run (host.pysim on the plan) simulates.
     Every board build gets the request stage between LOAD and the memory interface (``request_stage``: a
     shorter critical path, one cycle more per read request), and a defer FIFO deeper than the board's
-    ``defer_bram_above`` entries is built for block RAM (``defer_bram``); weights in SPRAM drop the weight
-    stream (``cfg_stream``, which needs the dual-port weight SRAM; the configuration then uses WEIGHT words);
-    the one-PE top, whose layer-by-layer plan runs no max-pooling, is built without STORE's pooling window
+    ``defer_bram_above`` entries is built for block RAM (``defer_bram``); board builds leave out the weight
+    stream (``cfg_stream``; the configuration then uses WEIGHT words): a board's configuration time is set by
+    its UART, and on the ULX3S 3x2 784-100-10 build the stream's gearboxes cost 3,412 LUT4 and the Fmax fell
+    from 52.3 to 48.8 MHz (docs/fpga.md); the one-PE top, whose layer-by-layer plan runs no max-pooling, is built without STORE's pooling window
     bits (``pooling``). Spike times do not
     depend on any of these; the FIFO depths, the request stage, the registered defer read, the grouped
     sweep and the fetch and compute stages (``fetch_stage``, ``compute_stage``, boards that set them) change
@@ -236,7 +237,7 @@ def board_config(config: PEConfig, board: Board, noc: NocConfig | None = None) -
                                defer_bram=defer + 1 > board.defer_bram_above, sweep_group=board.sweep_group,
                                fetch_stage=board.fetch_stage, compute_stage=board.compute_stage,
                                input_stage=board.input_stage and noc is not None,
-                               pooling=noc is not None, cfg_stream=config.cfg_stream and not use_spram, **small)
+                               pooling=noc is not None, cfg_stream=False, **small)
 
 
 def estimate(config: PEConfig, board: Board, *, in_depth: int, out_depth: int,
