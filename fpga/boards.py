@@ -222,11 +222,10 @@ def board_config(config: PEConfig, board: Board, noc: NocConfig | None = None) -
     ``defer_bram_above`` entries is built for block RAM (``defer_bram``); board builds leave out the weight
     stream (``cfg_stream``; the configuration then uses WEIGHT words): a board's configuration time is set by
     its UART, and on the ULX3S 3x2 784-100-10 build the stream's gearboxes cost 3,412 LUT4 and the Fmax fell
-    from 52.3 to 48.8 MHz (docs/fpga.md); the one-PE top, whose layer-by-layer plan runs no max-pooling, is built without STORE's pooling window
-    bits (``pooling``). Spike times do not
-    depend on any of these; the FIFO depths, the request stage, the registered defer read, the grouped
-    sweep and the fetch and compute stages (``fetch_stage``, ``compute_stage``, boards that set them) change
-    the cycle count, which the
+    from 52.3 to 48.8 MHz (docs/fpga.md); the one-PE top, whose layer-by-layer plan runs no max-pooling, is
+    built without STORE's pooling window bits (``pooling``). Spike times do not depend on any of these; the
+    FIFO depths, the request stage, the registered defer read, the grouped sweep and the fetch and compute
+    stages (``fetch_stage``, ``compute_stage``, boards that set them) change the cycle count, which the
     latency run (one PE or mesh) measures with this configuration."""
     nodes = 1 if noc is None else noc.n_nodes
     spram = dataclasses.replace(config, weight_spram=True, cfg_stream=False)
