@@ -168,10 +168,8 @@ class PECodec:
         self._check_weight_range(int(words.min()), int(words.max()))
         k, wb = cfg.stream_weights, cfg.weight_bits
         flat = words.reshape(-1) & ((1 << wb) - 1)
-        flat = np.concatenate([flat, np.zeros(-len(flat) % k, dtype=np.int64)]).reshape(-1, k).astype(object)
-        stream = [0] * flat.shape[0]
-        for j in range(k):
-            stream = [w | (int(v) << (j * wb)) for w, v in zip(stream, flat[:, j], strict=True)]
+        flat = np.concatenate([flat, np.zeros(-len(flat) % k, dtype=np.int64)]).reshape(-1, k)
+        stream = [sum(int(v) << (j * wb) for j, v in enumerate(row)) for row in flat]   # stream_word_layout
         head = pack(L.stream_reg_layout(cfg), count=count, row_words=row_words)
         return [self.reg(L.Reg.STREAM, head), *stream]
 

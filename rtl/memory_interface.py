@@ -141,8 +141,9 @@ class MemoryInterface(wiring.Component):
         is_w = cw.target == L.CfgTarget.WEIGHT
         is_t = cw.target == L.CfgTarget.THRESHOLD
         word_ready = ~((is_w & core_weights) | (is_t & core_thresholds))
+        stream_start = Signal()   # a STREAM register write (the switch below)
         if c.cfg_stream:
-            busy, stream_ready = self._stream(m, wsram, core_weights)
+            busy, stream_ready, stream_write, stream_addr, stream_data = self._stream(m, core_weights, stream_start)
             m.d.comb += self.cfg.ready.eq(Mux(busy, stream_ready, word_ready))
             cfg_go = self.cfg.valid & self.cfg.ready & ~busy
         else:
@@ -159,8 +160,8 @@ class MemoryInterface(wiring.Component):
         with m.If(cfg_go & is_t):
             m.d.comb += tsram.w_en.eq(1 << lane)
         if c.cfg_stream:
-            with m.If(self._stream_write):
-                m.d.comb += [wsram.w_addr.eq(self._stream_addr), wsram.w_data.eq(self._stream_data),
+            with m.If(stream_write):
+                m.d.comb += [wsram.w_addr.eq(stream_addr), wsram.w_data.eq(stream_data),
                              wsram.w_en.eq((1 << (c.lanes // g)) - 1)]
         with m.If(cfg_go & (cw.target == L.CfgTarget.REG)):
             with m.Switch(cw.row):
@@ -180,7 +181,7 @@ class MemoryInterface(wiring.Component):
                             m.d.sync += getattr(self, name).eq(cw.data)
                 if c.cfg_stream:
                     with m.Case(L.Reg.STREAM.value):
-                        self._stream_start(m, cw.data)
+                        m.d.comb += stream_start.eq(1)
         if c.conv:
             m.submodules.input_map = msram = SRAM(shape=L.input_map_layout(c), depth=c.conv_inputs)
             m.d.comb += [
@@ -191,59 +192,55 @@ class MemoryInterface(wiring.Component):
         return m
 
     # ---- the weight stream (config.cfg_stream; docs/pe.md "Weight stream") ----
-    def _stream(self, m: Module, wsram, core_weights):
+    def _stream(self, m: Module, core_weights, start):
         """The stream's gearbox: a buffer of up to ``2 * lanes - 1 + stream_weights`` weights, filled by whole
         stream words and emptied one whole weight SRAM word (``lanes`` weights) per cycle the core leaves the
         weight SRAM free. It takes a stream word while it holds fewer than ``2 * lanes`` weights, so that its
-        ready depends on its registers only (not on the core's read in this cycle). Returns (busy: words still
-        to write, so every configuration word waits or is a stream word; ready for a stream word)."""
+        ready depends on its registers only (not on the core's read in this cycle). ``start``: a STREAM register
+        write (``cfg`` data: layouts.stream_reg_layout), which starts a stream of ``count`` words, ``row_words``
+        per row, from address 0. Returns (busy: words still to write, so every configuration word waits or is
+        a stream word; ready for a stream word; write a word now; its address; its data)."""
         c = self._cfg
         lanes, wb, k = c.lanes, c.weight_bits, c.stream_weights
         size = 2 * lanes - 1 + k
-        self._left = left = Signal(c.stream_count_bits)               # weight SRAM words still to write
-        self._expect = expect = Signal(range(c.weight_words * lanes + 1))   # weights still to take
-        self._row_words = Signal(bits_for(c.words))
-        self._col = Signal(range(c.words))                            # the next word's word in its row
-        self._row_addr = Signal(c.weight_addr_bits)                   # address of word 0 of its row
-        self._stream_addr = addr = Signal(c.weight_addr_bits)         # the next word's address
-        self._fill = fill = Signal(range(size + 1))                   # weights in the buffer
-        buf = Signal(size * wb)                                       # weight j in bits j*wb ..
-        self._stream_data = buf[:lanes * wb]
+        left = Signal(c.stream_count_bits)                      # weight SRAM words still to write
+        expect = Signal(range(c.weight_words * lanes + 1))      # weights still to take
+        row_words = Signal(bits_for(c.words))
+        col = Signal(range(c.words))                            # the next word's word in its row
+        row_addr = Signal(c.weight_addr_bits)                   # address of word 0 of its row
+        addr = Signal(c.weight_addr_bits)                       # the next word's address
+        fill = Signal(range(size + 1))                          # weights in the buffer
+        buf = Signal(size * wb)                                 # weight j in bits j*wb ..
         busy = left != 0
-        self._stream_write = write = Signal()
+        write = Signal()
         m.d.comb += write.eq(busy & (fill >= lanes) & ~core_weights)
-        after = Signal(range(size + 1))                               # weights kept after this cycle's write
+        after = Signal(range(size + 1))                         # weights kept after this cycle's write
         m.d.comb += after.eq(fill - Mux(write, lanes, 0))
         kept = Signal(size * wb)
         m.d.comb += kept.eq(Mux(write, buf >> (lanes * wb), buf))
         ready = Signal()
         m.d.comb += ready.eq((expect != 0) & (fill < 2 * lanes))
         take = self.cfg.valid & ready
-        incoming = self.cfg.payload.as_value()[:k * wb]
-        placed = Signal(size * wb)                                    # kept, then the new word's weights
+        incoming = L.stream_word_layout(c)(self.cfg.payload.as_value()[:L.stream_word_layout(c).size])
+        placed = Signal(size * wb)                              # kept, then the new word's weights
         with m.Switch(after):
             for a in range(2 * lanes):
                 with m.Case(a):
-                    m.d.comb += placed.eq(Cat(kept[:a * wb], incoming))
+                    m.d.comb += placed.eq(Cat(kept[:a * wb], incoming.as_value()))
         with m.If(take):
             m.d.sync += [buf.eq(placed), fill.eq(after + k), expect.eq(Mux(expect > k, expect - k, 0))]
         with m.Elif(write):
             m.d.sync += [buf.eq(kept), fill.eq(after)]
         with m.If(write):
             m.d.sync += left.eq(left - 1)
-            with m.If(self._col + 1 == self._row_words):
-                m.d.sync += [self._col.eq(0), self._row_addr.eq(self._row_addr + c.words),
-                             addr.eq(self._row_addr + c.words)]
+            with m.If(col + 1 == row_words):
+                m.d.sync += [col.eq(0), row_addr.eq(row_addr + c.words), addr.eq(row_addr + c.words)]
             with m.Else():
-                m.d.sync += [self._col.eq(self._col + 1), addr.eq(addr + 1)]
+                m.d.sync += [col.eq(col + 1), addr.eq(addr + 1)]
             with m.If(left == 1):
                 m.d.sync += fill.eq(0)   # the last word is written: drop the last stream word's padding
-        return busy, ready
-
-    def _stream_start(self, m: Module, data_bits) -> None:
-        """A STREAM register write: fill ``count`` words, ``row_words`` per row, from address 0."""
-        c = self._cfg
-        reg = L.stream_reg_layout(c)(data_bits[:L.stream_reg_layout(c).size])
-        m.d.sync += [self._left.eq(reg.count), self._expect.eq(reg.count << c.lane_bits),
-                     self._row_words.eq(reg.row_words), self._col.eq(0), self._row_addr.eq(0),
-                     self._stream_addr.eq(0), self._fill.eq(0)]
+        with m.If(start):   # only while not busy: no write or take in this cycle
+            reg = L.stream_reg_layout(c)(self.cfg.payload.data[:L.stream_reg_layout(c).size])
+            m.d.sync += [left.eq(reg.count), expect.eq(reg.count << c.lane_bits), row_words.eq(reg.row_words),
+                         col.eq(0), row_addr.eq(0), addr.eq(0), fill.eq(0)]
+        return busy, ready, write, addr, buf[:lanes * wb]

@@ -275,9 +275,7 @@ def test_conv_mode_config_words():
     assert sum(w.target == L.CfgTarget.WEIGHT for w in words) == 0   # the kernel goes as a weight stream:
     k = mp.pe.stream_weights                                         # 4 rows x one word of 2 lanes
     assert len(stream) == -(-4 * 2 // k)
-    wb = mp.pe.weight_bits
-    got = [(w >> (j * wb)) & ((1 << wb) - 1) for w in stream for j in range(k)][:8]
-    got = [v - (1 << wb) if v >> (wb - 1) else v for v in got]
+    got = [int(v) for w in stream for v in L.stream_word_layout(mp.pe).from_bits(w)][:8]
     assert got == mp.conv_setup(mp.layer_slices(0)[1]).kernel.reshape(-1).tolist()
     assert sum(w.target == L.CfgTarget.INPUT_MAP for w in words) == 16
     dense, _ = pe_words((0, 1))
