@@ -211,6 +211,13 @@ def spram_blocks(config: PEConfig, board: Board) -> int:
     return math.ceil(rows / depth) * math.ceil(config.weight_pack * L.weight_word_layout(config).size / width)
 
 
+#: Conv-mode board PEs of at least this many state words get LOAD's pending FIFO, the grouped sweep and STORE's
+#: window bits in LUT RAM (board_config).
+BIG_PE_WORDS = 64
+BIG_PE_PENDING_FIFO = 8   # >= the 6 or 7 tokens a full pipeline holds in flight (pipeline_latency)
+BIG_PE_SWEEP_GROUP = 16
+
+
 def board_config(config: PEConfig, board: Board, noc: NocConfig | None = None) -> PEConfig:
     """``config`` as it is built on ``board``. Weights go to the single-port RAM blocks (iCE40 SPRAM,
     ``weight_spram``) when the board has them and every PE's weights fit there, else to block RAM. Boards with
@@ -222,21 +229,29 @@ def board_config(config: PEConfig, board: Board, noc: NocConfig | None = None) -
     ``defer_bram_above`` entries is built for block RAM (``defer_bram``); board builds leave out the weight
     stream (``cfg_stream``; the configuration then uses WEIGHT words): a board's configuration time is set by
     its UART, and on the ULX3S 3x2 784-100-10 build the stream's gearboxes cost 3,412 LUT4 and the Fmax fell
-    from 52.3 to 48.8 MHz (docs/fpga.md); the one-PE top, whose layer-by-layer plan runs no max-pooling, is
-    built without STORE's pooling window bits (``pooling``). Spike times do not depend on any of these; the
-    FIFO depths, the request stage, the registered defer read, the grouped sweep and the fetch and compute
-    stages (``fetch_stage``, ``compute_stage``, boards that set them) change the cycle count, which the
-    latency run (one PE or mesh) measures with this configuration."""
+    from 52.3 to 48.8 MHz (docs/fpga.md); a conv-mode PE (``conv_inputs``) of at least ``BIG_PE_WORDS`` state words
+    keeps LOAD's pending words in a FIFO (``pending_fifo``) and sweeps in groups
+    (``sweep_group``): LOAD of a 576-word conv PE falls from 15,433 to 3,610 LUT4 on the ECP5 (docs/fpga.md); and
+    STORE's pooling window bits in LUT RAM (``pool_ram``); the one-PE top, whose layer-by-layer plan runs no
+    max-pooling, is built without STORE's pooling window bits (``pooling``). Spike times do not depend on any of
+    these; the FIFO depths, the request stage, the registered defer read, the grouped sweep, the pending FIFO and the
+    fetch and compute stages (``fetch_stage``, ``compute_stage``, boards that set them) change the cycle count,
+    which the latency run (one PE or mesh) measures with this configuration."""
     nodes = 1 if noc is None else noc.n_nodes
+    big = config.conv and config.words >= BIG_PE_WORDS
+    pooling = noc is not None
     spram = dataclasses.replace(config, weight_spram=True, cfg_stream=False)
     use_spram = bool(board.spram_blocks) and nodes * spram_blocks(spram, board) <= board.spram_blocks
     small = {"fifo_depth": 2, "defer_depth": 2} if board.small_fifos and noc is None else {}
     defer = small.get("defer_depth", config.defer_depth)
     return dataclasses.replace(config, weight_spram=use_spram, request_stage=True,
-                               defer_bram=defer + 1 > board.defer_bram_above, sweep_group=board.sweep_group,
+                               defer_bram=defer + 1 > board.defer_bram_above,
+                               sweep_group=max(board.sweep_group, BIG_PE_SWEEP_GROUP) if big else board.sweep_group,
+                               pending_fifo=BIG_PE_PENDING_FIFO if big else config.pending_fifo,
+                               pool_ram=pooling and (big or config.pool_ram),
                                fetch_stage=board.fetch_stage, compute_stage=board.compute_stage,
                                input_stage=board.input_stage and noc is not None,
-                               pooling=noc is not None, cfg_stream=False, **small)
+                               pooling=pooling, cfg_stream=False, **small)
 
 
 def estimate(config: PEConfig, board: Board, *, in_depth: int, out_depth: int,

@@ -17,6 +17,7 @@ MAX_DEFER_DEPTH = 4096  # the defer FIFO is sized for the worst case run-ahead o
 MAX_SOURCES = 1 << 12
 MAX_CONV_SIZE = 1 << 10
 MAX_CONV_KERNEL = 8
+MAX_PENDING_FIFO = 64  # entries of LOAD's pending FIFO: each one a comparator in the hazard check
 #: Weights per WEIGHT configuration word at most (PEConfig.cfg_weights): 4 x 8 bits is as wide as the
 #: thresholds and input map entries the same word carries, so the mesh's flits do not grow with the lanes.
 MAX_CFG_WEIGHTS = 4
@@ -127,6 +128,19 @@ class PEConfig:
         field), which the memory interface collects and writes one whole weight SRAM word per cycle. 6 weights
         per word with 4 lanes and 8-bit weights, against ``cfg_weights`` = 4 per WEIGHT word. Not with
         ``weight_spram``. False (the default): no stream hardware, WEIGHT words only (they work either way).
+    pool_ram : bool
+        With ``pooling``: STORE keeps the window bits in a ``words x lanes`` memory read combinationally
+        (``rtl.sram.SRAM(comb_read=True)``, LUT RAM on FPGAs) instead of ``neurons`` flip-flops with a multiplexer
+        over them; a CLEAR token clears its word's block instead of all bits (docs/pe.md "Max-pooling"). False
+        (the default): the flip-flops. Spike times and cycles do not change.
+    pending_fifo : int
+        0 (the default): LOAD keeps the read-after-write hazard as one ``pending`` bit per state word. ``D >= 2``:
+        as a FIFO of the ``D`` words issued and not yet written back, in issue order (the pipeline writes back in
+        that order); a word is read while no entry holds it, LOAD issues nothing while the FIFO is full, and a
+        step's sweep starts once every earlier word is written back (docs/pe.md "Pending FIFO"). The per-word
+        cost of a PE with hundreds of words (the conv-mode PEs of a board build) falls to the ``rising`` bit;
+        the same tokens in the same order, a sweep up to ``pipeline_latency`` cycles later. Spike times do not
+        change.
 
     Raises
     ------
@@ -156,6 +170,8 @@ class PEConfig:
     input_stage: bool = False
     pooling: bool = True
     cfg_stream: bool = False
+    pending_fifo: int = 0
+    pool_ram: bool = False
 
     def __post_init__(self):
         _check("neurons", self.neurons, 1, MAX_NEURONS)
@@ -179,6 +195,8 @@ class PEConfig:
         _check("weight_depth", self.weight_depth, 0, self.fan_in * self.words)
         if self.sweep_group and (self.sweep_group < 2 or self.sweep_group & (self.sweep_group - 1)):
             raise ValueError(f"sweep_group: {self.sweep_group} is not 0 or a power of two >= 2")
+        if self.pending_fifo:
+            _check("pending_fifo", self.pending_fifo, 2, MAX_PENDING_FIFO)
         if self.cfg_stream and self.weight_spram:
             raise ValueError("cfg_stream: the weight stream needs a simple dual-port weight SRAM, not weight_spram")
         if self.weight_words > MAX_WEIGHT_WORDS:

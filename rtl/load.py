@@ -32,6 +32,82 @@ def _lowest_set(bits):
     v, idx = level[0]
     return v, Const(0, 1) if idx is None else idx
 
+
+class _Hazard:
+    """LOAD's read-after-write bookkeeping: which state words have a token issued and not yet written back.
+
+    ``config.pending_fifo == 0``: one ``pending`` bit per word, set by the one-hot ``issued_seq`` /
+    ``issued_sweep`` of the cycle's issued word, cleared by the write-back's one-hot ``written``.
+    ``config.pending_fifo == D``: the issued words in a FIFO of ``D`` entries, oldest first. The pipeline behind
+    LOAD is one in-order stream, so STORE writes the words back in issue order and each write-back retires the
+    oldest entry; a word is pending while an entry holds it (``D`` comparators instead of a multiplexer over
+    every word's bit), and LOAD issues nothing while all ``D`` entries are in use (``room``). ``pending``,
+    ``issued_seq`` and ``issued_sweep`` are then 0: the sweep starts only once the FIFO is empty (``empty``),
+    and after that it reads words above every word it issued, so no word it looks at is pending."""
+
+    def __init__(self, m, c, done, done_word, written):
+        self.fifo = c.pending_fifo
+        self.m, self.done, self.done_word = m, done, done_word
+        if not self.fifo:
+            self.pending = Signal(c.words)      # word issued, not yet written back
+            self.issued_seq = Signal(c.words)
+            self.issued_sweep = Signal(c.words)
+            m.d.sync += self.pending.eq((self.pending | self.issued_seq | self.issued_sweep) & ~written)
+            self.room = Const(1, 1)
+            self.empty = self.pending == 0
+            return
+        d = self.fifo
+        self.pending = self.issued_seq = self.issued_sweep = Const(0, c.words)
+        self.entries = [Signal(c.word_bits, name=f"pending_{j}") for j in range(d)]
+        self.level = Signal(range(d + 1))
+        self.push = Signal()
+        self.push_word = Signal(c.word_bits)
+        self.room = Signal()
+        self.empty = Signal()
+        m.d.comb += [self.room.eq(self.level != d), self.empty.eq(self.level == 0)]
+        pop = done
+        slot = self.level - pop   # where a word issued in this cycle goes
+        for j, e in enumerate(self.entries):
+            kept = Mux(pop, self.entries[j + 1], e) if j + 1 < d else e
+            m.d.sync += e.eq(Mux(self.push & (slot == j), self.push_word, kept))
+        m.d.sync += self.level.eq(self.level - pop + self.push)
+
+    def _held(self, w, *, skip_head):
+        hits = [(self.level > j) & (e == w) for j, e in enumerate(self.entries)]
+        if skip_head:   # the oldest entry retires in this cycle if a write-back is reported
+            hits[0] = hits[0] & ~self.done
+        return Cat(*hits).any()
+
+    def free_next(self, w, *, past_end=0):
+        """Word ``w`` is not pending in the next cycle unless issued in this one. Bits: its pending bit (a
+        multiplexer over registers; ``past_end``: the value for ``w == words``) or its write-back now (a
+        comparison with STORE's word, not the one-hot ``written`` through that multiplexer: the write-back
+        report is a late signal)."""
+        if self.fifo:
+            return ~self._held(w, skip_head=True)
+        bits = Cat(self.pending, Const(1, 1)) if past_end else self.pending
+        return ~bits.bit_select(w, 1) | (self.done & (self.done_word == w))
+
+    def free_now(self, w):
+        """Word ``w`` may be issued in this cycle: not pending, and (FIFO) an entry free for it."""
+        if self.fifo:
+            return ~self._held(w, skip_head=False) & self.room
+        return ~self.pending.bit_select(w, 1)
+
+    def issue_seq(self, w):
+        """Statements (comb) recording that word ``w`` issues in this cycle (every issuer but the grouped
+        sweep)."""
+        if self.fifo:
+            return [self.push.eq(1), self.push_word.eq(w)]
+        return [self.issued_seq.eq(1 << w)]
+
+    def issue_sweep(self, one_hot, w):
+        """The grouped sweep's issued word, as a one-hot over every word and as a number."""
+        if self.fifo:
+            return [self.push.eq(1), self.push_word.eq(w)]
+        return [self.issued_sweep.eq(one_hot)]
+
+
 class Load(wiring.Component):
     """Takes input events, keeps the step bookkeeping, and issues one read request per SRAM word.
 
@@ -53,6 +129,8 @@ class Load(wiring.Component):
     hazard: a word is read only while it is not pending. A sweep visits the words that are rising or
     pending, lowest first; at a pending word it waits for the write-back and then visits it only if it is
     rising. A word that is not rising cannot fire in this step (rtl/compute.py), so skipping it is exact.
+    With ``config.pending_fifo`` the pending words are a FIFO instead (``_Hazard``; docs/pe.md "Pending FIFO"):
+    the same tokens in the same order, a step's sweep starting once every earlier word is written back.
 
     Ports
     -----
@@ -121,7 +199,6 @@ class Load(wiring.Component):
         # at one flip-flop instead of a comparison, at the head of the iCE40 critical path (the source choice
         # through ``early`` into the defer FIFO's write enable).
         from_defer = Signal()
-        pending = Signal(c.words)  # word issued, not yet written back
         rising = Signal(c.words)   # word's last write-back had a lane that may still fire
         k = Signal(c.word_bits + 1)
         # ``k + 1 == n_words``, kept as a register beside k: the last-word test then adds no carry chain to
@@ -143,21 +220,29 @@ class Load(wiring.Component):
         # grouped sweep, ``issued_seq`` by everything else (event words, conv taps, the one-search sweep). The
         # grouped sweep's position register is loaded from the next cycle's bits without ``issued_sweep``
         # (exact: no sweep word issues in the cycles that load it), so its own search is not in that cone.
-        issued_seq = Signal(c.words)
-        issued_sweep = Signal(c.words)
         written = Signal(c.words)
         with m.If(self.done):
             m.d.comb += written.eq(1 << self.done_word)
-        rising_nx = Signal(c.words)
-        m.d.comb += rising_nx.eq(Mux(clear_rising, 0, (rising & ~written) | Mux(self.done_rising, written, 0)))
-        m.d.sync += [pending.eq((pending | issued_seq | issued_sweep) & ~written), rising.eq(rising_nx)]
-        # Word k (k + 1, word 0) not pending in the next cycle, unless issued in this one: its pending bit
-        # (a multiplexer over registers) or its write-back now (a comparison with STORE's word, not the
-        # one-hot ``written`` through that multiplexer: the write-back report is a late signal).
-        wb = self.done
-        free_k = ~pending.bit_select(k, 1) | (wb & (self.done_word == k))
-        free_k1 = ~Cat(pending, Const(1, 1)).bit_select(k + 1, 1) | (wb & (self.done_word == k + 1))
-        free_0 = ~pending[0] | (wb & (self.done_word == 0))
+        if c.pending_fifo:
+            # Each bit loads only when cleared or written back (its flip-flop's enable): about one LUT per word
+            # where the vector expression below takes three to four, which matters at hundreds of words. Here
+            # the next cycle's bits are never needed: the grouped sweep's registers read them only in a cycle
+            # that starts a sweep or moves it to a later group, and with the pending FIFO no word of those is
+            # written back or cleared then.
+            rising_d = Signal()
+            m.d.comb += rising_d.eq(self.done_rising & ~clear_rising)
+            for j in range(c.words):
+                with m.If(clear_rising | (self.done & (self.done_word == j))):
+                    m.d.sync += rising[j].eq(rising_d)
+            rising_nx = rising
+        else:
+            rising_nx = Signal(c.words)
+            m.d.comb += rising_nx.eq(Mux(clear_rising, 0, (rising & ~written) | Mux(self.done_rising, written, 0)))
+            m.d.sync += rising.eq(rising_nx)
+        hz = _Hazard(m, c, self.done, self.done_word, written)
+        pending, issued_seq = hz.pending, hz.issued_seq
+        # Word k (k + 1, word 0) not pending in the next cycle, unless issued in this one.
+        free_k, free_k1, free_0 = hz.free_next(k), hz.free_next(k + 1, past_end=1), hz.free_next(Const(0, 1))
 
         # Event source: the defer FIFO while replaying, else the input.
         src_valid = Signal()
@@ -173,9 +258,10 @@ class Load(wiring.Component):
             defer.i.payload.eq(ev),
         ]
 
-        def fetch():
+        def fetch(quiet=False):
             """Take the next event (if any) and decide what it does; used in FETCH and, so that events
-            follow each other without a gap, in the cycle that issues the last word of an event."""
+            follow each other without a gap, in the cycle that issues the last word of an event. ``quiet``: the
+            caller issues no word in this cycle (FETCH, the MARK)."""
             # ``ev.time > cur`` compared for both sources in parallel, then chosen: the source choice is not in
             # front of the carry chain (the iCE40 critical path runs from the event's time through it).
             later = Mux(from_defer, defer.o.payload.time > cur, self.i.payload.time > cur)
@@ -224,7 +310,14 @@ class Load(wiring.Component):
                                 with m.If(steps_left):   # cur < t_end
                                     # (the grouped sweep's registers: loaded below in every cycle outside a sweep)
                                     m.d.sync += [op.eq(L.Op.SWEEP), time.eq(cur), k.eq(0)]
-                                    m.next = "ISSUE"
+                                    if hz.fifo:
+                                        # Pending FIFO: the sweep starts once every word is written back.
+                                        with m.If(hz.empty if quiet else Const(0, 1)):
+                                            m.next = "ISSUE"
+                                        with m.Else():
+                                            m.next = "SETTLE"
+                                    else:
+                                        m.next = "ISSUE"
                                 with m.Else():
                                     m.d.sync += armed.eq(0)   # the inference is complete: wait for START
                             with m.Else():
@@ -290,10 +383,11 @@ class Load(wiring.Component):
                            | (~wb & ~pend & ~issued_here & rise))
 
             sweep_here, sweep_word = gc != 0, Cat(g_low, gk)
-            sweep_ok = (g_one & gok).any()
+            sweep_ok = (g_one & gok).any() & hz.room
             sweep_issue = sweep_ok & self.req.ready   # this branch's own handshake
             sweep_past = gc.eq(gc & ~drop & ~g_one)
-            sweep_mark = issued_sweep.eq(Cat(*(Mux(gk == j, g_one, 0) for j in range(groups)))[:c.words])
+            sweep_mark = hz.issue_sweep(Cat(*(Mux(gk == j, g_one, 0) for j in range(groups)))[:c.words],
+                                        Cat(g_low, gk))
             # The group stays (below: the moves and the sweep's start load it instead); in a sweep only the
             # sweep's own word issues, elsewhere gok is not read.
             m.d.sync += gok.eq(group_ok(gk, Mux(sweep_issue, g_one, 0)))
@@ -304,12 +398,17 @@ class Load(wiring.Component):
             found, low = _lowest_set(cand)
             m.d.comb += nxt.eq(Mux(found, low, 0))
             sweep_here, sweep_word = cand != 0, nxt
-            sweep_ok = ~pending.bit_select(nxt, 1) & rising.bit_select(nxt, 1)
+            if hz.fifo:
+                # Every word below the sweep's position is written back before the sweep starts, and the
+                # sweep only reads words above it, so the lowest rising word may be read at once.
+                sweep_ok = hz.room
+            else:
+                sweep_ok = ~pending.bit_select(nxt, 1) & rising.bit_select(nxt, 1)
             sweep_past = k.eq(nxt + 1)
-            sweep_mark = issued_seq.eq(1 << nxt)
+            sweep_mark = hz.issue_seq(nxt)
 
         if c.conv:
-            conv_states = self._conv(m, pending, issued_seq, time, fetch)
+            conv_states = self._conv(m, hz, time, fetch)
             m.d.comb += [self.map_addr.eq(ev.index), self.map_en.eq(take)]
 
         def mark():
@@ -321,16 +420,16 @@ class Load(wiring.Component):
             ]
             with m.If(self.req.ready):   # = issue (valid is 1), without the sweep search in its cone
                 m.next = "FETCH"
-                fetch()  # may go straight on with the next event's words
+                fetch(quiet=True)  # may go straight on with the next event's words
 
         with m.FSM(init="FETCH") as fsm:
             if c.conv:
                 conv_states()
             with m.State("FETCH"):
-                fetch()
+                fetch(quiet=True)
             with m.State("DRAIN"):
                 # The previous inference's words may use another word count: let them all retire first.
-                with m.If(pending == 0):
+                with m.If(hz.empty):
                     m.d.comb += clear_rising.eq(1)
                     m.d.sync += k_free.eq(1)   # nothing is pending and nothing issues here
                     m.next = "ISSUE"
@@ -371,17 +470,17 @@ class Load(wiring.Component):
                     last = k_last
                     # This branch's own handshake (= issue here): the fetch below then depends on k and the
                     # request stage only, not structurally on the sweep search that shares req.valid.
-                    issue_k = k_free & self.req.ready
+                    issue_k = k_free & hz.room & self.req.ready
                     m.d.sync += k_free.eq(free_k)   # k stays: only its write-back counts
                     m.d.comb += [
-                        self.req.valid.eq(k_free),
+                        self.req.valid.eq(k_free & hz.room),
                         self.req.payload.token.op.eq(op),
                         self.req.payload.token.word.eq(k),
                         self.req.payload.token.last.eq(last),
                         self.req.payload.weight_addr.eq(base + k),
                     ]
                     with m.If(issue_k):
-                        m.d.comb += issued_seq.eq(1 << k)
+                        m.d.comb += hz.issue_seq(k)
                         m.d.sync += [k.eq(k + 1), k_last.eq(k + 2 == n_words),
                                      k_free.eq(free_k1)]   # word k + 1 (not issued)
                         with m.If(last):
@@ -394,6 +493,12 @@ class Load(wiring.Component):
                 with m.State("MARK"):
                     m.d.comb += self.req.payload.token.time.eq(time)
                     mark()
+            if hz.fifo:
+                with m.State("SETTLE"):
+                    # A sweep waits here until every earlier word is written back (pending FIFO); nothing
+                    # issues, so the grouped sweep's registers take their start values meanwhile.
+                    with m.If(hz.empty):
+                        m.next = "ISSUE"
         if groups > 1:
             # The grouped sweep's registers are read in a sweep only (ISSUE with op SWEEP): in every other
             # cycle they are loaded with a sweep's start values, which are exact in the cycle that starts one
@@ -405,7 +510,7 @@ class Load(wiring.Component):
                              nxt_known.eq(0)]
         return m
 
-    def _conv(self, m, pending, issued, time, fetch):
+    def _conv(self, m, hz, time, fetch):
         """Conv-mode SPIKE handling (see the class docstring); returns a function that adds the FSM states."""
         c = self._cfg
         kb = c.kernel_bits
@@ -462,7 +567,7 @@ class Load(wiring.Component):
                 with m.Elif(~x_ok | (kx >= self.kw)):
                     m.d.comb += [advance.eq(1), next_row.eq(row_done)]
                 with m.Else():
-                    free = ~pending.bit_select(word[:c.word_bits], 1)
+                    free = hz.free_now(word[:c.word_bits])
                     m.d.comb += [
                         self.req.valid.eq(free),
                         self.req.payload.token.op.eq(L.Op.SPIKE),
@@ -471,7 +576,7 @@ class Load(wiring.Component):
                         self.req.payload.weight_addr.eq(row * self.ch_words + cw),   # compact kernel slice
                     ]
                     with m.If(self.req.ready & free):   # this state's handshake, not req.valid's whole mux
-                        m.d.comb += issued.eq(1 << word[:c.word_bits])
+                        m.d.comb += hz.issue_seq(word[:c.word_bits])
                         with m.If(cw + 1 >= self.ch_words):
                             m.d.comb += [advance.eq(1), next_row.eq(row_done)]
                             m.d.sync += cw.eq(0)

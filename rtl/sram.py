@@ -37,6 +37,11 @@ class SRAM(wiring.Component):
         One address for reads and writes (reads and writes in the same cycle are not allowed).
     pack : int
         Words per physical row, a power of two (1: one word per row).
+    comb_read : bool
+        The read is combinational: ``r_data`` is the word at ``r_addr`` in the same cycle (``r_en`` is not used),
+        and a write is visible from the next cycle on. FPGA tools build such a memory from LUT RAM (the ECP5's
+        ``TRELLIS_DPR16X4``): for small, narrow memories read in the cycle that decides (STORE's pooling
+        window bits, ``PEConfig.pool_ram``). Simple dual-port, one word per row.
     collision_free : bool
         The user never reads a row in the cycle it is written (simple dual-port only). The memory then
         carries the attribute :data:`COLLISION_FREE`, and the board builds let synthesis leave out the
@@ -59,7 +64,7 @@ class SRAM(wiring.Component):
     """
 
     def __init__(self, *, shape, depth: int, granularity: int | None = None, single_port: bool = False,
-                 pack: int = 1, collision_free: bool = False):
+                 pack: int = 1, collision_free: bool = False, comb_read: bool = False):
         width = Shape.cast(shape).width
         if granularity is not None and (granularity < 1 or width % granularity):
             self._MustUse__silence = True  # a rejected instance is not an unused elaboratable
@@ -71,7 +76,11 @@ class SRAM(wiring.Component):
         if collision_free and single_port:
             self._MustUse__silence = True
             raise ValueError("collision_free: a single-port SRAM never reads and writes in one cycle")
+        if comb_read and (single_port or pack != 1 or collision_free):
+            self._MustUse__silence = True
+            raise ValueError("comb_read: only for a simple dual-port SRAM of one word per row")
         self._single_port, self._pack, self._collision_free = single_port, pack, collision_free
+        self._comb_read = comb_read
         n_en = 1 if granularity is None else width // granularity
         abits = bits_for(depth - 1)
         super().__init__({
@@ -108,7 +117,7 @@ class SRAM(wiring.Component):
         else:
             attrs = {COLLISION_FREE: 1} if self._collision_free else {}
             m.submodules.mem = mem = Memory(shape=width * pack, depth=self.rows, init=[], attrs=attrs)
-        rd = mem.read_port()
+        rd = mem.read_port(domain="comb" if self._comb_read else "sync")
         wr = mem.write_port(granularity=gran)
         shift = pack.bit_length() - 1
         r_row, w_row = self.r_addr[shift:], self.w_addr[shift:]
@@ -131,6 +140,8 @@ class SRAM(wiring.Component):
             addr = Signal.like(r_row)
             m.d.comb += [addr.eq(Mux(we.any(), w_row, r_row)), rd.addr.eq(addr), wr.addr.eq(addr),
                          rd.en.eq(self.r_en & ~we.any())]
+        elif self._comb_read:
+            m.d.comb += [rd.addr.eq(r_row), wr.addr.eq(w_row)]
         else:
             m.d.comb += [rd.addr.eq(r_row), wr.addr.eq(w_row), rd.en.eq(self.r_en)]
         return m

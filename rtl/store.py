@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from . import layouts as L
 from .config import PEConfig
+from .sram import SRAM
 
 __all__ = ["Store"]
 
@@ -82,7 +83,8 @@ class Store(wiring.Component):
         # window already passed a spike (``taken``, this inference) is dropped.
         # pool_shift = 0 is no pooling: the bits are then ignored, so STORE is exactly the unpooled one.
         # Without PEConfig.pooling there is no window state: POOL_SHIFT is 0 (host.codec), n is the output.
-        windows = Signal(c.neurons) if c.pooling else None
+        ram = c.pooling and c.pool_ram
+        windows = Signal(c.neurons) if c.pooling and not ram else None
         taken = Signal(c.lanes)
         pooling = self.pool_shift != 0
 
@@ -98,7 +100,15 @@ class Store(wiring.Component):
             # A word's lanes lie in one aligned block of ``lanes`` windows (dense: n >> pool_shift of consecutive
             # n; conv mode: POOL_LOW 0, or >= log2 lanes keeping the lane bits, host.codec checks it), so one
             # multiplexer over ``words`` blocks reads them all, each lane then picks its bit of the block.
-            block = windows.word_select(window(x.token.word * c.lanes) >> c.lane_bits, c.lanes)
+            block_addr = Signal(c.word_bits)
+            m.d.comb += block_addr.eq(window(x.token.word * c.lanes) >> c.lane_bits)
+            if ram:
+                # PEConfig.pool_ram: the blocks as a words x lanes memory read combinationally (LUT RAM).
+                m.submodules.windows = wmem = SRAM(shape=c.lanes, depth=c.words, comb_read=True)
+                m.d.comb += wmem.r_addr.eq(block_addr)
+                block = wmem.r_data
+            else:
+                block = windows.word_select(block_addr, c.lanes)
             for j in range(c.lanes):
                 bit = window(x.token.word * c.lanes + j)[:c.lane_bits] if c.lanes > 1 else 0
                 m.d.comb += taken[j].eq(pooling & block.bit_select(bit, 1))
@@ -146,7 +156,18 @@ class Store(wiring.Component):
                     m.d.sync += emitted.eq(emitted | lowest)
                 with m.Else():
                     m.d.sync += end_sent.eq(1)
-        if c.pooling:
+        if ram:
+            # An emitted lane sets its window's bit: the token's block, read this cycle, with that bit added (a
+            # later lane of the token reads it back in the next cycle). A CLEAR token clears its word's block:
+            # START's CLEARs reach every word in use, so every block a later token of the inference reads.
+            m.d.comb += [wmem.w_addr.eq(block_addr),
+                         wmem.w_data.eq(block | (1 << window(x.token.word * c.lanes + lane)[:c.lane_bits]
+                                                 if c.lanes > 1 else 1))]
+            with m.If(emit & (pending != 0)):
+                m.d.comb += wmem.w_en.eq(1)
+            with m.If(self.i.valid & self.i.ready & (x.token.op == L.Op.CLEAR)):
+                m.d.comb += [wmem.w_en.eq(1), wmem.w_data.eq(0)]
+        elif c.pooling:
             with m.If(emit & (pending != 0)):
                 m.d.sync += windows.bit_select(window(x.token.word * c.lanes + lane), 1).eq(1)
             with m.If(self.i.valid & self.i.ready & (x.token.op == L.Op.CLEAR)):

@@ -30,15 +30,16 @@ def _mixed(oc, rh, rw):
             ConvTile(0, oc, h, 0, rh - h, w), ConvTile(0, oc, h, w, rh - h, rw - w)]
 
 
-def run_tiles(net, conv, tiles, lanes, inputs, *, pool=1, seed=0, idle=0.2, stall=0.2):
-    """Spike times (images, neurons of the emitted layer) from running every tile on its own PE."""
+def run_tiles(net, conv, tiles, lanes, inputs, *, pool=1, seed=0, idle=0.2, stall=0.2, **pe_options):
+    """Spike times (images, neurons of the emitted layer) from running every tile on its own PE (built with
+    ``pe_options`` on top of what the tile needs)."""
     out = np.full((len(inputs), int(np.prod(net.layers[1 if pool > 1 else 0].out_shape))), -1, dtype=np.int64)
     for tile in tiles:
         st = conv_setup(conv, tile, lanes, pool=pool, threshold_bits=net.threshold_bits)
         cfg = PEConfig(neurons=st.active, fan_in=st.kernel.shape[0], lanes=lanes, weight_bits=net.weight_bits,
                        time_bits=net.time_bits, threshold_bits=net.threshold_bits, conv_inputs=net.n_inputs,
                        conv_size=max(*conv.in_shape[1:], *conv.out_shape[1:]),
-                       conv_kernel=max(*conv.weight.shape[2:], conv.padding))
+                       conv_kernel=max(*conv.weight.shape[2:], conv.padding), **pe_options)
         codec = PECodec(cfg)
         words = codec.conv_cfg_words(st.kernel, st.threshold, conv_map_entries(conv, np.arange(net.n_inputs)),
                                      neuron_base=0, sources=1, t_end=net.t_end, pool_shift=st.pool_shift,
@@ -77,18 +78,44 @@ def test_conv_mode_bit_exact(in_shape, conv, pool, tiles, lanes, seed, random_co
     assert (golden < net.no_spike).sum() > 0 and (golden == net.no_spike).sum() > 0  # both kinds occur
 
 
-def test_conv_mode_cycle_model():
+@pytest.mark.parametrize("in_shape,conv,pool,tiles,lanes", [
+    ((1, 7, 7), (2, 3, 2, 1), 1, _full, 4),      # stride 2
+    ((2, 8, 8), (3, 5, 1, 2), 2, _mixed, 2),     # 5x5, padding 2, 2x2 pool, channel groups and column blocks
+])
+def test_conv_mode_pending_fifo_bit_exact(in_shape, conv, pool, tiles, lanes, seed, random_conv_network):
+    """The conv mode with LOAD's pending FIFO (3 entries, fewer than the pipeline holds), the grouped sweep, the
+    request stage and STORE's window bits in LUT RAM, as board builds make PEs of many words
+    (fpga.boards.board_config)."""
+    seed += in_shape[1] + conv[1] + 100
+    rng = np.random.default_rng(seed)
+    spec = [("conv", *conv)] + ([("pool", pool, pool), ("dense", 2)] if pool > 1 else [])
+    net = random_conv_network(rng, in_shape, spec)
+    layer = net.layers[0]
+    inputs = rng.integers(0, net.t_end + 1, size=(2, net.n_inputs))
+    inputs[rng.random(inputs.shape) < 0.3] = net.no_spike
+    golden = model.run(net, inputs).times[1 if pool > 1 else 0].reshape(2, -1)
+    oc, oh, ow = layer.out_shape
+    got = run_tiles(net, layer, tiles(oc, oh // pool * pool, ow // pool * pool), lanes, inputs, pool=pool,
+                    seed=seed, pending_fifo=3, sweep_group=2, request_stage=True, pool_ram=True)
+    assert (got == golden).all(), f"seed {seed}: {np.argwhere(got != golden)[:5].tolist()} differ"
+    assert (golden < net.no_spike).sum() > 0 and (golden == net.no_spike).sum() > 0
+
+
+@pytest.mark.parametrize("options", [{}, {"pending_fifo": 8, "request_stage": True}], ids=["bits", "fifo"])
+def test_conv_mode_cycle_model(options):
     """docs/pe.md "Cost of a SPIKE event": 1 cycle for the map entry, then one cycle per word of a tap inside the
     tile, per tap outside it in a tap row inside it, and per tap row outside it. 3x3 kernel, one channel in one
     lane (CH_WORDS = 1), the whole 6x6 output as the tile: an interior input (9 taps inside) costs 1 + 9 cycles,
-    the corner input (1 tap inside, 2 outside in its row, 2 rows outside) 1 + 5."""
+    the corner input (1 tap inside, 2 outside in its row, 2 rows outside) 1 + 5. The same with LOAD's pending
+    FIFO of 8 entries behind the request stage: its entries cover every token in flight."""
     from host.codec import pack
     from rtl import layouts as L
 
     conv = model.Conv2d(in_shape=(1, 8, 8), weight=np.ones((1, 1, 3, 3), dtype=np.int64),
                         threshold=np.array([30000]))
     st = conv_setup(conv, ConvTile(0, 1, 0, 0, 6, 6), 1, threshold_bits=16)
-    cfg = PEConfig(neurons=36, fan_in=9, lanes=1, time_bits=4, conv_inputs=64, conv_size=8, conv_kernel=3)
+    cfg = PEConfig(neurons=36, fan_in=9, lanes=1, time_bits=4, conv_inputs=64, conv_size=8, conv_kernel=3,
+                   **options)
     codec = PECodec(cfg)
     words = codec.conv_cfg_words(st.kernel, st.threshold, conv_map_entries(conv, np.arange(64)), neuron_base=0,
                                  sources=1, t_end=cfg.max_t_end, pool_shift=0, conv=st.regs, outputs=st.outputs)

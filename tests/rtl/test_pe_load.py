@@ -5,6 +5,8 @@ exactly the spikes of that step (defer FIFO)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
@@ -101,6 +103,8 @@ def simulate(cfg, events, *, active, sources, t_end, seed, n_tokens=None, until=
                         hazards.append((len(tokens), r.token.word))
                     due = max([cycle + int(rng.integers(1, 9))] + [d for d, _, _ in pending])
                     pending.append((due, r.token.word, int(bits[len(tokens)])))
+                    # The pending FIFO holds every outstanding word: LOAD never issues past its entries.
+                    assert not cfg.pending_fifo or len(pending) - done <= cfg.pending_fifo, "pending FIFO overrun"
                 tokens.append(r)
             if done:
                 pending.pop(0)
@@ -116,14 +120,19 @@ def simulate(cfg, events, *, active, sources, t_end, seed, n_tokens=None, until=
 
 
 CFG_GROUPED = PEConfig(neurons=12, fan_in=10, lanes=1, time_bits=4, defer_depth=3, max_sources=3, sweep_group=4)
+# The pending FIFO: 2 entries (full under most write-back delays of the model), and 5 with the grouped sweep.
+CFG_FIFO = dataclasses.replace(CFG, pending_fifo=2)
+CFG_GROUPED_FIFO = dataclasses.replace(CFG_GROUPED, pending_fifo=5)
 
 
-@pytest.mark.parametrize("seed, CFG", [(0, CFG), (1, CFG), (2, CFG), (0, CFG_GROUPED), (1, CFG_GROUPED)],
-                         ids=["0", "1", "2", "0-grouped", "1-grouped"])
+@pytest.mark.parametrize("seed, CFG", [(0, CFG), (1, CFG), (2, CFG), (0, CFG_GROUPED), (1, CFG_GROUPED),
+                                       (0, CFG_FIFO), (1, CFG_FIFO), (0, CFG_GROUPED_FIFO), (1, CFG_GROUPED_FIFO)],
+                         ids=["0", "1", "2", "0-grouped", "1-grouped", "0-fifo", "1-fifo", "0-grouped-fifo",
+                              "1-grouped-fifo"])
 def test_single_source_tokens_match_reference(seed, CFG):
     """Every token (op, word, last, address, time) as docs/pe.md describes it, also with the grouped sweep
-    (12 words in 3 groups of 4: the same tokens in the same order)."""
-    print(f"seed={seed} sweep_group={CFG.sweep_group}")
+    (12 words in 3 groups of 4: the same tokens in the same order) and with the pending FIFO."""
+    print(f"seed={seed} sweep_group={CFG.sweep_group} pending_fifo={CFG.pending_fifo}")
     rng = np.random.default_rng(seed)
     active = int(rng.integers(1, CFG.neurons + 1))
     t_end = int(rng.integers(3, CFG.max_t_end + 1))
@@ -146,9 +155,10 @@ def test_single_source_tokens_match_reference(seed, CFG):
             assert g.token.time == t, n
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_multi_source_spikes_land_in_their_step(seed):
-    print(f"seed={seed}")
+@pytest.mark.parametrize("seed, fifo", [(0, 0), (1, 0), (2, 0), (0, 3)])
+def test_multi_source_spikes_land_in_their_step(seed, fifo):
+    print(f"seed={seed} pending_fifo={fifo}")
+    CFG = dataclasses.replace(globals()["CFG"], pending_fifo=fifo)
     rng = np.random.default_rng(seed)
     sources = int(rng.integers(2, CFG.max_sources + 1))
     t_end = CFG.max_t_end
@@ -208,7 +218,8 @@ def load_reference(cfg, events, *, sources, t_end, defer_depth):
 
 @pytest.mark.parametrize("seed, variant", [(0, {}), (1, {}), (2, {}), (3, {}), (0, {"defer_bram": True}),
                                            (1, {"defer_bram": True}), (0, {"lanes": 1, "sweep_group": 2}),
-                                           (1, {"lanes": 1, "sweep_group": 4})])
+                                           (1, {"lanes": 1, "sweep_group": 4}), (0, {"pending_fifo": 4}),
+                                           (1, {"lanes": 1, "sweep_group": 2, "pending_fifo": 3})])
 def test_senders_two_steps_ahead_exact_order(seed, variant):
     """Senders up to two steps ahead: parked events are parked again during a replay; the token order is
     exactly the reference's, with the defer FIFO's read combinational or registered (``defer_bram``) and with

@@ -4,6 +4,8 @@ and its ``rising`` flag; under stalls on both outputs."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
@@ -83,11 +85,14 @@ def test_store_events_and_writes(seed):
     assert [(w, r) for a, _, w, r in dones if a] == [(w, r) for w, _, r in want_writes]
 
 
+@pytest.mark.parametrize("pool_ram", [False, True], ids=["flip-flops", "ram"])
 @pytest.mark.parametrize("shift", [1, 2, 3])
-def test_store_pooling_first_spike_per_window(shift, seed):
+def test_store_pooling_first_spike_per_window(shift, pool_ram, seed):
     """POOL_SHIFT > 0 (docs/pe.md "Max-pooling"): per inference (CLEAR tokens first), only the first newly fired
     neuron of each window of 2**shift neurons is emitted, as NEURON_BASE + window; later ones are dropped, also
-    inside one word; the window bits are cleared by the next inference's CLEARs. Stalls on both outputs."""
+    inside one word; the window bits are cleared by the next inference's CLEARs. Stalls on both outputs. The
+    same with the window bits in a memory read combinationally (``pool_ram``)."""
+    CFG = dataclasses.replace(globals()["CFG"], pool_ram=pool_ram)
     rng = np.random.default_rng(seed + shift)
     base = 5
     tok, lay, ev = L.token_layout(CFG), L.compute_layout(CFG), L.event_layout(CFG)

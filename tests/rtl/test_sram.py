@@ -57,6 +57,37 @@ def test_sram_matches_array_model(width, depth, granularity, single_port, pack):
     assert len(checked) > 300
 
 
+@pytest.mark.parametrize("width,depth", [(4, 9), (1, 5)])
+def test_sram_comb_read(width, depth):
+    """``comb_read``: ``r_data`` is the word at ``r_addr`` in the same cycle; a write shows from the next cycle."""
+    rng = np.random.default_rng(width * 100 + depth)
+    dut = SRAM(shape=width, depth=depth, comb_read=True)
+    model, checked = [0] * depth, []
+
+    async def bench(ctx):
+        for _ in range(300):
+            ra, wa, wd = int(rng.integers(depth)), int(rng.integers(depth)), int(rng.integers(1 << width))
+            write = bool(rng.random() < 0.5)
+            ctx.set(dut.r_addr, ra)
+            ctx.set(dut.w_addr, wa)
+            ctx.set(dut.w_data, wd)
+            ctx.set(dut.w_en, int(write))
+            await ctx.delay(1e-9)
+            assert ctx.get(dut.r_data) == model[ra]   # the old word in the cycle of a write
+            checked.append(ra)
+            await ctx.tick()
+            if write:
+                model[wa] = wd
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(checked) == 300
+    with pytest.raises(ValueError, match="comb_read"):
+        SRAM(shape=width, depth=depth, comb_read=True, single_port=True)
+
+
 def test_sram_rejects_bad_pack():
     with pytest.raises(ValueError, match="pack"):
         SRAM(shape=8, depth=4, pack=3)
