@@ -59,7 +59,7 @@ class _Hazard:
         d = self.fifo
         self.pending = self.issued_seq = self.issued_sweep = Const(0, c.words)
         self.entries = [Signal(c.word_bits, name=f"pending_{j}") for j in range(d)]
-        self.level = Signal(range(d + 1))
+        self.level = Signal(range(d + 1), name="pending_level")
         self.push = Signal()
         self.push_word = Signal(c.word_bits)
         self.room = Signal()

@@ -43,6 +43,12 @@ PROPERTIES = [
              "its own cycle): no token reads a word whose write-back is pending",
              lambda: LoadHarness(config=dataclasses.replace(SMALL_LOAD, sweep_group=2, fetch_stage=True)),
              depth=10),
+    Property("load_raw_pending_fifo", "LOAD with the pending FIFO (2 entries; write-backs in issue order): no "
+             "token reads a word whose write-back is pending, and no more words are outstanding than entries",
+             lambda: LoadHarness(config=dataclasses.replace(SMALL_LOAD, pending_fifo=2)), depth=14),
+    Property("load_raw_board_big", "LOAD as board builds make big conv PEs (pending FIFO of 3, grouped sweep of "
+             "2 x 2): the same", lambda: LoadHarness(config=dataclasses.replace(SMALL_LOAD, pending_fifo=3,
+                                                                              sweep_group=2)), depth=14),
     # The PE harnesses: k-induction at k = 30 did not finish in 15 minutes; BMC only.
     Property("pe_no_dup", "PE (2 neurons, t_end 2): no neuron spikes twice in one inference",
              lambda: PEHarness(mode="no_dup"), depth=30, prove=False),
@@ -64,6 +70,8 @@ MUTANTS = [
     ("router_misroute", "router_route", lambda: RouterHarness(mode="route", dut_xy=(0, 1)), 8),
     ("router_misroute_xy", "router_xy", lambda: RouterHarness(mode="xy", dut_xy=(0, 1)), 6),
     ("load_early_done", "load_raw", lambda: LoadHarness(mutant="early_done"), 10),
+    ("load_fifo_any_order", "load_raw_pending_fifo",
+     lambda: LoadHarness(config=dataclasses.replace(SMALL_LOAD, pending_fifo=2), mutant="any_order"), 10),
     ("pe_drop", "pe_conserve", lambda: PEHarness(mode="conserve", mutant="drop"), 12),
     ("pe_dup", "pe_conserve", lambda: PEHarness(mode="conserve", mutant="dup"), 12),
 ]
