@@ -4,6 +4,8 @@ every layer compared with model.run, under random injection gaps and host backpr
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -152,6 +154,26 @@ def test_compact_weights_bit_exact(in_shape, spec, mesh, neurons, lanes, balance
                                               compact_weights=True).slices)
     assert all(g is not None for g in mp.convs)
     assert 0 < mp.pe.weight_depth == mp.pe.weight_words < mp.pe.fan_in * mp.pe.words
+    inputs = random_inputs(rng, net, 2)
+    golden = model.run(net, inputs)
+    results = run_images(mp, inputs, seed=seed, idle=0.2, stall=0.2)
+    score, errors = compare_images(results, golden, net.no_spike)
+    assert not errors, errors
+    assert score.compared == 2 * _exposed_net(net)
+    assert score, score.first
+
+
+def test_compact_weights_board_big_pe_bit_exact(seed, random_conv_network):
+    """conv -> 2x2 pool -> dense on 2x2 with the PEs built as board builds make big conv PEs
+    (fpga.boards.board_config): LOAD's pending FIFO (3 entries), the grouped sweep, the request stage and STORE's
+    window bits in LUT RAM; every neuron of every layer equals model.run's under host stalls and backpressure."""
+    seed += 29
+    print(f"seed={seed}")
+    rng = np.random.default_rng(seed)
+    net = random_conv_network(rng, (1, 6, 6), [("conv", 2, 3, 1, 1), ("pool", 2, 2), ("dense", 3)])
+    mp = plan_mesh(net, 2, 2, neurons=64, lanes=4, window=1, compact_weights=True)
+    mp = dataclasses.replace(mp, pe=dataclasses.replace(mp.pe, pending_fifo=3, sweep_group=2, request_stage=True,
+                                                        pool_ram=True))
     inputs = random_inputs(rng, net, 2)
     golden = model.run(net, inputs)
     results = run_images(mp, inputs, seed=seed, idle=0.2, stall=0.2)
