@@ -64,18 +64,7 @@ def run_tiles(net, conv, tiles, lanes, inputs, *, pool=1, seed=0, idle=0.2, stal
     ((1, 9, 9), (2, 4, 2, 2), 2, _rows, 2),      # even kernel, stride 2, padding 2, pooled (floor drops a row)
 ])
 def test_conv_mode_bit_exact(in_shape, conv, pool, tiles, lanes, seed, random_conv_network):
-    seed += in_shape[1] + conv[1]
-    rng = np.random.default_rng(seed)
-    spec = [("conv", *conv)] + ([("pool", pool, pool), ("dense", 2)] if pool > 1 else [])
-    net = random_conv_network(rng, in_shape, spec)
-    layer = net.layers[0]
-    inputs = rng.integers(0, net.t_end + 1, size=(2, net.n_inputs))
-    inputs[rng.random(inputs.shape) < 0.3] = net.no_spike
-    golden = model.run(net, inputs).times[1 if pool > 1 else 0].reshape(2, -1)
-    oc, oh, ow = layer.out_shape
-    got = run_tiles(net, layer, tiles(oc, oh // pool * pool, ow // pool * pool), lanes, inputs, pool=pool, seed=seed)
-    assert (got == golden).all(), f"seed {seed}: {np.argwhere(got != golden)[:5].tolist()} differ"
-    assert (golden < net.no_spike).sum() > 0 and (golden == net.no_spike).sum() > 0  # both kinds occur
+    _check_tiles(in_shape, conv, pool, tiles, lanes, seed + in_shape[1] + conv[1], random_conv_network)
 
 
 @pytest.mark.parametrize("in_shape,conv,pool,tiles,lanes", [
@@ -86,7 +75,14 @@ def test_conv_mode_pending_fifo_bit_exact(in_shape, conv, pool, tiles, lanes, se
     """The conv mode with LOAD's pending FIFO (3 entries, fewer than the pipeline holds), the grouped sweep, the
     request stage and STORE's window bits in LUT RAM, as board builds make PEs of many words
     (fpga.boards.board_config)."""
-    seed += in_shape[1] + conv[1] + 100
+    _check_tiles(in_shape, conv, pool, tiles, lanes, seed + in_shape[1] + conv[1] + 100, random_conv_network,
+                 pending_fifo=3, sweep_group=2, request_stage=True, pool_ram=True)
+
+
+def _check_tiles(in_shape, conv, pool, tiles, lanes, seed, random_conv_network, **pe_options):
+    """One random conv layer (with its pool and a dense layer when pooled), its tiles on PEs built with
+    ``pe_options``: every emitted neuron equals model.run's, and both firing and silent neurons occur."""
+    print(f"seed={seed}")
     rng = np.random.default_rng(seed)
     spec = [("conv", *conv)] + ([("pool", pool, pool), ("dense", 2)] if pool > 1 else [])
     net = random_conv_network(rng, in_shape, spec)
@@ -95,10 +91,10 @@ def test_conv_mode_pending_fifo_bit_exact(in_shape, conv, pool, tiles, lanes, se
     inputs[rng.random(inputs.shape) < 0.3] = net.no_spike
     golden = model.run(net, inputs).times[1 if pool > 1 else 0].reshape(2, -1)
     oc, oh, ow = layer.out_shape
-    got = run_tiles(net, layer, tiles(oc, oh // pool * pool, ow // pool * pool), lanes, inputs, pool=pool,
-                    seed=seed, pending_fifo=3, sweep_group=2, request_stage=True, pool_ram=True)
+    got = run_tiles(net, layer, tiles(oc, oh // pool * pool, ow // pool * pool), lanes, inputs, pool=pool, seed=seed,
+                    **pe_options)
     assert (got == golden).all(), f"seed {seed}: {np.argwhere(got != golden)[:5].tolist()} differ"
-    assert (golden < net.no_spike).sum() > 0 and (golden == net.no_spike).sum() > 0
+    assert (golden < net.no_spike).sum() > 0 and (golden == net.no_spike).sum() > 0  # both kinds occur
 
 
 @pytest.mark.parametrize("options", [{}, {"pending_fifo": 8, "request_stage": True}], ids=["bits", "fifo"])
