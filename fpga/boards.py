@@ -368,8 +368,9 @@ def place_and_route(config: PEConfig, board: Board, build_dir: Path, *, baud: in
                 # The same netlist placed again: the script with this seed, synthesis skipped (yoso.json stays).
                 script.write_text(first.replace(opts, f"{opts}--seed {seed} "))
                 env["YOSYS"] = "true"
-            _run_build(board, build_dir, env)
+            met = _run_build(board, build_dir, env)
             rep = parse_report(board, build_dir, divisor=top.divisor)
+            rep["timing_met"] = met
             by_seed[seed] = rep["fmax_mhz"]
             if best is None or (rep["fmax_mhz"] or 0) > (best["fmax_mhz"] or 0):
                 best, best_seed = rep, seed
@@ -385,21 +386,26 @@ def place_and_route(config: PEConfig, board: Board, build_dir: Path, *, baud: in
             if (keep / f).exists():
                 shutil.copy2(keep / f, build_dir / f)
         shutil.rmtree(keep)
+        met = best["timing_met"]
         best = parse_report(board, build_dir, divisor=top.divisor)
+        best["timing_met"] = met
     best["seed"] = best_seed
     best["fmax_by_seed"] = by_seed
     return best
 
 
-def _run_build(board: Board, build_dir: Path, env: dict) -> None:
-    """Run the extracted build script; a design that does not fit is a FitError, other failures a
-    RuntimeError with the log's tail."""
+def _run_build(board: Board, build_dir: Path, env: dict) -> bool:
+    """Run the extracted build script; returns whether the routed design meets the board clock. A design that
+    placed and routed but misses the clock (nextpnr's "Max frequency ... FAIL", no bitstream) returns False with
+    its report written; one that does not fit is a FitError, other failures a RuntimeError with the log's tail."""
     proc = subprocess.run(["sh", "build_yoso.sh"], cwd=build_dir, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         log = proc.stdout + proc.stderr
         tim = build_dir / "yoso.tim"
         if tim.exists():
             log += tim.read_text(errors="replace")
+        if _TIMING_FAIL_RE.search(log) and (build_dir / "report.json").exists():
+            return False
         over = _UTIL_RE.findall(log) or [(u, k, a) for k, u, a in _REGION_RE.findall(log) if int(u) > int(a)]
         if "Unable to find legal placement" in log:
             lc = [(u, a) for k, u, a in _REGION_RE.findall(log) if k in ("ICESTORM_LC", "TRELLIS_COMB")]
@@ -412,6 +418,11 @@ def _run_build(board: Board, build_dir: Path, env: dict) -> None:
                            f"device has {avail}; use fewer --lanes, fewer --neurons or a smaller --mesh")
         tail = "\n".join(log.strip().splitlines()[-15:])
         raise RuntimeError(f"place and route failed (log in {build_dir}):\n{tail}")
+    return True
+
+
+#: nextpnr's error for a routed design below its clock constraint (it then writes no bitstream).
+_TIMING_FAIL_RE = re.compile(r"ERROR: Max frequency for clock .*\(FAIL at [\d.]+ MHz\)")
 
 
 def parse_report(board: Board, build_dir: Path, *, divisor: int) -> dict:

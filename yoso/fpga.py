@@ -221,7 +221,14 @@ def main(args) -> int:
         if "cycles_per_image_early_exit" in report:
             report["latency_at_fmax_early_exit_us"] = report["cycles_per_image_early_exit"] / report["fmax_mhz"]
 
-    if args.program:
+    # A routed design below the board clock gets its report (resources, Fmax, latency at Fmax) but no bitstream:
+    # the check "runs at the board clock" failed (exit code 1).
+    missed = not report.get("timing_met", True)
+    if missed:
+        print(f"yoso fpga: timing: the routed design reaches {report['fmax_mhz']:.2f} MHz, below the board clock "
+              f"{board.clk_hz / 1e6:g} MHz: no bitstream (build in {args.build_dir or 'a temporary folder'})",
+              file=sys.stderr)
+    if args.program and not missed:
         if not report.get("bitstream"):
             raise CliError("--program: needs --build-dir (the bitstream of a temporary build is gone)")
         try:
@@ -232,7 +239,7 @@ def main(args) -> int:
 
     if args.json:
         print(json.dumps(report, indent=1))
-        return 0
+        return 1 if missed else 0
     print(f"board {board.name} ({board.device}), network {report['architecture']}")
     print(f"accelerator: {report['accelerator']}")
     print(f"PE: {pe.neurons} neurons x {pe.fan_in} weight rows, {pe.lanes} lanes, weights in "
@@ -263,4 +270,4 @@ def main(args) -> int:
               f"{report.get('latency_at_fmax_early_exit_us', float('nan')):.1f} us at Fmax")
     if report.get("bitstream"):
         print(f"bitstream {report['bitstream']}")
-    return 0
+    return 1 if missed else 0

@@ -298,6 +298,24 @@ def test_mesh_latency_with_early_exit():
     assert per_layer == (full,) and 0 < early <= full
 
 
+def test_nextpnr_timing_failure_keeps_the_report(tmp_path):
+    """A design that routed but misses the board clock (nextpnr's "Max frequency ... FAIL", exit code 1) is not
+    an error of the flow: _run_build returns False and the report (written by nextpnr) stays readable; another
+    failure without the timing line is still a RuntimeError."""
+    from fpga.boards import _run_build, parse_report
+
+    (tmp_path / "build_yoso.sh").write_text(
+        "echo \"ERROR: Max frequency for clock '$glbnet$cd_sync.clk': 17.97 MHz (FAIL at 25.00 MHz)\" >&2\n"
+        "echo '{\"fmax\": {\"clk\": {\"achieved\": 17.97, \"constraint\": 25}}, \"utilization\": {}}' "
+        "> report.json\nexit 1\n")
+    assert _run_build(BOARDS["ulx3s-85f"], tmp_path, {"PATH": "/usr/bin:/bin"}) is False
+    rep = parse_report(BOARDS["ulx3s-85f"], tmp_path, divisor=1)
+    assert rep["fmax_mhz"] == 17.97 and rep["bitstream"] is None
+    (tmp_path / "build_yoso.sh").write_text("echo 'ERROR: something else' >&2\nexit 1\n")
+    with pytest.raises(RuntimeError, match="place and route failed"):
+        _run_build(BOARDS["ulx3s-85f"], tmp_path, {"PATH": "/usr/bin:/bin"})
+
+
 def test_nextpnr_overflow_is_one_fit_error(tmp_path):
     """nextpnr's "design uses N cells of type T, but device has M" becomes one FitError with the numbers and the
     options that shrink the design (a stand-in build script prints nextpnr's line and fails)."""
