@@ -230,7 +230,9 @@ def board_config(config: PEConfig, board: Board, noc: NocConfig | None = None) -
     stream (``cfg_stream``; the configuration then uses WEIGHT words): a board's configuration time is set by
     its UART, and on the ULX3S 3x2 784-100-10 build the stream's gearboxes cost 3,412 LUT4 and the Fmax fell
     from 52.3 to 48.8 MHz (docs/fpga.md); a conv-mode PE (``conv_inputs``) of at least ``BIG_PE_WORDS`` state words
-    keeps LOAD's pending words in a FIFO (``pending_fifo``) and sweeps in groups
+    keeps LOAD's pending words in a FIFO (``pending_fifo``), takes the next event in a cycle of its own after a
+    conv spike's last tap (``fetch_stage``; the tap arithmetic ran into the event decision: 17.97 MHz), sweeps in
+    groups
     (``sweep_group``): LOAD of a 576-word conv PE falls from 15,433 to 3,610 LUT4 on the ECP5 (docs/fpga.md); and
     STORE's pooling window bits in LUT RAM (``pool_ram``); the one-PE top, whose layer-by-layer plan runs no
     max-pooling, is built without STORE's pooling window bits (``pooling``). Spike times do not depend on any of
@@ -249,7 +251,7 @@ def board_config(config: PEConfig, board: Board, noc: NocConfig | None = None) -
                                sweep_group=max(board.sweep_group, BIG_PE_SWEEP_GROUP) if big else board.sweep_group,
                                pending_fifo=BIG_PE_PENDING_FIFO if big else config.pending_fifo,
                                pool_ram=pooling and (big or config.pool_ram),
-                               fetch_stage=board.fetch_stage, compute_stage=board.compute_stage,
+                               fetch_stage=board.fetch_stage or big, compute_stage=board.compute_stage,
                                input_stage=board.input_stage and noc is not None,
                                pooling=pooling, cfg_stream=False, **small)
 

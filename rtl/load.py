@@ -587,7 +587,8 @@ class Load(wiring.Component):
                         m.d.sync += [ky.eq(ky_next), kx.eq(kx0)]
                         with m.If(last_row | (ky >= self.kh)):
                             m.next = "FETCH"
-                            fetch()   # may go straight on with the next event
+                            if not c.fetch_stage:
+                                fetch()   # may go straight on with the next event
                     with m.Else():
                         m.d.sync += kx.eq(kx_next)
         return states

@@ -181,11 +181,11 @@ def test_fmnist_fc_fits_the_icebreaker_through_spram():
     # window bits in LUT RAM; dense PEs, small conv PEs and the one-PE top (no pooling) keep their build.
     conv = PEConfig(neurons=2304, fan_in=2304, lanes=4, conv_inputs=2304, conv_size=28, defer_depth=56)
     big = board_config(conv, ulx, noc)
-    assert (big.pending_fifo, big.sweep_group, big.pool_ram) == (8, 16, True)
+    assert (big.pending_fifo, big.sweep_group, big.pool_ram, big.fetch_stage) == (8, 16, True, True)
     assert big.pending_fifo >= big.pipeline_latency + 1
     for other in (board_config(dataclasses.replace(conv, conv_inputs=0), ulx, noc),
                   board_config(dataclasses.replace(conv, neurons=252, fan_in=252), ulx, noc)):
-        assert (other.pending_fifo, other.sweep_group, other.pool_ram) == (0, 0, False)
+        assert (other.pending_fifo, other.sweep_group, other.pool_ram, other.fetch_stage) == (0, 0, False, False)
     assert not board_config(pe, ice).pool_ram and pe.pending_fifo == 0
 
 

@@ -165,15 +165,16 @@ def test_compact_weights_bit_exact(in_shape, spec, mesh, neurons, lanes, balance
 
 def test_compact_weights_board_big_pe_bit_exact(seed, random_conv_network):
     """conv -> 2x2 pool -> dense on 2x2 with the PEs built as board builds make big conv PEs
-    (fpga.boards.board_config): LOAD's pending FIFO (3 entries), the grouped sweep, the request stage and STORE's
-    window bits in LUT RAM; every neuron of every layer equals model.run's under host stalls and backpressure."""
+    (fpga.boards.board_config): LOAD's pending FIFO (3 entries), the grouped sweep, the request stage, the fetch
+    stage and STORE's window bits in LUT RAM; every neuron of every layer equals model.run's under host stalls
+    and backpressure."""
     seed += 29
     print(f"seed={seed}")
     rng = np.random.default_rng(seed)
     net = random_conv_network(rng, (1, 6, 6), [("conv", 2, 3, 1, 1), ("pool", 2, 2), ("dense", 3)])
     mp = plan_mesh(net, 2, 2, neurons=64, lanes=4, window=1, compact_weights=True)
     mp = dataclasses.replace(mp, pe=dataclasses.replace(mp.pe, pending_fifo=3, sweep_group=2, request_stage=True,
-                                                        pool_ram=True))
+                                                        pool_ram=True, fetch_stage=True))
     inputs = random_inputs(rng, net, 2)
     golden = model.run(net, inputs)
     results = run_images(mp, inputs, seed=seed, idle=0.2, stall=0.2)

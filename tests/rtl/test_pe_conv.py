@@ -76,7 +76,7 @@ def test_conv_mode_pending_fifo_bit_exact(in_shape, conv, pool, tiles, lanes, se
     request stage and STORE's window bits in LUT RAM, as board builds make PEs of many words
     (fpga.boards.board_config)."""
     _check_tiles(in_shape, conv, pool, tiles, lanes, seed + in_shape[1] + conv[1] + 100, random_conv_network,
-                 pending_fifo=3, sweep_group=2, request_stage=True, pool_ram=True)
+                 pending_fifo=3, sweep_group=2, request_stage=True, pool_ram=True, fetch_stage=True)
 
 
 def _check_tiles(in_shape, conv, pool, tiles, lanes, seed, random_conv_network, **pe_options):
@@ -97,13 +97,16 @@ def _check_tiles(in_shape, conv, pool, tiles, lanes, seed, random_conv_network, 
     assert (golden < net.no_spike).sum() > 0 and (golden == net.no_spike).sum() > 0  # both kinds occur
 
 
-@pytest.mark.parametrize("options", [{}, {"pending_fifo": 8, "request_stage": True}], ids=["bits", "fifo"])
+@pytest.mark.parametrize("options", [{}, {"pending_fifo": 8, "request_stage": True},
+                                     {"pending_fifo": 8, "request_stage": True, "fetch_stage": True}],
+                         ids=["bits", "fifo", "fifo-fetch"])
 def test_conv_mode_cycle_model(options):
     """docs/pe.md "Cost of a SPIKE event": 1 cycle for the map entry, then one cycle per word of a tap inside the
     tile, per tap outside it in a tap row inside it, and per tap row outside it. 3x3 kernel, one channel in one
     lane (CH_WORDS = 1), the whole 6x6 output as the tile: an interior input (9 taps inside) costs 1 + 9 cycles,
     the corner input (1 tap inside, 2 outside in its row, 2 rows outside) 1 + 5. The same with LOAD's pending
-    FIFO of 8 entries behind the request stage: its entries cover every token in flight."""
+    FIFO of 8 entries behind the request stage: its entries cover every token in flight; with the fetch stage
+    (as board builds make big conv PEs) one cycle more per input spike."""
     from host.codec import pack
     from rtl import layouts as L
 
@@ -121,4 +124,5 @@ def test_conv_mode_cycle_model(options):
     events = [pack(lay, kind=L.EventKind.START)] + [pack(lay, kind=L.EventKind.SPIKE, index=i, time=0) for i in spikes]
     accepted = accept_cycles(cfg, words, events)
     gaps = list(np.diff(accepted))
-    assert gaps[2:6] == [1 + 9] * 4 and gaps[7:] == [1 + 5] * 5, gaps
+    extra = int(cfg.fetch_stage)   # the next event is taken in a cycle of its own after the last tap
+    assert gaps[2:6] == [1 + 9 + extra] * 4 and gaps[7:] == [1 + 5 + extra] * 5, gaps

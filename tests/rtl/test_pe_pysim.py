@@ -39,11 +39,11 @@ CONFIGS["lanes2_compute_stage"] = dataclasses.replace(CONFIGS["lanes2_stage"], c
 CONFIGS["lanes2_stream"] = dataclasses.replace(CONFIGS["lanes2"], cfg_stream=True)
 CONFIGS["lanes1_stream"] = dataclasses.replace(CONFIGS["lanes1"], cfg_stream=True)
 # LOAD's pending FIFO (as board builds make PEs of many words, fpga.boards.board_config): 2 entries, fewer than
-# the pipeline holds, on the request-stage PE; 3 with the grouped sweep, the registered input and defer reads and
-# STORE's window bits in LUT RAM (pool_ram)
+# the pipeline holds, on the request-stage PE; 3 with the grouped sweep, the registered input and defer reads,
+# STORE's window bits in LUT RAM (pool_ram) and the fetch stage
 CONFIGS["lanes2_fifo"] = dataclasses.replace(CONFIGS["lanes2_stage"], pending_fifo=2)
 CONFIGS["lanes1_board_big"] = dataclasses.replace(CONFIGS["lanes1_stage"], pending_fifo=3, sweep_group=2,
-                                                  defer_bram=True, input_stage=True, pool_ram=True)
+                                                  defer_bram=True, input_stage=True, pool_ram=True, fetch_stage=True)
 CONFIGS["lanes2_pool_ram"] = dataclasses.replace(CONFIGS["lanes2"], pool_ram=True)
 
 
