@@ -47,7 +47,7 @@ class _Hazard:
 
     def __init__(self, m, c, done, done_word, written):
         self.fifo = c.pending_fifo
-        self.m, self.done, self.done_word = m, done, done_word
+        self.done, self.done_word = done, done_word
         if not self.fifo:
             self.pending = Signal(c.words)      # word issued, not yet written back
             self.issued_seq = Signal(c.words)
